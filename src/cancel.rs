@@ -1,0 +1,65 @@
+//! CancelRequest: stop the query a session is running, from a fresh socket.
+//!
+//! PostgreSQL manual, "Canceling Requests in Progress": the client opens a new
+//! connection to the same server and sends the session's process id and secret key.
+//! The server answers nothing and closes the socket once it has signalled the backend;
+//! waiting for that close tells us the signal was delivered.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::{Error, TimeoutKind};
+use crate::protocol::frontend;
+use crate::transport::{self, PeerAddr};
+
+/// What a CancelRequest needs: where the session is, and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelToken {
+    pub(crate) peer: PeerAddr,
+    pub(crate) process_id: i32,
+    pub(crate) secret_key: i32,
+    pub(crate) timeout: Duration,
+}
+
+impl CancelToken {
+    /// Asks the server to cancel whatever the session is running now, and waits until
+    /// the server has taken the request (it closes the cancel socket).
+    ///
+    /// A cancel that arrives while the session is idle is ignored by the server; one that
+    /// arrives during a later query cancels that one, which is why pgkeel never reuses a
+    /// session it has sent a cancel for on its own.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Io`] when the server cannot be reached, or a
+    /// [`TimeoutKind::Cancel`] timeout after the configured cancel timeout.
+    pub async fn cancel_query(&self) -> Result<(), Error> {
+        let limit = self.timeout;
+        match tokio::time::timeout(limit, self.send()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::timeout(
+                TimeoutKind::Cancel,
+                format!("the server did not take the cancel request within {limit:?}"),
+            )),
+        }
+    }
+
+    /// The backend process id the token cancels.
+    pub fn process_id(&self) -> i32 {
+        self.process_id
+    }
+
+    async fn send(&self) -> Result<(), Error> {
+        let mut stream = transport::connect_peer(&self.peer).await?;
+        let mut buf = BytesMut::with_capacity(16);
+        frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
+        stream.write_all(&buf).await?;
+        stream.flush().await?;
+        // The server sends nothing back; EOF means it has acted on the request.
+        let mut sink = [0u8; 16];
+        while stream.read(&mut sink).await? > 0 {}
+        tracing::debug!(pid = self.process_id, "cancel request delivered");
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! The `tokio_util` codec that turns a socket into a stream of [`BackendMessage`]s.
+//!
+//! Decoding is cancel safe by construction: bytes stay in the `Framed` read buffer until
+//! a whole frame is there, so dropping a read loses nothing. "Need more bytes" is
+//! `Ok(None)`, never an error. Encoding takes already-built messages ([`Frontend`]); the
+//! connection's hot path writes straight into the write buffer with
+//! [`crate::protocol::frontend`] instead.
+
+use bytes::{Buf, BufMut, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::error::Error;
+use crate::protocol::{BackendMessage, ProtocolError, DEFAULT_MAX_MESSAGE_LEN};
+
+/// Frames backend messages and checks their lengths against a maximum.
+#[derive(Debug, Clone)]
+pub struct PgCodec {
+    max_message_len: usize,
+}
+
+impl Default for PgCodec {
+    fn default() -> Self {
+        PgCodec::new(DEFAULT_MAX_MESSAGE_LEN)
+    }
+}
+
+impl PgCodec {
+    /// A codec that refuses any backend message longer than `max_message_len` bytes.
+    pub fn new(max_message_len: usize) -> PgCodec {
+        PgCodec { max_message_len }
+    }
+
+    /// The largest backend message this codec accepts.
+    pub fn max_message_len(&self) -> usize {
+        self.max_message_len
+    }
+}
+
+impl Decoder for PgCodec {
+    type Item = BackendMessage;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BackendMessage>, Error> {
+        let Some(header) = src.get(..5) else {
+            return Ok(None);
+        };
+        let tag = header[0];
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        let len =
+            usize::try_from(len)
+                .ok()
+                .filter(|&l| l >= 4)
+                .ok_or(ProtocolError::InvalidLength {
+                    tag: tag as char,
+                    len: len.into(),
+                })?;
+        if len > self.max_message_len {
+            let max = self.max_message_len;
+            return Err(ProtocolError::TooLarge {
+                tag: tag as char,
+                len,
+                max,
+            }
+            .into());
+        }
+        if src.len() < len + 1 {
+            // Reserve for the rest of this frame so a large row is read in few syscalls.
+            src.reserve(len + 1 - src.len());
+            return Ok(None);
+        }
+        src.advance(5);
+        let body = src.split_to(len - 4).freeze();
+        Ok(Some(BackendMessage::parse(tag, body)?))
+    }
+}
+
+/// A complete frontend message, for callers that want to go through the `Sink`.
+#[derive(Debug, Clone, Copy)]
+pub enum Frontend<'a> {
+    /// Already-encoded messages, written as they are.
+    Raw(&'a [u8]),
+    /// A simple-protocol Query.
+    Query(&'a str),
+    /// Sync.
+    Sync,
+    /// Flush.
+    Flush,
+    /// Terminate.
+    Terminate,
+}
+
+impl Encoder<Frontend<'_>> for PgCodec {
+    type Error = Error;
+
+    fn encode(&mut self, item: Frontend<'_>, dst: &mut BytesMut) -> Result<(), Error> {
+        use crate::protocol::frontend;
+        match item {
+            Frontend::Raw(bytes) => dst.put_slice(bytes),
+            Frontend::Query(sql) => frontend::query(sql, dst)?,
+            Frontend::Sync => frontend::sync(dst),
+            Frontend::Flush => frontend::flush(dst),
+            Frontend::Terminate => frontend::terminate(dst),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::protocol::TransactionStatus;
+
+    #[test]
+    fn partial_frames_need_more_bytes_and_whole_ones_decode() {
+        let mut codec = PgCodec::default();
+        let mut buf = BytesMut::from(&b"Z\0\0\0"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.put_slice(b"\x05I");
+        let msg = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(msg, BackendMessage::ReadyForQuery(TransactionStatus::Idle));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_length_below_four_is_a_protocol_error() {
+        let mut buf = BytesMut::from(&b"Z\0\0\0\x03I"[..]);
+        let err = PgCodec::default().decode(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol);
+        let mut buf = BytesMut::from(&b"Z\xff\xff\xff\xffI"[..]);
+        assert!(PgCodec::default().decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn a_length_over_the_maximum_is_refused_before_buffering() {
+        let mut buf = BytesMut::from(&b"D\0\x10\0\0"[..]);
+        let err = PgCodec::new(1024).decode(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol);
+        assert!(
+            err.to_string().contains("exceeds the maximum of 1024"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_tag_is_a_protocol_error() {
+        let mut buf = BytesMut::from(&b"@\0\0\0\x04"[..]);
+        let err = PgCodec::default().decode(&mut buf).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown backend message type '@'"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! [`Connection`]: one PostgreSQL session, shareable by many tasks.
+//!
+//! Every exchange runs under the connection's wire lock, so requests from different
+//! tasks never interleave on the socket; they queue on the lock in arrival order. A call
+//! whose future is dropped mid-exchange leaves the connection broken (see
+//! [`wire`](self::wire) for the invariants): later calls fail at once with
+//! [`ErrorKind::Broken`], never with someone else's rows.
+
+mod cache;
+mod connect;
+mod query;
+mod simple;
+pub(crate) mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use self::query::Discard;
+pub use self::query::Params;
+use self::wire::{Shared, Wire, WireGuard};
+use crate::cancel::CancelToken;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind};
+use crate::protocol::TransactionStatus;
+use crate::row::{Row, SimpleQueryMessage};
+use crate::statement::Statement;
+use crate::types::Type;
+
+/// How long `close()` waits for the wire lock before closing the socket by force.
+const CLOSE_LOCK_WAIT: Duration = Duration::from_millis(500);
+
+pub(crate) struct Inner {
+    pub(crate) wire: Arc<Mutex<Wire>>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: say goodbye if nobody holds the wire, without waiting.
+        if let Ok(mut wire) = self.wire.try_lock() {
+            wire.terminate_nowait();
+        }
+    }
+}
+
+/// A PostgreSQL connection: cheap to clone, `Send + Sync`, shared by many tasks.
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) inner: Arc<Inner>,
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What [`Connection::connect`] accepts: a URL or `key=value` string, or a [`Config`].
+pub trait IntoConfig: sealed::Sealed {
+    /// Parses or clones into a [`Config`].
+    fn into_config(self) -> Result<Config, Error>;
+}
+
+impl sealed::Sealed for &str {}
+impl IntoConfig for &str {
+    fn into_config(self) -> Result<Config, Error> {
+        self.parse()
+    }
+}
+impl sealed::Sealed for &String {}
+impl IntoConfig for &String {
+    fn into_config(self) -> Result<Config, Error> {
+        self.parse()
+    }
+}
+impl sealed::Sealed for String {}
+impl IntoConfig for String {
+    fn into_config(self) -> Result<Config, Error> {
+        self.parse()
+    }
+}
+impl sealed::Sealed for Config {}
+impl IntoConfig for Config {
+    fn into_config(self) -> Result<Config, Error> {
+        Ok(self)
+    }
+}
+impl sealed::Sealed for &Config {}
+impl IntoConfig for &Config {
+    fn into_config(self) -> Result<Config, Error> {
+        Ok(self.clone())
+    }
+}
+
+/// A statement to run: SQL text, or a [`Statement`] prepared on this connection.
+pub trait ToStatement: sealed::Sealed {
+    #[doc(hidden)]
+    fn statement_ref(&self) -> StatementRef<'_>;
+}
+
+#[doc(hidden)]
+pub enum StatementRef<'a> {
+    Sql(&'a str),
+    Prepared(&'a Statement),
+}
+
+impl sealed::Sealed for str {}
+impl ToStatement for str {
+    fn statement_ref(&self) -> StatementRef<'_> {
+        StatementRef::Sql(self)
+    }
+}
+impl ToStatement for String {
+    fn statement_ref(&self) -> StatementRef<'_> {
+        StatementRef::Sql(self)
+    }
+}
+impl sealed::Sealed for Statement {}
+impl ToStatement for Statement {
+    fn statement_ref(&self) -> StatementRef<'_> {
+        StatementRef::Prepared(self)
+    }
+}
+
+/// Runs a statement on a locked wire; the one path every query method takes.
+pub(crate) async fn run_on<T: ToStatement + ?Sized>(
+    wire: &mut Wire,
+    statement: &T,
+    params: Params<'_>,
+    sink: &mut impl query::RowSink,
+) -> Result<u64, Error> {
+    match statement.statement_ref() {
+        StatementRef::Sql(sql) => wire.query_sql(sql, params, sink).await,
+        StatementRef::Prepared(stmt) => wire.query_prepared(stmt, params, sink).await,
+    }
+}
+
+/// Checks a row count for `query_one` (`allow_none` false) or `query_opt` (true).
+pub(crate) fn at_most_one(mut rows: Vec<Row>, allow_none: bool) -> Result<Option<Row>, Error> {
+    match (rows.len(), allow_none) {
+        (1, _) => Ok(rows.pop()),
+        (0, true) => Ok(None),
+        (n, _) => {
+            let expected = if allow_none {
+                "at most one"
+            } else {
+                "exactly one"
+            };
+            Err(Error::new(
+                ErrorKind::RowCount,
+                format!("the query returned {n} rows; expected {expected}"),
+            ))
+        }
+    }
+}
+
+impl Connection {
+    /// Opens a connection from a `postgres://` URL, a `key=value` string or a [`Config`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for bad settings; [`ErrorKind::Io`] when no host answers;
+    /// [`ErrorKind::Authentication`] (SQLSTATE 28P01 for a wrong password); a
+    /// [`crate::TimeoutKind::Connect`] timeout when `connect_timeout` passes.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the half-open socket; nothing else is left behind.
+    pub async fn connect(config: impl IntoConfig) -> Result<Connection, Error> {
+        let config = config.into_config()?;
+        connect::connect(&config).await
+    }
+
+    /// Takes the wire lock for one exchange, naming its purpose for traces.
+    pub(crate) async fn lock(&self, purpose: &'static str) -> Result<WireGuard, Error> {
+        let shared = &self.inner.shared;
+        shared.check()?;
+        shared.check_not_holder(purpose)?;
+        let guard = self.inner.wire.clone().lock_owned().await;
+        Ok(WireGuard::new(guard, purpose))
+    }
+
+    /// Runs a statement and returns all its rows.
+    ///
+    /// Parameters are sent in binary, typed by their Rust types; SQL text is prepared and
+    /// cached on first use, so later calls skip parsing. One round trip either way.
+    ///
+    /// # Errors
+    /// A server error ([`ErrorKind::Db`], with `code()` and `as_db_error()`); an
+    /// [`ErrorKind::Encode`] error naming the parameter; [`ErrorKind::Broken`] or
+    /// [`ErrorKind::Closed`] when the connection can no longer be used.
+    ///
+    /// # Cancel safety
+    /// Dropped while waiting for the wire lock: nothing happens. Dropped after the
+    /// request was written: the connection turns broken and the server is sent a
+    /// CancelRequest.
+    pub async fn query<T: ToStatement + ?Sized>(
+        &self,
+        statement: &T,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, Error> {
+        let mut wire = self.lock("query").await?;
+        let mut rows = Vec::new();
+        run_on(&mut wire, statement, params, &mut rows).await?;
+        Ok(rows)
+    }
+
+    /// Runs a statement that must return exactly one row.
+    ///
+    /// # Errors
+    /// As [`Connection::query`], and [`ErrorKind::RowCount`] for zero or several rows.
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn query_one<T: ToStatement + ?Sized>(
+        &self,
+        statement: &T,
+        params: Params<'_>,
+    ) -> Result<Row, Error> {
+        let rows = self.query(statement, params).await?;
+        at_most_one(rows, false).map(|r| r.expect("one row"))
+    }
+
+    /// Runs a statement that returns at most one row.
+    ///
+    /// # Errors
+    /// As [`Connection::query`], and [`ErrorKind::RowCount`] for several rows.
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn query_opt<T: ToStatement + ?Sized>(
+        &self,
+        statement: &T,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, Error> {
+        let rows = self.query(statement, params).await?;
+        at_most_one(rows, true)
+    }
+
+    /// Runs a statement and returns the number of rows it affected; rows it returns are
+    /// dropped as they arrive.
+    ///
+    /// # Errors
+    /// As [`Connection::query`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn execute<T: ToStatement + ?Sized>(
+        &self,
+        statement: &T,
+        params: Params<'_>,
+    ) -> Result<u64, Error> {
+        let mut wire = self.lock("execute").await?;
+        run_on(&mut wire, statement, params, &mut Discard).await
+    }
+
+    /// Prepares a statement, letting the server infer parameter types. The statement can
+    /// be used by every task sharing this connection, and is closed on the server when
+    /// its last clone is dropped.
+    ///
+    /// # Errors
+    /// A server error for invalid SQL; [`ErrorKind::Broken`]/[`ErrorKind::Closed`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn prepare(&self, sql: &str) -> Result<Statement, Error> {
+        self.prepare_typed(sql, &[]).await
+    }
+
+    /// Prepares a statement with some parameter types given (the rest are inferred).
+    ///
+    /// # Errors
+    /// As [`Connection::prepare`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn prepare_typed(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
+        let mut wire = self.lock("prepare").await?;
+        wire.prepare(sql, types).await
+    }
+
+    /// Runs one or more statements separated by semicolons in the simple protocol, and
+    /// returns their rows (as text) and completions in order.
+    ///
+    /// # Errors
+    /// The first server error; statements after it did not run.
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
+        let mut wire = self.lock("simple_query").await?;
+        wire.simple_query(sql).await
+    }
+
+    /// Runs one or more statements separated by semicolons and ignores their rows.
+    ///
+    /// # Errors
+    /// As [`Connection::simple_query`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+        self.simple_query(sql).await.map(drop)
+    }
+
+    /// A token that cancels this session's running query from anywhere.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.inner.shared.cancel.clone()
+    }
+
+    /// The backend process id of this session (`pg_backend_pid()`).
+    pub fn backend_pid(&self) -> i32 {
+        self.inner.shared.cancel.process_id
+    }
+
+    /// A run-time parameter the server reported (`server_version`, `client_encoding`,
+    /// `TimeZone`, …), as of the last message read.
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        let params = self
+            .inner
+            .shared
+            .params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        params.get(name).cloned()
+    }
+
+    /// The transaction status of the last ReadyForQuery: the server's word, not a
+    /// client-side guess, so a `BEGIN` sent as plain SQL shows here too.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        self.inner.shared.transaction_status()
+    }
+
+    /// Whether an exchange was abandoned or failed mid-way; a broken connection is never
+    /// used again.
+    pub fn is_broken(&self) -> bool {
+        self.inner.shared.is_broken()
+    }
+
+    /// Whether [`Connection::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.is_closed()
+    }
+
+    /// Closes the connection; later calls fail with [`ErrorKind::Closed`]. Idempotent.
+    ///
+    /// Waits at most 500 ms for the wire lock to send Terminate; if another task holds it
+    /// longer, the socket is shut down by force and that task's call fails with
+    /// [`ErrorKind::Closed`].
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for reporting a failed goodbye.
+    ///
+    /// # Cancel safety
+    /// The connection is marked closed before the first await; dropping the future
+    /// leaves it closed (the socket goes when the last handle is dropped).
+    pub async fn close(&self) -> Result<(), Error> {
+        let shared = &self.inner.shared;
+        if shared.mark_closed() {
+            return Ok(());
+        }
+        let holds_it = shared.check_not_holder("close").is_err();
+        match holds_it {
+            true => shared.kill_socket(),
+            false => {
+                match tokio::time::timeout(CLOSE_LOCK_WAIT, self.inner.wire.clone().lock_owned())
+                    .await
+                {
+                    Ok(mut wire) => wire.terminate().await,
+                    Err(_) => shared.kill_socket(),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.inner.shared.id)
+            .field("backend_pid", &self.backend_pid())
+            .field("broken", &self.is_broken())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}

@@ -1,0 +1,367 @@
+//! The extended-protocol exchanges: prepare, and bind/execute in one round trip.
+//!
+//! A query by SQL text names its parameter types from the Rust values, so Parse,
+//! Describe, Bind, Execute and Sync go out in one write and the answer comes back in one
+//! read. The statement is then cached; the next call with the same SQL and types sends
+//! only Bind, Execute and Sync. Reference: PostgreSQL manual, "Extended Query".
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::wire::{InFlight, Wire};
+use crate::error::{sqlstate, DbError, Error, ErrorKind};
+use crate::protocol::backend::{rows_affected, DataRow};
+use crate::protocol::frontend::{self, Format, Target};
+use crate::protocol::BackendMessage;
+use crate::row::Row;
+use crate::statement::{Column, Statement};
+use crate::types::{IsNull, Oid, ToSql, Type};
+
+/// Query parameters: any mix of Rust values that implement [`ToSql`].
+pub type Params<'a> = &'a [&'a dyn ToSql];
+
+/// Where the rows of an exchange go.
+pub(crate) trait RowSink {
+    fn row(&mut self, columns: &Arc<[Column]>, row: DataRow);
+}
+
+impl RowSink for Vec<Row> {
+    fn row(&mut self, columns: &Arc<[Column]>, row: DataRow) {
+        self.push(Row::new(columns.clone(), row));
+    }
+}
+
+/// Drops rows; `execute` only wants the count.
+pub(crate) struct Discard;
+
+impl RowSink for Discard {
+    fn row(&mut self, _: &Arc<[Column]>, _: DataRow) {}
+}
+
+/// How the statement of an exchange is found.
+enum Plan<'a> {
+    /// Already prepared (cached or by the user).
+    Prepared(Statement),
+    /// Parse it now under `name` ("" when the cache is off), with client-named types.
+    Parse {
+        sql: &'a str,
+        types: Vec<Oid>,
+        name: String,
+    },
+}
+
+/// What the server said while answering one exchange.
+#[derive(Default)]
+struct Answer {
+    parsed: bool,
+    param_types: Option<Vec<Oid>>,
+    columns: Option<Arc<[Column]>>,
+    rows_affected: u64,
+    closes_done: usize,
+    error: Option<Error>,
+}
+
+impl Wire {
+    /// Runs SQL text with parameters; rows go to `sink`. Returns the rows affected.
+    pub(crate) async fn query_sql(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+        sink: &mut impl RowSink,
+    ) -> Result<u64, Error> {
+        let types: Vec<Oid> = params.iter().map(|p| p.dyn_sql_type().oid()).collect();
+        let plan = match self.cache.get(sql, &types) {
+            Some(stmt) => Plan::Prepared(stmt),
+            None => {
+                let name = match self.cache.enabled() {
+                    true => self.next_statement_name("s"),
+                    false => String::new(),
+                };
+                Plan::Parse { sql, types, name }
+            }
+        };
+        self.run(plan, params, sink).await
+    }
+
+    /// Runs a prepared statement with parameters; rows go to `sink`.
+    pub(crate) async fn query_prepared(
+        &mut self,
+        stmt: &Statement,
+        params: Params<'_>,
+        sink: &mut impl RowSink,
+    ) -> Result<u64, Error> {
+        check_prepared(self.shared.id, stmt, params)?;
+        self.run(Plan::Prepared(stmt.clone()), params, sink).await
+    }
+
+    async fn run(
+        &mut self,
+        plan: Plan<'_>,
+        params: Params<'_>,
+        sink: &mut impl RowSink,
+    ) -> Result<u64, Error> {
+        let mut f = self.start()?;
+        let start = f.buf().len();
+        if let Err(e) = write_plan(&plan, params, f.buf()) {
+            f.abandon_unsent(start);
+            return Err(e);
+        }
+        let closing = write_closes(&mut f);
+        frontend::sync(f.buf());
+        f.flush().await?;
+        let prepared = match &plan {
+            Plan::Prepared(s) => Some(s.columns_arc().clone()),
+            Plan::Parse { .. } => None,
+        };
+        let answer = read_answer(&mut f, prepared, sink).await?;
+        drop(f);
+        self.requeue_closes(closing, answer.closes_done);
+        self.settle_cache(plan, &answer);
+        match answer.error {
+            Some(e) => Err(e),
+            None => Ok(answer.rows_affected),
+        }
+    }
+
+    /// Prepares `sql` as a named statement owned by the caller.
+    pub(crate) async fn prepare(&mut self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
+        let name = self.next_statement_name("p");
+        let oids: Vec<Oid> = types.iter().map(|t| t.oid()).collect();
+        let mut f = self.start()?;
+        let start = f.buf().len();
+        let written = frontend::parse(&name, sql, &oids, f.buf())
+            .and_then(|()| frontend::describe(Target::Statement, &name, f.buf()));
+        if let Err(e) = written {
+            f.abandon_unsent(start);
+            return Err(e.into());
+        }
+        let closing = write_closes(&mut f);
+        frontend::sync(f.buf());
+        f.flush().await?;
+        let answer = read_answer(&mut f, None, &mut Discard).await?;
+        drop(f);
+        self.requeue_closes(closing, answer.closes_done);
+        if let Some(e) = answer.error {
+            return Err(e);
+        }
+        let params = answer
+            .param_types
+            .unwrap_or_default()
+            .into_iter()
+            .map(Type::from_oid)
+            .collect();
+        let columns = answer.columns.unwrap_or_else(|| Arc::from(Vec::new()));
+        let owner = Some(Arc::downgrade(&self.shared));
+        Ok(Statement::new(name, params, columns, self.shared.id, owner))
+    }
+
+    /// Puts back the Close requests the server skipped because of an earlier error.
+    fn requeue_closes(&mut self, closing: Vec<String>, done: usize) {
+        self.to_close.extend(closing.into_iter().skip(done));
+    }
+
+    /// Caches a freshly parsed statement, or forgets a cached one the server no longer
+    /// accepts (its plan changed with the schema, or it is gone).
+    fn settle_cache(&mut self, plan: Plan<'_>, answer: &Answer) {
+        match plan {
+            Plan::Parse { sql, types, name } if answer.parsed && !name.is_empty() => {
+                let params = answer.param_types.clone().unwrap_or_default();
+                let params = params.into_iter().map(Type::from_oid).collect();
+                let columns = answer
+                    .columns
+                    .clone()
+                    .unwrap_or_else(|| Arc::from(Vec::new()));
+                let stmt = Statement::new(name, params, columns, self.shared.id, None);
+                let evicted = self.cache.insert(sql, types, stmt);
+                self.to_close.extend(evicted);
+            }
+            Plan::Prepared(stmt) if is_stale_statement(answer.error.as_ref()) => {
+                self.cache
+                    .remove_statement(stmt.name())
+                    .into_iter()
+                    .for_each(|n| self.to_close.push(n));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a server error means a cached statement must be prepared again.
+fn is_stale_statement(error: Option<&Error>) -> bool {
+    let Some(db) = error.and_then(Error::as_db_error) else {
+        return false;
+    };
+    db.code() == sqlstate::INVALID_SQL_STATEMENT_NAME
+        || (db.code() == sqlstate::FEATURE_NOT_SUPPORTED
+            && db.routine() == Some("RevalidateCachedQuery"))
+}
+
+fn check_prepared(conn_id: u64, stmt: &Statement, params: Params<'_>) -> Result<(), Error> {
+    if stmt.conn_id() != conn_id {
+        return Err(Error::new(
+            ErrorKind::Misuse,
+            "this statement was prepared on another connection",
+        ));
+    }
+    if stmt.params().len() != params.len() {
+        let msg = format!(
+            "the statement takes {} parameters but {} were given",
+            stmt.params().len(),
+            params.len()
+        );
+        return Err(Error::new(ErrorKind::Encode, msg));
+    }
+    for (i, (p, &ty)) in params.iter().zip(stmt.params()).enumerate() {
+        if !p.dyn_accepts(ty) {
+            let msg = format!(
+                "parameter ${} has type {ty}, which Rust type {} cannot be sent as",
+                i + 1,
+                p.rust_type_name()
+            );
+            return Err(Error::new(ErrorKind::Encode, msg));
+        }
+    }
+    Ok(())
+}
+
+fn write_plan(plan: &Plan<'_>, params: Params<'_>, buf: &mut BytesMut) -> Result<(), Error> {
+    let name = match plan {
+        Plan::Prepared(stmt) => stmt.name(),
+        Plan::Parse { sql, types, name } => {
+            frontend::parse(name, sql, types, buf)?;
+            frontend::describe(Target::Statement, name, buf)?;
+            name
+        }
+    };
+    let types = match plan {
+        Plan::Prepared(stmt) => Some(stmt.params()),
+        Plan::Parse { .. } => None,
+    };
+    frontend::bind(
+        "",
+        name,
+        params.len(),
+        Format::Binary,
+        |i, buf| encode_param(i, params[i], types, buf),
+        Format::Binary,
+        buf,
+    )?;
+    frontend::execute("", 0, buf)?;
+    Ok(())
+}
+
+fn encode_param(
+    i: usize,
+    p: &dyn ToSql,
+    types: Option<&[Type]>,
+    buf: &mut BytesMut,
+) -> Result<bool, Error> {
+    let ty = types
+        .and_then(|t| t.get(i).copied())
+        .unwrap_or_else(|| p.dyn_sql_type());
+    match p.to_sql(ty, buf) {
+        Ok(IsNull::Yes) => Ok(true),
+        Ok(IsNull::No) => Ok(false),
+        Err(e) => {
+            let msg = format!(
+                "parameter ${} of type {ty} from Rust type {}",
+                i + 1,
+                p.rust_type_name()
+            );
+            Err(Error::with_source(ErrorKind::Encode, msg, e))
+        }
+    }
+}
+
+/// Appends a Close for every statement waiting to be closed; returns their names.
+fn write_closes(f: &mut InFlight<'_>) -> Vec<String> {
+    let names = std::mem::take(&mut f.wire().to_close);
+    for name in &names {
+        // Names are ours and NUL-free, so this cannot fail.
+        let _ = frontend::close(Target::Statement, name, f.buf());
+    }
+    names
+}
+
+/// Reads the server's answer up to ReadyForQuery. A server error is kept in the answer
+/// (the exchange still runs to its end); a socket or protocol failure breaks the
+/// connection and is returned.
+async fn read_answer(
+    f: &mut InFlight<'_>,
+    columns: Option<Arc<[Column]>>,
+    sink: &mut impl RowSink,
+) -> Result<Answer, Error> {
+    let mut a = Answer {
+        columns,
+        ..Answer::default()
+    };
+    loop {
+        match f.recv().await? {
+            BackendMessage::DataRow(row) => match &a.columns {
+                Some(cols) => sink.row(cols, row),
+                None => {
+                    return Err(f.unexpected(
+                        &BackendMessage::DataRow(row),
+                        "reading rows before their description",
+                    ))
+                }
+            },
+            BackendMessage::ParseComplete => a.parsed = true,
+            BackendMessage::ParameterDescription(oids) => a.param_types = Some(oids),
+            BackendMessage::RowDescription(fields) => {
+                a.columns = Some(fields.into_iter().map(Column::from_field).collect())
+            }
+            BackendMessage::NoData => a.columns = Some(Arc::from(Vec::new())),
+            BackendMessage::BindComplete
+            | BackendMessage::EmptyQueryResponse
+            | BackendMessage::PortalSuspended => {}
+            BackendMessage::CommandComplete(tag) => a.rows_affected = rows_affected(&tag),
+            BackendMessage::CloseComplete => a.closes_done += 1,
+            BackendMessage::ErrorResponse(fields) => {
+                keep_first(&mut a.error, Error::db(DbError::from_fields(fields)))
+            }
+            BackendMessage::CopyInResponse(_) => refuse_copy_in(f, &mut a.error, true).await?,
+            BackendMessage::CopyOutResponse(_)
+            | BackendMessage::CopyData(_)
+            | BackendMessage::CopyDone => {}
+            BackendMessage::ReadyForQuery(status) => {
+                f.finish(status);
+                return Ok(a);
+            }
+            other => return Err(f.unexpected(&other, "running a query")),
+        }
+    }
+}
+
+pub(crate) fn keep_first(slot: &mut Option<Error>, e: Error) {
+    if slot.is_none() {
+        *slot = Some(e);
+    }
+}
+
+/// A COPY FROM STDIN reached through a plain query: tell the server it gets no data.
+/// In the extended protocol the server ignores our Sync while in copy mode, so a new one
+/// must follow the CopyFail.
+pub(crate) async fn refuse_copy_in(
+    f: &mut InFlight<'_>,
+    error: &mut Option<Error>,
+    extended: bool,
+) -> Result<(), Error> {
+    let _ = frontend::copy_fail(
+        "COPY FROM STDIN is not supported through this call",
+        f.buf(),
+    );
+    if extended {
+        frontend::sync(f.buf());
+    }
+    f.flush().await?;
+    keep_first(
+        error,
+        Error::new(
+            ErrorKind::Misuse,
+            "COPY FROM STDIN cannot run through query/execute/simple_query; it was refused",
+        ),
+    );
+    Ok(())
+}

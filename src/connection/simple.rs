@@ -1,0 +1,75 @@
+//! The simple-protocol exchange: one Query message, possibly many statements, text rows.
+//! Reference: PostgreSQL manual, "Simple Query".
+
+use std::sync::Arc;
+
+use super::query::{keep_first, refuse_copy_in};
+use super::wire::{InFlight, Wire};
+use crate::error::{DbError, Error};
+use crate::protocol::backend::rows_affected;
+use crate::protocol::{frontend, BackendMessage};
+use crate::row::{SimpleColumn, SimpleQueryMessage, SimpleQueryRow};
+
+impl Wire {
+    /// Runs one or more statements; returns their rows and completions in order.
+    pub(crate) async fn simple_query(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<SimpleQueryMessage>, Error> {
+        let mut f = self.start()?;
+        let start = f.buf().len();
+        if let Err(e) = frontend::query(sql, f.buf()) {
+            f.abandon_unsent(start);
+            return Err(e.into());
+        }
+        f.flush().await?;
+        read_simple(&mut f).await
+    }
+}
+
+async fn read_simple(f: &mut InFlight<'_>) -> Result<Vec<SimpleQueryMessage>, Error> {
+    let mut out = Vec::new();
+    let mut columns: Option<Arc<[SimpleColumn]>> = None;
+    let mut error = None;
+    loop {
+        match f.recv().await? {
+            BackendMessage::RowDescription(fields) => {
+                columns = Some(
+                    fields
+                        .into_iter()
+                        .map(|f| SimpleColumn::new(f.name))
+                        .collect(),
+                );
+            }
+            BackendMessage::DataRow(row) => match &columns {
+                Some(cols) => out.push(SimpleQueryMessage::Row(SimpleQueryRow::new(
+                    cols.clone(),
+                    row,
+                ))),
+                None => {
+                    return Err(f.unexpected(
+                        &BackendMessage::DataRow(row),
+                        "reading rows before their description",
+                    ))
+                }
+            },
+            BackendMessage::CommandComplete(tag) => {
+                columns = None;
+                out.push(SimpleQueryMessage::CommandComplete(rows_affected(&tag)));
+            }
+            BackendMessage::EmptyQueryResponse => columns = None,
+            BackendMessage::ErrorResponse(fields) => {
+                keep_first(&mut error, Error::db(DbError::from_fields(fields)))
+            }
+            BackendMessage::CopyInResponse(_) => refuse_copy_in(f, &mut error, false).await?,
+            BackendMessage::CopyOutResponse(_)
+            | BackendMessage::CopyData(_)
+            | BackendMessage::CopyDone => {}
+            BackendMessage::ReadyForQuery(status) => {
+                f.finish(status);
+                return error.map_or(Ok(out), Err);
+            }
+            other => return Err(f.unexpected(&other, "running a simple query")),
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The wire: the socket behind the wire lock, and the three small types that keep it
+//! honest.
+//!
+//! - [`Shared`] holds the **broken flag**: set once, never cleared. Every call checks it
+//!   first and fails with [`ErrorKind::Broken`] at once; a pool evicts on sight.
+//! - [`WireGuard`] is a **wire lock acquisition that names its purpose**. Whoever holds it
+//!   owns the socket; requests from different tasks never interleave.
+//! - [`InFlight`] is the **in-flight guard**: armed when the first byte of a request is
+//!   written, disarmed only at the ReadyForQuery that ends the exchange. Dropped while
+//!   armed (the caller's future was dropped mid-exchange), it marks the connection broken,
+//!   takes the socket away, and sends the server a CancelRequest before closing it.
+//!
+//! Cancel safety: taking the lock (`tokio::sync::Mutex::lock_owned`) and reading the next
+//! message (bytes stay in the codec buffer until a frame is whole) are cancel safe. The
+//! exchange between the first write and ReadyForQuery is not: the server's reply would be
+//! left on the socket for the next caller. That span is exactly where [`InFlight`] is armed.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::OwnedMutexGuard;
+use tokio_util::codec::Framed;
+
+use super::cache::StatementCache;
+use crate::cancel::CancelToken;
+use crate::codec::{Frontend, PgCodec};
+use crate::error::{DbError, Error, ErrorKind};
+use crate::protocol::{frontend, BackendMessage, ProtocolError, TransactionStatus};
+use crate::transport::{Killswitch, Stream};
+
+/// The socket as the codec sees it.
+pub(crate) type Io = Framed<Stream, PgCodec>;
+
+/// State every handle of a connection can read without the wire lock.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    /// Set once when an exchange is abandoned or fails mid-way; never cleared.
+    broken: AtomicBool,
+    /// Set by `close()`; never cleared.
+    closed: AtomicBool,
+    /// The status byte of the last ReadyForQuery.
+    tx_status: AtomicU8,
+    /// The task that holds the wire for a transaction or an open row stream, if any.
+    holder: StdMutex<Option<tokio::task::Id>>,
+    pub(crate) params: StdMutex<HashMap<String, String>>,
+    pub(crate) cancel: CancelToken,
+    killswitch: Killswitch,
+    /// Names of user statements dropped since the last exchange; closed on the next one.
+    dropped_statements: StdMutex<Vec<String>>,
+    has_dropped_statements: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        id: u64,
+        params: HashMap<String, String>,
+        cancel: CancelToken,
+        killswitch: Killswitch,
+    ) -> Shared {
+        Shared {
+            id,
+            broken: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            tx_status: AtomicU8::new(TransactionStatus::Idle.as_byte()),
+            holder: StdMutex::new(None),
+            params: StdMutex::new(params),
+            cancel,
+            killswitch,
+            dropped_statements: StdMutex::new(Vec::new()),
+            has_dropped_statements: AtomicBool::new(false),
+        }
+    }
+
+    /// Fails at once if the connection is closed or broken.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        if self.broken.load(Ordering::Acquire) {
+            return Err(Error::broken());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    /// Marks the connection closed; returns whether it already was.
+    pub(crate) fn mark_closed(&self) -> bool {
+        self.closed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Shuts the socket down from outside the wire lock.
+    pub(crate) fn kill_socket(&self) {
+        self.killswitch.trip();
+    }
+
+    pub(crate) fn transaction_status(&self) -> TransactionStatus {
+        let b = self.tx_status.load(Ordering::Acquire);
+        TransactionStatus::from_byte(b).unwrap_or(TransactionStatus::Failed)
+    }
+
+    fn set_transaction_status(&self, status: TransactionStatus) {
+        self.tx_status.store(status.as_byte(), Ordering::Release);
+    }
+
+    /// Records the task that now holds the wire for a long-lived guard.
+    pub(crate) fn set_holder(&self, task: Option<tokio::task::Id>) {
+        *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = task;
+    }
+
+    /// Fails when the current task already holds the wire through a long-lived guard:
+    /// waiting for the lock would wait for itself.
+    pub(crate) fn check_not_holder(&self, what: &str) -> Result<(), Error> {
+        let Some(me) = tokio::task::try_id() else {
+            return Ok(());
+        };
+        let holder = *self.holder.lock().unwrap_or_else(|e| e.into_inner());
+        match holder == Some(me) {
+            false => Ok(()),
+            true => Err(Error::new(
+                ErrorKind::Misuse,
+                format!(
+                    "this task holds the connection through an open transaction or row \
+                     stream and called {what} on the connection directly, which would wait \
+                     for itself forever; run it through the transaction, or finish the \
+                     stream first"
+                ),
+            )),
+        }
+    }
+
+    /// Queues a dropped user statement to be closed on the next exchange.
+    pub(crate) fn statement_dropped(&self, name: String) {
+        let mut names = self
+            .dropped_statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        names.push(name);
+        self.has_dropped_statements.store(true, Ordering::Release);
+    }
+
+    fn take_dropped_statements(&self) -> Vec<String> {
+        if !self.has_dropped_statements.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(
+            &mut *self
+                .dropped_statements
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+}
+
+/// The socket and what lives with it; only ever touched under the wire lock.
+#[derive(Debug)]
+pub(crate) struct Wire {
+    io: Option<Io>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) cache: StatementCache,
+    /// Statements to Close on the next exchange (cache evictions and dropped statements).
+    pub(crate) to_close: Vec<String>,
+    next_name: u64,
+}
+
+impl Wire {
+    pub(crate) fn new(io: Io, shared: Arc<Shared>, cache_capacity: usize) -> Wire {
+        Wire {
+            io: Some(io),
+            shared,
+            cache: StatementCache::new(cache_capacity),
+            to_close: Vec::new(),
+            next_name: 0,
+        }
+    }
+
+    /// A fresh server-side statement name, unique on this connection.
+    pub(crate) fn next_statement_name(&mut self, prefix: &str) -> String {
+        self.next_name += 1;
+        format!("pgkeel_{prefix}{}", self.next_name)
+    }
+
+    /// Arms the in-flight guard for a new exchange.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`] or [`ErrorKind::Broken`] when the socket can no longer be used.
+    pub(crate) fn start(&mut self) -> Result<InFlight<'_>, Error> {
+        self.shared.check()?;
+        if self.io.is_none() {
+            return Err(Error::closed());
+        }
+        let dropped = self.shared.take_dropped_statements();
+        self.to_close.extend(dropped);
+        Ok(InFlight {
+            wire: self,
+            armed: true,
+        })
+    }
+
+    /// Gives the socket up: marks the connection broken, then (when a runtime is there)
+    /// sends a CancelRequest so an abandoned query stops on the server, and closes the
+    /// socket. A session that may have been sent a cancel is never used again: a late
+    /// cancel would hit whatever query ran next.
+    pub(crate) fn break_off(&mut self, why: &str) {
+        self.shared.mark_broken();
+        let Some(io) = self.io.take() else { return };
+        tracing::debug!(conn = self.shared.id, why, "connection broken");
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let cancel = self.shared.cancel.clone();
+                rt.spawn(async move {
+                    if let Err(e) = cancel.cancel_query().await {
+                        tracing::debug!(error = %e, "cancel request failed");
+                    }
+                    drop(io);
+                });
+            }
+            Err(_) => drop(io),
+        }
+    }
+
+    /// Sends Terminate and closes the socket, for a clean `close()`.
+    pub(crate) async fn terminate(&mut self) {
+        if let Some(mut io) = self.io.take() {
+            let _ = io.send(Frontend::Terminate).await;
+        }
+    }
+
+    /// Writes Terminate without waiting and closes the socket; for `Drop`.
+    pub(crate) fn terminate_nowait(&mut self) {
+        if let Some(io) = self.io.take() {
+            let mut buf = BytesMut::with_capacity(5);
+            frontend::terminate(&mut buf);
+            if io.write_buffer().is_empty() {
+                let _ = io.get_ref().try_write(&buf);
+            }
+        }
+    }
+}
+
+/// The wire lock, held: exclusive use of one connection's socket.
+pub(crate) struct WireGuard {
+    guard: OwnedMutexGuard<Wire>,
+    purpose: &'static str,
+}
+
+impl WireGuard {
+    pub(crate) fn new(guard: OwnedMutexGuard<Wire>, purpose: &'static str) -> WireGuard {
+        tracing::trace!(conn = guard.shared.id, purpose, "wire lock taken");
+        WireGuard { guard, purpose }
+    }
+}
+
+impl Drop for WireGuard {
+    fn drop(&mut self) {
+        tracing::trace!(
+            conn = self.guard.shared.id,
+            purpose = self.purpose,
+            "wire lock released"
+        );
+    }
+}
+
+impl Deref for WireGuard {
+    type Target = Wire;
+    fn deref(&self) -> &Wire {
+        &self.guard
+    }
+}
+
+impl DerefMut for WireGuard {
+    fn deref_mut(&mut self) -> &mut Wire {
+        &mut self.guard
+    }
+}
+
+/// One exchange in progress. Dropped before [`InFlight::finish`], it breaks the connection.
+pub(crate) struct InFlight<'a> {
+    wire: &'a mut Wire,
+    armed: bool,
+}
+
+impl InFlight<'_> {
+    fn io(&mut self) -> &mut Io {
+        // `start` checked that the socket is there, and only `break_off` (which also
+        // disarms this guard's purpose) takes it away.
+        self.wire
+            .io
+            .as_mut()
+            .expect("in-flight exchange without a socket")
+    }
+
+    /// The write buffer: messages appended here go out with the next flush.
+    pub(crate) fn buf(&mut self) -> &mut BytesMut {
+        self.io().write_buffer_mut()
+    }
+
+    /// The wire, for the statement cache and names.
+    pub(crate) fn wire(&mut self) -> &mut Wire {
+        self.wire
+    }
+
+    /// Abandons an exchange that has written nothing yet, leaving the connection as it was.
+    pub(crate) fn abandon_unsent(mut self, from: usize) {
+        self.buf().truncate(from);
+        self.armed = false;
+    }
+
+    /// Sends everything buffered.
+    pub(crate) async fn flush(&mut self) -> Result<(), Error> {
+        match SinkExt::<Frontend<'_>>::flush(self.io()).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The next message of this exchange; notices, parameter changes and notifications
+    /// are handled on the way.
+    pub(crate) async fn recv(&mut self) -> Result<BackendMessage, Error> {
+        loop {
+            let msg = match self.io().next().await {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => return Err(self.fail(e)),
+                None => return Err(self.fail(self.eof_error())),
+            };
+            match msg {
+                BackendMessage::NoticeResponse(fields) => log_notice(fields),
+                BackendMessage::ParameterStatus { name, value } => self.set_param(name, value),
+                BackendMessage::NotificationResponse { channel, .. } => {
+                    tracing::debug!(conn = self.wire.shared.id, channel, "notification received");
+                }
+                msg => return Ok(msg),
+            }
+        }
+    }
+
+    fn eof_error(&self) -> Error {
+        match self.wire.shared.is_closed() {
+            true => Error::closed(),
+            false => Error::new(
+                ErrorKind::Closed,
+                "the server closed the connection unexpectedly",
+            ),
+        }
+    }
+
+    fn set_param(&mut self, name: String, value: String) {
+        let mut params = self
+            .wire
+            .shared
+            .params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        params.insert(name, value);
+    }
+
+    /// Ends the exchange at ReadyForQuery: records the transaction status, disarms.
+    pub(crate) fn finish(&mut self, status: TransactionStatus) {
+        self.wire.shared.set_transaction_status(status);
+        self.armed = false;
+    }
+
+    /// Breaks the connection because of `err` (a socket or protocol failure) and returns it.
+    pub(crate) fn fail(&mut self, err: Error) -> Error {
+        self.armed = false;
+        self.wire.break_off(&err.to_string());
+        err
+    }
+
+    /// Breaks the connection because the server sent `msg` where it is not allowed.
+    pub(crate) fn unexpected(&mut self, msg: &BackendMessage, during: &'static str) -> Error {
+        let got = msg.name();
+        self.fail(ProtocolError::Unexpected { got, during }.into())
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.wire
+                .break_off("the caller's future was dropped mid-exchange");
+        }
+    }
+}
+
+fn log_notice(fields: Vec<(u8, String)>) {
+    let notice = DbError::from_fields(fields);
+    match notice.severity() {
+        "WARNING" => tracing::warn!(code = notice.code(), "{}", notice.message()),
+        "DEBUG" | "LOG" => tracing::debug!(code = notice.code(), "{}", notice.message()),
+        _ => tracing::info!(code = notice.code(), "{}", notice.message()),
+    }
+}

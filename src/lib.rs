@@ -1,0 +1,63 @@
+//! pgkeel: an async PostgreSQL driver for Tokio whose promise is that the things that
+//! break other drivers under real load cannot happen here.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), pgkeel::Error> {
+//! let conn = pgkeel::Connection::connect("postgres://app@localhost/app").await?;
+//! conn.execute("CREATE TABLE IF NOT EXISTS kv (k text PRIMARY KEY, v int8)", &[]).await?;
+//! conn.execute("INSERT INTO kv VALUES ($1, $2)", &[&"answer", &42i64]).await?;
+//! let row = conn.query_one("SELECT v FROM kv WHERE k = $1", &[&"answer"]).await?;
+//! let v: i64 = row.get("v");
+//! assert_eq!(v, 42);
+//! # Ok(()) }
+//! ```
+//!
+//! # Behaviour
+//!
+//! - **Wire lock.** A [`Connection`] is `Clone + Send + Sync`; clones share one session.
+//!   Each exchange holds the connection's `tokio::sync::Mutex` from its first write to
+//!   its ReadyForQuery, so requests from different tasks never interleave.
+//! - **One round trip per query.** Parameters are typed by their Rust types, so Parse,
+//!   Describe, Bind, Execute and Sync go out together; statements are cached per
+//!   connection (bounded LRU, [`Config::statement_cache_capacity`]).
+//! - **Typed errors.** [`Error::kind`], [`Error::code`] (SQLSTATE, see [`sqlstate`]),
+//!   [`Error::as_db_error`] with every field the server sent.
+//!
+//! # Cancellation
+//!
+//! A query future dropped after its request was written (by `tokio::time::timeout`,
+//! `select!`, an aborted task) marks the connection **broken**: the server is sent a
+//! CancelRequest so the abandoned query stops, the socket is closed, and every later call
+//! on that connection fails at once with [`ErrorKind::Broken`]. It never returns rows
+//! that belonged to the abandoned call. A future dropped while still waiting for the wire
+//! lock leaves nothing behind. See `docs/CANCELLATION.md`.
+//!
+//! # Features
+//!
+//! - `testkit`: [`testkit`], a throwaway PostgreSQL cluster for tests.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cancel;
+pub mod codec;
+mod config;
+mod connection;
+mod error;
+pub mod protocol;
+mod row;
+mod statement;
+mod transport;
+pub mod types;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use cancel::CancelToken;
+pub use config::{Config, Host, SslMode};
+pub use connection::{Connection, IntoConfig, Params, ToStatement};
+pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};
+pub use protocol::TransactionStatus;
+pub use row::{Row, RowIndex, SimpleColumn, SimpleQueryMessage, SimpleQueryRow, SimpleRowIndex};
+pub use statement::{Column, Statement};
+pub use transport::PeerAddr;
+pub use types::{FromSql, ToSql, Type};

@@ -1,0 +1,259 @@
+//! [`Row`] (binary, from the extended protocol) and [`SimpleQueryRow`] (text, from the
+//! simple protocol). Both keep the server's frame and decode values on demand.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind};
+use crate::protocol::backend::DataRow;
+use crate::statement::Column;
+use crate::types::FromSql;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A column index: a position (`usize`) or a name (`&str`).
+pub trait RowIndex: sealed::Sealed + fmt::Display {
+    /// The position of this column among `columns`.
+    fn index(&self, columns: &[Column]) -> Option<usize>;
+}
+
+impl sealed::Sealed for usize {}
+impl RowIndex for usize {
+    fn index(&self, columns: &[Column]) -> Option<usize> {
+        (*self < columns.len()).then_some(*self)
+    }
+}
+
+impl sealed::Sealed for str {}
+impl RowIndex for str {
+    fn index(&self, columns: &[Column]) -> Option<usize> {
+        columns.iter().position(|c| c.name() == self)
+    }
+}
+
+impl<T: RowIndex + ?Sized> sealed::Sealed for &T {}
+impl<T: RowIndex + ?Sized> RowIndex for &T {
+    fn index(&self, columns: &[Column]) -> Option<usize> {
+        T::index(self, columns)
+    }
+}
+
+impl sealed::Sealed for String {}
+impl RowIndex for String {
+    fn index(&self, columns: &[Column]) -> Option<usize> {
+        self.as_str().index(columns)
+    }
+}
+
+/// One row of a query result.
+#[derive(Clone)]
+pub struct Row {
+    columns: Arc<[Column]>,
+    data: DataRow,
+}
+
+impl Row {
+    pub(crate) fn new(columns: Arc<[Column]>, data: DataRow) -> Row {
+        Row { columns, data }
+    }
+
+    /// The row's columns.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// The number of values in the row.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the row has no values.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The value of a column, decoded into `T`.
+    ///
+    /// # Panics
+    /// When [`Row::try_get`] would fail: no such column, or a value that does not fit `T`.
+    /// Use `try_get` to handle those as errors.
+    #[track_caller]
+    pub fn get<'a, I, T>(&'a self, idx: I) -> T
+    where
+        I: RowIndex,
+        T: FromSql<'a>,
+    {
+        match self.try_get(idx) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The value of a column, decoded into `T`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ColumnNotFound`] for an unknown name or index; [`ErrorKind::Decode`]
+    /// naming the column, its PostgreSQL type and the Rust type when the value does not
+    /// fit (including NULL into a non-`Option` type).
+    pub fn try_get<'a, I, T>(&'a self, idx: I) -> Result<T, Error>
+    where
+        I: RowIndex,
+        T: FromSql<'a>,
+    {
+        let i = idx.index(&self.columns).ok_or_else(|| {
+            Error::new(
+                ErrorKind::ColumnNotFound,
+                format!("no column {idx} in this row"),
+            )
+        })?;
+        let column = &self.columns[i];
+        let ty = column.type_();
+        let decode_error = |e: crate::types::BoxError| {
+            let rust = std::any::type_name::<T>();
+            let msg = format!(
+                "column {:?} (index {i}) of type {ty} into Rust type {rust}",
+                column.name()
+            );
+            Error::with_source(ErrorKind::Decode, msg, e)
+        };
+        if !T::accepts(ty) {
+            return Err(decode_error(Box::new(crate::types::WrongType {
+                ty,
+                rust_type: std::any::type_name::<T>(),
+            })));
+        }
+        T::from_sql_nullable(ty, self.data.value(i)).map_err(decode_error)
+    }
+
+    /// The raw binary value of a column (`None` for NULL or an unknown index).
+    pub fn raw(&self, idx: usize) -> Option<&[u8]> {
+        self.data.value(idx)
+    }
+}
+
+impl fmt::Debug for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_map();
+        for (i, c) in self.columns.iter().enumerate() {
+            d.entry(&c.name(), &self.data.value(i).map(<[u8]>::len));
+        }
+        d.finish()
+    }
+}
+
+/// A column of a simple-protocol row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimpleColumn {
+    name: String,
+}
+
+impl SimpleColumn {
+    pub(crate) fn new(name: String) -> SimpleColumn {
+        SimpleColumn { name }
+    }
+
+    /// The column's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// One row from [`crate::Connection::simple_query`]: every value is text.
+#[derive(Clone)]
+pub struct SimpleQueryRow {
+    columns: Arc<[SimpleColumn]>,
+    data: DataRow,
+}
+
+impl SimpleQueryRow {
+    pub(crate) fn new(columns: Arc<[SimpleColumn]>, data: DataRow) -> SimpleQueryRow {
+        SimpleQueryRow { columns, data }
+    }
+
+    /// The row's columns.
+    pub fn columns(&self) -> &[SimpleColumn] {
+        &self.columns
+    }
+
+    /// The number of values in the row.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the row has no values.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The text of a column by position or name; `None` for NULL.
+    ///
+    /// # Panics
+    /// When [`SimpleQueryRow::try_get`] would fail.
+    #[track_caller]
+    pub fn get(&self, idx: impl SimpleRowIndex) -> Option<&str> {
+        match self.try_get(idx) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The text of a column by position or name; `Ok(None)` for NULL.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ColumnNotFound`] for an unknown column, [`ErrorKind::Decode`] for a
+    /// value that is not UTF-8.
+    pub fn try_get(&self, idx: impl SimpleRowIndex) -> Result<Option<&str>, Error> {
+        let i = idx.simple_index(&self.columns).ok_or_else(|| {
+            Error::new(
+                ErrorKind::ColumnNotFound,
+                format!("no column {idx} in this row"),
+            )
+        })?;
+        let Some(raw) = self.data.value(i) else {
+            return Ok(None);
+        };
+        std::str::from_utf8(raw).map(Some).map_err(|e| {
+            Error::with_source(ErrorKind::Decode, format!("column {i} is not UTF-8"), e)
+        })
+    }
+}
+
+impl fmt::Debug for SimpleQueryRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_map();
+        for (i, c) in self.columns.iter().enumerate() {
+            d.entry(&c.name(), &self.data.value(i).map(String::from_utf8_lossy));
+        }
+        d.finish()
+    }
+}
+
+/// A column index for simple-protocol rows: a position or a name.
+pub trait SimpleRowIndex: sealed::Sealed + fmt::Display {
+    /// The position of this column among `columns`.
+    fn simple_index(&self, columns: &[SimpleColumn]) -> Option<usize>;
+}
+
+impl SimpleRowIndex for usize {
+    fn simple_index(&self, columns: &[SimpleColumn]) -> Option<usize> {
+        (*self < columns.len()).then_some(*self)
+    }
+}
+
+impl SimpleRowIndex for &str {
+    fn simple_index(&self, columns: &[SimpleColumn]) -> Option<usize> {
+        columns.iter().position(|c| c.name() == *self)
+    }
+}
+
+/// One result item of [`crate::Connection::simple_query`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SimpleQueryMessage {
+    /// A row.
+    Row(SimpleQueryRow),
+    /// A statement finished, having affected this many rows.
+    CommandComplete(u64),
+}
