@@ -46,6 +46,7 @@ mod error;
 pub mod protocol;
 mod row;
 mod statement;
+mod transaction;
 mod transport;
 pub mod types;
 
@@ -54,10 +55,11 @@ pub mod testkit;
 
 pub use cancel::CancelToken;
 pub use config::{Config, Host, SslMode};
-pub use connection::{Connection, IntoConfig, Params, ToStatement};
+pub use connection::{Connection, IntoConfig, Params, RowStream, ToStatement, DEFAULT_BATCH_ROWS};
 pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};
 pub use protocol::TransactionStatus;
 pub use row::{Row, RowIndex, SimpleColumn, SimpleQueryMessage, SimpleQueryRow, SimpleRowIndex};
 pub use statement::{Column, Statement};
+pub use transaction::{IsolationLevel, Savepoint, Transaction, TransactionBuilder};
 pub use transport::PeerAddr;
 pub use types::{FromSql, ToSql, Type};

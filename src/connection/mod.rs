@@ -10,6 +10,7 @@ mod cache;
 mod connect;
 mod query;
 mod simple;
+mod stream;
 pub(crate) mod wire;
 
 use std::sync::Arc;
@@ -17,8 +18,11 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use self::query::Discard;
+pub(crate) use self::query::Discard;
 pub use self::query::Params;
+pub(crate) use self::stream::WireSlot;
+pub use self::stream::{RowStream, DEFAULT_BATCH_ROWS};
+use self::wire::HolderMark;
 use self::wire::{Shared, Wire, WireGuard};
 use crate::cancel::CancelToken;
 use crate::config::Config;
@@ -275,6 +279,50 @@ impl Connection {
     pub async fn prepare_typed(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
         let mut wire = self.lock("prepare").await?;
         wire.prepare(sql, types).await
+    }
+
+    /// Streams a statement's rows in bounded batches of [`DEFAULT_BATCH_ROWS`], holding
+    /// the wire lock until the stream ends or is dropped; see [`RowStream`] for what an
+    /// early drop costs.
+    ///
+    /// # Errors
+    /// As [`Connection::query`]; [`ErrorKind::Misuse`] if this task already holds the
+    /// connection through a transaction or another stream.
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn query_raw<T: ToStatement + ?Sized>(
+        &self,
+        statement: &T,
+        params: Params<'_>,
+    ) -> Result<RowStream<'static>, Error> {
+        self.query_raw_batched(statement, params, DEFAULT_BATCH_ROWS)
+            .await
+    }
+
+    /// As [`Connection::query_raw`], with `batch_rows` rows per batch.
+    ///
+    /// # Errors
+    /// As [`Connection::query_raw`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn query_raw_batched<T: ToStatement + ?Sized>(
+        &self,
+        statement: &T,
+        params: Params<'_>,
+        batch_rows: i32,
+    ) -> Result<RowStream<'static>, Error> {
+        let wire = self.lock("query_raw").await?;
+        let holder = HolderMark::new(wire.shared.clone());
+        RowStream::start(
+            WireSlot::Owned(wire),
+            Some(holder),
+            statement,
+            params,
+            batch_rows,
+        )
+        .await
     }
 
     /// Runs one or more statements separated by semicolons in the simple protocol, and

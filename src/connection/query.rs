@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::wire::{InFlight, Wire};
+use super::{StatementRef, ToStatement};
 use crate::error::{sqlstate, DbError, Error, ErrorKind};
 use crate::protocol::backend::{rows_affected, DataRow};
 use crate::protocol::frontend::{self, Format, Target};
@@ -51,9 +52,19 @@ enum Plan<'a> {
     },
 }
 
+/// Where a (possibly limited) Execute stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The row limit was reached; the portal has more rows.
+    Suspended,
+    /// The command finished, having affected this many rows.
+    Done(u64),
+}
+
 /// What the server said while answering one exchange.
 #[derive(Default)]
 struct Answer {
+    suspended: bool,
     parsed: bool,
     param_types: Option<Vec<Oid>>,
     columns: Option<Arc<[Column]>>,
@@ -70,17 +81,7 @@ impl Wire {
         params: Params<'_>,
         sink: &mut impl RowSink,
     ) -> Result<u64, Error> {
-        let types: Vec<Oid> = params.iter().map(|p| p.dyn_sql_type().oid()).collect();
-        let plan = match self.cache.get(sql, &types) {
-            Some(stmt) => Plan::Prepared(stmt),
-            None => {
-                let name = match self.cache.enabled() {
-                    true => self.next_statement_name("s"),
-                    false => String::new(),
-                };
-                Plan::Parse { sql, types, name }
-            }
-        };
+        let plan = self.plan_sql(sql, params);
         self.run(plan, params, sink).await
     }
 
@@ -95,32 +96,111 @@ impl Wire {
         self.run(Plan::Prepared(stmt.clone()), params, sink).await
     }
 
+    /// The cached statement for this SQL and these parameter types, or a Parse of it.
+    fn plan_sql<'s>(&mut self, sql: &'s str, params: Params<'_>) -> Plan<'s> {
+        let types: Vec<Oid> = params.iter().map(|p| p.dyn_sql_type().oid()).collect();
+        match self.cache.get(sql, &types) {
+            Some(stmt) => Plan::Prepared(stmt),
+            None => {
+                let name = match self.cache.enabled() {
+                    true => self.next_statement_name("s"),
+                    false => String::new(),
+                };
+                Plan::Parse { sql, types, name }
+            }
+        }
+    }
+
     async fn run(
         &mut self,
         plan: Plan<'_>,
         params: Params<'_>,
         sink: &mut impl RowSink,
     ) -> Result<u64, Error> {
-        let mut f = self.start()?;
+        match self.run_limited(plan, params, 0, sink).await? {
+            Step::Done(n) => Ok(n),
+            Step::Suspended => Err(Error::protocol(
+                crate::protocol::ProtocolError::Unexpected {
+                    got: "PortalSuspended",
+                    during: "running a query without a row limit",
+                },
+            )),
+        }
+    }
+
+    /// Runs a plan, returning at most `max_rows` rows before pausing (0: all rows).
+    async fn run_limited(
+        &mut self,
+        plan: Plan<'_>,
+        params: Params<'_>,
+        max_rows: i32,
+        sink: &mut impl RowSink,
+    ) -> Result<Step, Error> {
+        let mut f = self.start().await?;
         let start = f.buf().len();
-        if let Err(e) = write_plan(&plan, params, f.buf()) {
+        if let Err(e) = write_plan(&plan, params, max_rows, f.buf()) {
             f.abandon_unsent(start);
             return Err(e);
         }
-        let closing = write_closes(&mut f);
-        frontend::sync(f.buf());
+        let streaming = max_rows > 0;
+        // A stream pauses at PortalSuspended, so Closes would be answered after it: keep
+        // them for an exchange that runs to its Sync.
+        let closing = match streaming {
+            true => Vec::new(),
+            false => write_closes(&mut f),
+        };
+        end_batch(&mut f, streaming);
         f.flush().await?;
         let prepared = match &plan {
             Plan::Prepared(s) => Some(s.columns_arc().clone()),
             Plan::Parse { .. } => None,
         };
-        let answer = read_answer(&mut f, prepared, sink).await?;
+        let answer = read_answer(&mut f, prepared, sink, streaming).await?;
         drop(f);
         self.requeue_closes(closing, answer.closes_done);
+        if streaming {
+            self.stream_columns = answer.columns.clone();
+        }
         self.settle_cache(plan, &answer);
         match answer.error {
             Some(e) => Err(e),
-            None => Ok(answer.rows_affected),
+            None => Ok(answer.step()),
+        }
+    }
+
+    /// Starts a streamed query: the first batch of at most `max_rows` rows goes to `sink`.
+    pub(crate) async fn stream_start<T: ToStatement + ?Sized>(
+        &mut self,
+        statement: &T,
+        params: Params<'_>,
+        max_rows: i32,
+        sink: &mut impl RowSink,
+    ) -> Result<Step, Error> {
+        let plan = match statement.statement_ref() {
+            StatementRef::Sql(sql) => self.plan_sql(sql, params),
+            StatementRef::Prepared(stmt) => {
+                check_prepared(self.shared.id, stmt, params)?;
+                Plan::Prepared(stmt.clone())
+            }
+        };
+        self.run_limited(plan, params, max_rows.max(1), sink).await
+    }
+
+    /// Fetches the next batch of a paused stream.
+    pub(crate) async fn stream_next(
+        &mut self,
+        max_rows: i32,
+        sink: &mut impl RowSink,
+    ) -> Result<Step, Error> {
+        let columns = self.stream_columns.clone();
+        let mut f = InFlight::resume(self)?;
+        frontend::execute("", max_rows.max(1), f.buf())?;
+        end_batch(&mut f, true);
+        f.flush().await?;
+        let answer = read_answer(&mut f, columns, sink, true).await?;
+        match answer.error {
+            Some(e) => Err(e),
+            None => Ok(answer.step()),
         }
     }
 
@@ -128,7 +208,7 @@ impl Wire {
     pub(crate) async fn prepare(&mut self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
         let name = self.next_statement_name("p");
         let oids: Vec<Oid> = types.iter().map(|t| t.oid()).collect();
-        let mut f = self.start()?;
+        let mut f = self.start().await?;
         let start = f.buf().len();
         let written = frontend::parse(&name, sql, &oids, f.buf())
             .and_then(|()| frontend::describe(Target::Statement, &name, f.buf()));
@@ -139,7 +219,7 @@ impl Wire {
         let closing = write_closes(&mut f);
         frontend::sync(f.buf());
         f.flush().await?;
-        let answer = read_answer(&mut f, None, &mut Discard).await?;
+        let answer = read_answer(&mut f, None, &mut Discard, false).await?;
         drop(f);
         self.requeue_closes(closing, answer.closes_done);
         if let Some(e) = answer.error {
@@ -197,6 +277,24 @@ fn is_stale_statement(error: Option<&Error>) -> bool {
             && db.routine() == Some("RevalidateCachedQuery"))
 }
 
+impl Answer {
+    fn step(&self) -> Step {
+        match self.suspended {
+            true => Step::Suspended,
+            false => Step::Done(self.rows_affected),
+        }
+    }
+}
+
+/// Ends a batch of messages: Sync for a whole exchange; Flush for a streamed batch, which
+/// keeps the portal open (its Sync follows when the command completes).
+fn end_batch(f: &mut InFlight<'_>, streaming: bool) {
+    match streaming {
+        true => frontend::flush(f.buf()),
+        false => frontend::sync(f.buf()),
+    }
+}
+
 fn check_prepared(conn_id: u64, stmt: &Statement, params: Params<'_>) -> Result<(), Error> {
     if stmt.conn_id() != conn_id {
         return Err(Error::new(
@@ -225,7 +323,12 @@ fn check_prepared(conn_id: u64, stmt: &Statement, params: Params<'_>) -> Result<
     Ok(())
 }
 
-fn write_plan(plan: &Plan<'_>, params: Params<'_>, buf: &mut BytesMut) -> Result<(), Error> {
+fn write_plan(
+    plan: &Plan<'_>,
+    params: Params<'_>,
+    max_rows: i32,
+    buf: &mut BytesMut,
+) -> Result<(), Error> {
     let name = match plan {
         Plan::Prepared(stmt) => stmt.name(),
         Plan::Parse { sql, types, name } => {
@@ -247,7 +350,7 @@ fn write_plan(plan: &Plan<'_>, params: Params<'_>, buf: &mut BytesMut) -> Result
         Format::Binary,
         buf,
     )?;
-    frontend::execute("", 0, buf)?;
+    frontend::execute("", max_rows, buf)?;
     Ok(())
 }
 
@@ -284,27 +387,28 @@ fn write_closes(f: &mut InFlight<'_>) -> Vec<String> {
     names
 }
 
-/// Reads the server's answer up to ReadyForQuery. A server error is kept in the answer
-/// (the exchange still runs to its end); a socket or protocol failure breaks the
-/// connection and is returned.
+/// Reads the server's answer up to ReadyForQuery (or, for a streamed batch, up to
+/// PortalSuspended). A server error is kept in the answer (the exchange still runs to its
+/// end); a socket or protocol failure breaks the connection and is returned.
 async fn read_answer(
     f: &mut InFlight<'_>,
     columns: Option<Arc<[Column]>>,
     sink: &mut impl RowSink,
+    streaming: bool,
 ) -> Result<Answer, Error> {
     let mut a = Answer {
         columns,
         ..Answer::default()
     };
+    // A streamed batch ends with Flush; its Sync goes out once the command ends.
+    let mut need_sync = streaming;
     loop {
         match f.recv().await? {
             BackendMessage::DataRow(row) => match &a.columns {
                 Some(cols) => sink.row(cols, row),
                 None => {
-                    return Err(f.unexpected(
-                        &BackendMessage::DataRow(row),
-                        "reading rows before their description",
-                    ))
+                    let msg = BackendMessage::DataRow(row);
+                    return Err(f.unexpected(&msg, "reading rows before their description"));
                 }
             },
             BackendMessage::ParseComplete => a.parsed = true,
@@ -313,15 +417,28 @@ async fn read_answer(
                 a.columns = Some(fields.into_iter().map(Column::from_field).collect())
             }
             BackendMessage::NoData => a.columns = Some(Arc::from(Vec::new())),
-            BackendMessage::BindComplete
-            | BackendMessage::EmptyQueryResponse
-            | BackendMessage::PortalSuspended => {}
-            BackendMessage::CommandComplete(tag) => a.rows_affected = rows_affected(&tag),
+            BackendMessage::BindComplete => {}
+            BackendMessage::PortalSuspended if streaming && a.error.is_none() => {
+                f.pause();
+                a.suspended = true;
+                return Ok(a);
+            }
+            BackendMessage::PortalSuspended | BackendMessage::EmptyQueryResponse => {
+                send_sync_once(f, &mut need_sync).await?
+            }
+            BackendMessage::CommandComplete(tag) => {
+                a.rows_affected = rows_affected(&tag);
+                send_sync_once(f, &mut need_sync).await?;
+            }
             BackendMessage::CloseComplete => a.closes_done += 1,
             BackendMessage::ErrorResponse(fields) => {
-                keep_first(&mut a.error, Error::db(DbError::from_fields(fields)))
+                keep_first(&mut a.error, Error::db(DbError::from_fields(fields)));
+                send_sync_once(f, &mut need_sync).await?;
             }
-            BackendMessage::CopyInResponse(_) => refuse_copy_in(f, &mut a.error, true).await?,
+            BackendMessage::CopyInResponse(_) => {
+                need_sync = false;
+                refuse_copy_in(f, &mut a.error, true).await?;
+            }
             BackendMessage::CopyOutResponse(_)
             | BackendMessage::CopyData(_)
             | BackendMessage::CopyDone => {}
@@ -332,6 +449,15 @@ async fn read_answer(
             other => return Err(f.unexpected(&other, "running a query")),
         }
     }
+}
+
+/// Sends the Sync a streamed batch held back, once.
+async fn send_sync_once(f: &mut InFlight<'_>, need_sync: &mut bool) -> Result<(), Error> {
+    if std::mem::take(need_sync) {
+        frontend::sync(f.buf());
+        f.flush().await?;
+    }
+    Ok(())
 }
 
 pub(crate) fn keep_first(slot: &mut Option<Error>, e: Error) {

@@ -16,7 +16,7 @@ impl Wire {
         &mut self,
         sql: &str,
     ) -> Result<Vec<SimpleQueryMessage>, Error> {
-        let mut f = self.start()?;
+        let mut f = self.start().await?;
         let start = f.buf().len();
         if let Err(e) = frontend::query(sql, f.buf()) {
             f.abandon_unsent(start);

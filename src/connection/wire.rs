@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
@@ -29,7 +30,9 @@ use super::cache::StatementCache;
 use crate::cancel::CancelToken;
 use crate::codec::{Frontend, PgCodec};
 use crate::error::{DbError, Error, ErrorKind};
-use crate::protocol::{frontend, BackendMessage, ProtocolError, TransactionStatus};
+use crate::protocol::frontend::{self, Target};
+use crate::protocol::{BackendMessage, ProtocolError, TransactionStatus};
+use crate::statement::Column;
 use crate::transport::{Killswitch, Stream};
 
 /// The socket as the codec sees it.
@@ -175,6 +178,10 @@ pub(crate) struct Wire {
     pub(crate) cache: StatementCache,
     /// Statements to Close on the next exchange (cache evictions and dropped statements).
     pub(crate) to_close: Vec<String>,
+    /// A row stream stopped between batches: its portal is open and no Sync was sent.
+    pending_sync: bool,
+    /// The columns of the statement a paused row stream is reading.
+    pub(crate) stream_columns: Option<Arc<[Column]>>,
     next_name: u64,
 }
 
@@ -185,6 +192,8 @@ impl Wire {
             shared,
             cache: StatementCache::new(cache_capacity),
             to_close: Vec::new(),
+            pending_sync: false,
+            stream_columns: None,
             next_name: 0,
         }
     }
@@ -195,11 +204,19 @@ impl Wire {
         format!("pgkeel_{prefix}{}", self.next_name)
     }
 
-    /// Arms the in-flight guard for a new exchange.
+    /// Arms the in-flight guard for a new exchange, after settling a portal that an
+    /// early-dropped row stream left open.
     ///
     /// # Errors
     /// [`ErrorKind::Closed`] or [`ErrorKind::Broken`] when the socket can no longer be used.
-    pub(crate) fn start(&mut self) -> Result<InFlight<'_>, Error> {
+    pub(crate) async fn start(&mut self) -> Result<InFlight<'_>, Error> {
+        if self.pending_sync {
+            self.settle().await?;
+        }
+        self.start_now()
+    }
+
+    fn start_now(&mut self) -> Result<InFlight<'_>, Error> {
         self.shared.check()?;
         if self.io.is_none() {
             return Err(Error::closed());
@@ -210,6 +227,55 @@ impl Wire {
             wire: self,
             armed: true,
         })
+    }
+
+    /// Ends an extended-protocol exchange that a row stream left paused between batches:
+    /// Close the portal, Sync, and read to ReadyForQuery.
+    pub(crate) async fn settle(&mut self) -> Result<(), Error> {
+        if !self.pending_sync {
+            return Ok(());
+        }
+        self.pending_sync = false;
+        let mut f = self.start_now()?;
+        // Names are ours and NUL-free, so this cannot fail.
+        let _ = frontend::close(Target::Portal, "", f.buf());
+        frontend::sync(f.buf());
+        f.flush().await?;
+        loop {
+            match f.recv().await? {
+                BackendMessage::ReadyForQuery(status) => {
+                    f.finish(status);
+                    break;
+                }
+                BackendMessage::CloseComplete | BackendMessage::ErrorResponse(_) => {}
+                other => return Err(f.unexpected(&other, "closing a paused row stream")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles a paused portal and, with `rollback`, ends an open transaction.
+    pub(crate) async fn cleanup(&mut self, rollback: bool) -> Result<(), Error> {
+        self.settle().await?;
+        if rollback && self.transaction_status() != TransactionStatus::Idle {
+            self.simple_query("ROLLBACK").await?;
+        }
+        Ok(())
+    }
+
+    /// The status byte of the last ReadyForQuery.
+    pub(crate) fn transaction_status(&self) -> TransactionStatus {
+        self.shared.transaction_status()
+    }
+
+    /// Whether a transaction is open or a portal paused, by the server's last word.
+    pub(crate) fn needs_cleanup(&self) -> bool {
+        self.pending_sync || self.transaction_status() != TransactionStatus::Idle
+    }
+
+    /// Whether the socket can still carry an exchange.
+    pub(crate) fn is_usable(&self) -> bool {
+        self.io.is_some() && self.shared.check().is_ok()
     }
 
     /// Gives the socket up: marks the connection broken, then (when a runtime is there)
@@ -250,6 +316,61 @@ impl Wire {
                 let _ = io.get_ref().try_write(&buf);
             }
         }
+    }
+}
+
+/// How long a cleanup step (rollback of a dropped transaction, closing a dropped stream's
+/// portal) may take before the connection is given up instead.
+pub(crate) const CLEANUP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Cleans up after a guard dropped with work outstanding: settles a paused portal and,
+/// with `rollback`, ends an open transaction. Runs in a spawned task that keeps the wire
+/// lock until done, so no one else sees the state in between; on failure or past
+/// [`CLEANUP_DEADLINE`], the connection is broken instead. With no runtime, a rollback
+/// cannot run, so the connection is broken (the server rolls back when the socket closes).
+pub(crate) fn spawn_cleanup(mut guard: WireGuard, rollback: bool) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        if rollback {
+            guard.break_off("dropped with an open transaction and no runtime to roll it back");
+        }
+        return;
+    };
+    rt.spawn(async move {
+        let done = tokio::time::timeout(CLEANUP_DEADLINE, guard.cleanup(rollback)).await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(conn = guard.shared.id, error = %e, "cleanup failed; connection given up");
+                guard.break_off("cleanup failed");
+            }
+            Err(_) => {
+                tracing::warn!(conn = guard.shared.id, "cleanup timed out; connection given up");
+                guard.break_off("cleanup timed out");
+            }
+        }
+    });
+}
+
+/// Marks the current task as the holder of a connection's wire for a long-lived guard
+/// (a transaction or a row stream); clears the mark when dropped.
+#[derive(Debug)]
+pub(crate) struct HolderMark(Arc<Shared>);
+
+impl HolderMark {
+    pub(crate) fn new(shared: Arc<Shared>) -> HolderMark {
+        shared.set_holder(tokio::task::try_id());
+        HolderMark(shared)
+    }
+
+    /// Moves the mark to the current task (the guard may have moved between tasks).
+    pub(crate) fn refresh(&self) {
+        self.0.set_holder(tokio::task::try_id());
+    }
+}
+
+impl Drop for HolderMark {
+    fn drop(&mut self) {
+        self.0.set_holder(None);
     }
 }
 
@@ -367,6 +488,20 @@ impl InFlight<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         params.insert(name, value);
+    }
+
+    /// Disarms between batches of a row stream: the portal stays open, and the next
+    /// exchange on this wire settles it first unless the stream fetches more.
+    pub(crate) fn pause(&mut self) {
+        self.wire.pending_sync = true;
+        self.armed = false;
+    }
+
+    /// Resumes a paused exchange (the stream fetches its next batch).
+    pub(crate) fn resume(wire: &mut Wire) -> Result<InFlight<'_>, Error> {
+        let f = wire.start_now()?;
+        f.wire.pending_sync = false;
+        Ok(f)
     }
 
     /// Ends the exchange at ReadyForQuery: records the transaction status, disarms.

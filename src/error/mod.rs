@@ -80,6 +80,12 @@ pub enum ErrorKind {
     Misuse,
     /// A TLS handshake or certificate check failed.
     Tls,
+    /// `COMMIT` ran in a transaction where an earlier statement had failed, so the server
+    /// rolled it back instead.
+    RolledBack,
+    /// The connection failed while `COMMIT` was in flight: the transaction may or may not
+    /// have committed. Never retried blindly.
+    CommitOutcomeUnknown,
 }
 
 impl fmt::Display for ErrorKind {
@@ -99,6 +105,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Timeout(t) => t.fmt(f),
             ErrorKind::Misuse => f.write_str("connection misuse"),
             ErrorKind::Tls => f.write_str("tls error"),
+            ErrorKind::RolledBack => f.write_str("transaction rolled back"),
+            ErrorKind::CommitOutcomeUnknown => f.write_str("commit outcome unknown"),
         }
     }
 }
@@ -211,7 +219,7 @@ impl Error {
     pub fn is_connection_fatal(&self) -> bool {
         match self.0.kind {
             ErrorKind::Io | ErrorKind::Closed | ErrorKind::Broken | ErrorKind::Protocol => true,
-            ErrorKind::Tls => true,
+            ErrorKind::Tls | ErrorKind::CommitOutcomeUnknown => true,
             _ => self
                 .as_db_error()
                 .is_some_and(|db| matches!(db.severity(), "FATAL" | "PANIC")),

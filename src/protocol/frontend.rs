@@ -228,7 +228,11 @@ where
     let is_null = value(i, buf)?;
     let len = buf.len() - len_at - 4;
     let len = match (is_null, i32::try_from(len)) {
-        (true, _) => -1,
+        // A NULL has no value bytes; any the callback wrote would corrupt the frame.
+        (true, _) => {
+            buf.truncate(len_at + 4);
+            -1
+        }
         (false, Ok(len)) => len,
         (false, Err(_)) => {
             return Err(encode_error("Bind", format!("parameter {} is over 2 GiB", i + 1)).into())

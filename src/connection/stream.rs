@@ -1,0 +1,177 @@
+//! [`RowStream`]: rows read in bounded batches from a portal, holding the wire lock while
+//! open.
+//!
+//! Each batch is one `Execute(portal, batch_size)` + `Flush`; the server answers with at
+//! most `batch_size` rows and PortalSuspended, so memory stays flat for any result size.
+//! What a drop costs, by where the stream is:
+//! - **between batches** (all fetched rows handed out or buffered, nothing in flight): the
+//!   portal is closed and the exchange ended with Sync, in a spawned task (or by the next
+//!   user of the wire when no runtime is there). The connection stays usable.
+//! - **while a batch is in flight**: the in-flight guard breaks the connection and the
+//!   server is sent a CancelRequest, exactly as for any other abandoned exchange.
+//! - **after the last row**: nothing; the exchange already ended at ReadyForQuery.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+
+use super::query::{RowSink, Step};
+use super::wire::{spawn_cleanup, HolderMark, Wire, WireGuard};
+use crate::error::Error;
+use crate::protocol::backend::DataRow;
+use crate::row::Row;
+use crate::statement::Column;
+
+/// The default number of rows fetched per batch.
+pub const DEFAULT_BATCH_ROWS: i32 = 2048;
+
+impl RowSink for VecDeque<Row> {
+    fn row(&mut self, columns: &Arc<[Column]>, row: DataRow) {
+        self.push_back(Row::new(columns.clone(), row));
+    }
+}
+
+/// The wire a stream reads from: its own lock, or a transaction's.
+pub(crate) enum WireSlot<'a> {
+    Owned(WireGuard),
+    Borrowed(&'a mut Wire),
+}
+
+impl WireSlot<'_> {
+    fn wire(&mut self) -> &mut Wire {
+        match self {
+            WireSlot::Owned(g) => g,
+            WireSlot::Borrowed(w) => w,
+        }
+    }
+}
+
+type Fetched<'a> = (WireSlot<'a>, Result<(Step, VecDeque<Row>), Error>);
+
+enum State<'a> {
+    Paused(WireSlot<'a>),
+    Fetching(Pin<Box<dyn Future<Output = Fetched<'a>> + Send + 'a>>),
+    Done,
+}
+
+/// A stream of rows that holds its connection's wire while open; see the module docs for
+/// what dropping it early costs.
+pub struct RowStream<'a> {
+    state: State<'a>,
+    rows: VecDeque<Row>,
+    batch_rows: i32,
+    rows_affected: Option<u64>,
+    _holder: Option<HolderMark>,
+}
+
+impl<'a> RowStream<'a> {
+    /// Runs the first batch and returns the stream with it buffered.
+    pub(crate) async fn start<T: super::ToStatement + ?Sized>(
+        mut slot: WireSlot<'a>,
+        holder: Option<HolderMark>,
+        statement: &T,
+        params: super::Params<'_>,
+        batch_rows: i32,
+    ) -> Result<RowStream<'a>, Error> {
+        let mut rows = VecDeque::new();
+        let step = slot
+            .wire()
+            .stream_start(statement, params, batch_rows, &mut rows)
+            .await?;
+        let mut stream = RowStream {
+            state: State::Paused(slot),
+            rows,
+            batch_rows,
+            rows_affected: None,
+            _holder: holder,
+        };
+        stream.after(step);
+        Ok(stream)
+    }
+
+    fn after(&mut self, step: Step) {
+        if let Step::Done(n) = step {
+            self.rows_affected = Some(n);
+            self.state = State::Done;
+        }
+    }
+
+    /// The number of rows the command reported, once the stream has ended.
+    pub fn rows_affected(&self) -> Option<u64> {
+        self.rows_affected
+    }
+
+    fn fetch(
+        slot: WireSlot<'a>,
+        batch_rows: i32,
+    ) -> Pin<Box<dyn Future<Output = Fetched<'a>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut slot = slot;
+            let mut rows = VecDeque::with_capacity(batch_rows as usize);
+            let step = slot.wire().stream_next(batch_rows, &mut rows).await;
+            (slot, step.map(|s| (s, rows)))
+        })
+    }
+}
+
+impl Stream for RowStream<'_> {
+    type Item = Result<Row, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(row) = this.rows.pop_front() {
+                return Poll::Ready(Some(Ok(row)));
+            }
+            match std::mem::replace(&mut this.state, State::Done) {
+                State::Done => return Poll::Ready(None),
+                State::Paused(slot) => {
+                    this.state = State::Fetching(RowStream::fetch(slot, this.batch_rows))
+                }
+                State::Fetching(mut fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.state = State::Fetching(fut);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((slot, Ok((step, rows)))) => {
+                        this.rows = rows;
+                        this.state = State::Paused(slot);
+                        this.after(step);
+                    }
+                    Poll::Ready((_, Err(e))) => return Poll::Ready(Some(Err(e))),
+                },
+            }
+        }
+    }
+}
+
+impl Drop for RowStream<'_> {
+    fn drop(&mut self) {
+        // Fetching: dropping the future drops its armed in-flight guard, which breaks the
+        // connection and cancels. Paused with our own lock: end the portal now. Paused in
+        // a transaction: the transaction's next exchange settles it.
+        if let State::Paused(WireSlot::Owned(guard)) =
+            std::mem::replace(&mut self.state, State::Done)
+        {
+            spawn_cleanup(guard, false);
+        }
+    }
+}
+
+impl std::fmt::Debug for RowStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Paused(_) => "between batches",
+            State::Fetching(_) => "fetching",
+            State::Done => "done",
+        };
+        f.debug_struct("RowStream")
+            .field("state", &state)
+            .field("buffered", &self.rows.len())
+            .finish()
+    }
+}
