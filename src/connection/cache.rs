@@ -41,6 +41,7 @@ impl StatementCache {
     }
 
     /// The number of cached statements.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -85,16 +85,6 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    /// The rest of the body as UTF-8 text (no terminator).
-    pub(crate) fn rest_str(&mut self, field: &'static str) -> Result<&'a str, ProtocolError> {
-        let rest = &self.buf[self.pos..];
-        self.pos = self.buf.len();
-        std::str::from_utf8(rest).map_err(|_| ProtocolError::InvalidUtf8 {
-            message: self.message,
-            field,
-        })
-    }
-
     /// The rest of the body as a slice of the shared frame.
     pub(crate) fn rest_bytes(&mut self, frame: &Bytes) -> Bytes {
         let out = frame.slice(self.pos..);
