@@ -9,7 +9,7 @@
 use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::protocol::{BackendMessage, ProtocolError, DEFAULT_MAX_MESSAGE_LEN};
 
 /// Frames backend messages and checks their lengths against a maximum.
@@ -71,6 +71,21 @@ impl Decoder for PgCodec {
         src.advance(5);
         let body = src.split_to(len - 4).freeze();
         Ok(Some(BackendMessage::parse(tag, body)?))
+    }
+
+    /// End of stream inside a frame means the server went away, like EOF between frames.
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BackendMessage>, Error> {
+        match self.decode(src)? {
+            Some(msg) => Ok(Some(msg)),
+            None if src.is_empty() => Ok(None),
+            None => Err(Error::new(
+                ErrorKind::Closed,
+                format!(
+                    "the server closed the connection in the middle of a message ({} bytes of it arrived)",
+                    src.len()
+                ),
+            )),
+        }
     }
 }
 

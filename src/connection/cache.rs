@@ -80,6 +80,12 @@ impl StatementCache {
         evicted
     }
 
+    /// Forgets every statement, for after the server dropped them (`DISCARD ALL`).
+    pub(crate) fn clear(&mut self) {
+        self.by_sql.clear();
+        self.len = 0;
+    }
+
     /// Forgets the statement for `sql` and these types (after the server rejected it);
     /// returns its server name.
     pub(crate) fn remove(&mut self, sql: &str, param_types: &[Oid]) -> Option<String> {

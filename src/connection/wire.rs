@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     /// Names of user statements dropped since the last exchange; closed on the next one.
     dropped_statements: StdMutex<Vec<String>>,
     has_dropped_statements: AtomicBool,
+    /// The task sending the cancel and closing the socket of a broken connection.
+    drain: StdMutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -76,6 +78,7 @@ impl Shared {
             killswitch,
             dropped_statements: StdMutex::new(Vec::new()),
             has_dropped_statements: AtomicBool::new(false),
+            drain: StdMutex::new(None),
         }
     }
 
@@ -145,6 +148,11 @@ impl Shared {
                 ),
             )),
         }
+    }
+
+    /// Takes the task that cancels and closes a broken connection, if one runs.
+    pub(crate) fn take_drain(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.drain.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Queues a dropped user statement to be closed on the next exchange.
@@ -289,15 +297,37 @@ impl Wire {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let cancel = self.shared.cancel.clone();
-                rt.spawn(async move {
+                let drain = rt.spawn(async move {
                     if let Err(e) = cancel.cancel_query().await {
                         tracing::debug!(error = %e, "cancel request failed");
                     }
                     drop(io);
                 });
+                *self.shared.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some(drain);
             }
             Err(_) => drop(io),
         }
+    }
+
+    /// Checks an idle connection without waiting: an idle session should have nothing to
+    /// say, so end-of-file or an error (a server shutdown or an idle-session timeout sends
+    /// a FATAL error, then closes) means it is dead. Returns whether it is still usable.
+    pub(crate) fn check_idle(&mut self) -> bool {
+        use futures::FutureExt;
+        while self.is_usable() {
+            let Some(io) = self.io.as_mut() else { break };
+            match io.next().now_or_never() {
+                None => return true,
+                Some(Some(Ok(BackendMessage::NoticeResponse(fields)))) => log_notice(fields),
+                Some(Some(Ok(BackendMessage::ParameterStatus { name, value }))) => {
+                    let mut params = self.shared.params.lock().unwrap_or_else(|e| e.into_inner());
+                    params.insert(name, value);
+                }
+                Some(Some(Ok(BackendMessage::NotificationResponse { .. }))) => {}
+                Some(_) => self.break_off("the idle session was closed by the server"),
+            }
+        }
+        false
     }
 
     /// Sends Terminate and closes the socket, for a clean `close()`.

@@ -86,6 +86,8 @@ pub enum ErrorKind {
     /// The connection failed while `COMMIT` was in flight: the transaction may or may not
     /// have committed. Never retried blindly.
     CommitOutcomeUnknown,
+    /// The pool is closed and hands out no more connections.
+    PoolClosed,
 }
 
 impl fmt::Display for ErrorKind {
@@ -107,6 +109,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Tls => f.write_str("tls error"),
             ErrorKind::RolledBack => f.write_str("transaction rolled back"),
             ErrorKind::CommitOutcomeUnknown => f.write_str("commit outcome unknown"),
+            ErrorKind::PoolClosed => f.write_str("pool closed"),
         }
     }
 }

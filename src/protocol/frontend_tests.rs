@@ -254,7 +254,8 @@ fn close_names_a_statement_with_s_and_a_portal_with_p() {
 
 #[test]
 fn sync_flush_terminate_and_copy_done_are_a_tag_and_length_four() {
-    let cases: [(fn(&mut BytesMut), &[u8]); 4] = [
+    type Encode = fn(&mut BytesMut);
+    let cases: [(Encode, &[u8]); 4] = [
         (sync, b"S\0\0\0\x04"),
         (flush, b"H\0\0\0\x04"),
         (terminate, b"X\0\0\0\x04"),

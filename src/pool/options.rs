@@ -1,0 +1,201 @@
+//! [`PoolBuilder`]: the pool's limits and hooks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::Pool;
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::error::Error;
+
+/// A hook run on every new connection before the pool hands it out (e.g. `SET search_path`).
+pub type AfterConnect = Arc<dyn Fn(&Connection) -> BoxFuture<'_, Result<(), Error>> + Send + Sync>;
+
+/// What the pool does with a connection whose exchange was abandoned (its future dropped
+/// mid-exchange).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AbandonPolicy {
+    /// Evict it: its cancel and close run in the background while its slot stays counted.
+    #[default]
+    Evict,
+}
+
+/// The settings of a pool.
+#[derive(Clone)]
+pub(crate) struct PoolOptions {
+    pub(crate) max_size: usize,
+    pub(crate) min_idle: usize,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) health_check_after: Option<Duration>,
+    pub(crate) reset_on_return: Option<String>,
+    pub(crate) after_connect: Option<AfterConnect>,
+    pub(crate) return_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) leak_threshold: Option<Duration>,
+    pub(crate) maintenance_interval: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) retry_codes: Vec<String>,
+    pub(crate) retry_base_delay: Duration,
+    pub(crate) retry_max_delay: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 10,
+            min_idle: 0,
+            acquire_timeout: Duration::from_secs(30),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            health_check_after: None,
+            reset_on_return: None,
+            after_connect: None,
+            return_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(5),
+            leak_threshold: None,
+            maintenance_interval: Duration::from_secs(1),
+            max_attempts: 5,
+            retry_codes: Vec::new(),
+            retry_base_delay: Duration::from_millis(5),
+            retry_max_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Builds a [`Pool`]; start with [`Pool::builder`].
+pub struct PoolBuilder {
+    pub(crate) config: Result<Config, Error>,
+    pub(crate) options: PoolOptions,
+}
+
+impl PoolBuilder {
+    /// The most connections the pool keeps, counting those being opened, cleaned up or
+    /// drained (default 10).
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.options.max_size = n.max(1);
+        self
+    }
+
+    /// Connections kept open and idle, refilled in the background (default 0).
+    pub fn min_idle(mut self, n: usize) -> Self {
+        self.options.min_idle = n;
+        self
+    }
+
+    /// How long `get()` may take in all, waiting plus connecting (default 30 s).
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.options.acquire_timeout = d;
+        self
+    }
+
+    /// Bounds each connect: socket, startup and authentication.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        if let Ok(c) = &mut self.config {
+            c.connect_timeout(d);
+        }
+        self
+    }
+
+    /// Closes connections idle longer than this, above `min_idle` (default 10 min).
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.options.idle_timeout = d;
+        self
+    }
+
+    /// Closes connections older than this, each with up to 10 % jitter so they do not all
+    /// expire at once (default 30 min).
+    pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.options.max_lifetime = d;
+        self
+    }
+
+    /// Pings a connection on checkout when it has been idle longer than this (default off:
+    /// a cheap non-blocking check for a closed socket runs on every checkout).
+    pub fn health_check_after(mut self, d: Option<Duration>) -> Self {
+        self.options.health_check_after = d;
+        self
+    }
+
+    /// SQL run on every returned connection before reuse, e.g. `DISCARD ALL`.
+    pub fn reset_on_return(mut self, sql: Option<&str>) -> Self {
+        self.options.reset_on_return = sql.map(str::to_owned);
+        self
+    }
+
+    /// A hook run on every new connection.
+    pub fn after_connect<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Connection) -> BoxFuture<'_, Result<(), Error>> + Send + Sync + 'static,
+    {
+        self.options.after_connect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Bounds the cleanup of a returned connection (waiting for its wire lock, ROLLBACK,
+    /// reset); past it the connection is evicted (default 5 s).
+    pub fn return_timeout(mut self, d: Duration) -> Self {
+        self.options.return_timeout = d;
+        self
+    }
+
+    /// Bounds how long an evicted broken connection's slot waits for its cancel and close
+    /// (default 5 s).
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.options.drain_timeout = d;
+        self
+    }
+
+    /// Bounds how long `close()` waits for checked-out connections (default 5 s).
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.options.close_timeout = d;
+        self
+    }
+
+    /// Logs a WARN with the caller's location for connections held longer than this.
+    pub fn leak_threshold(mut self, d: Option<Duration>) -> Self {
+        self.options.leak_threshold = d;
+        self
+    }
+
+    /// How often idle timeouts, lifetimes, `min_idle` and leaks are checked (default 1 s).
+    pub fn maintenance_interval(mut self, d: Duration) -> Self {
+        self.options.maintenance_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How many times `Pool::transaction` runs its closure at most (default 5).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.options.max_attempts = n.max(1);
+        self
+    }
+
+    /// Extra SQLSTATEs that `Pool::transaction` retries, beside 40001 and 40P01 (e.g.
+    /// 55P03 lock_not_available, 23505 unique_violation).
+    pub fn retry_codes(mut self, codes: &[&str]) -> Self {
+        self.options.retry_codes = codes.iter().map(|c| (*c).to_owned()).collect();
+        self
+    }
+
+    /// The first and the largest retry delay (exponential with full jitter; default 5 ms
+    /// and 500 ms).
+    pub fn retry_delays(mut self, base: Duration, max: Duration) -> Self {
+        self.options.retry_base_delay = base;
+        self.options.retry_max_delay = max.max(base);
+        self
+    }
+
+    /// Builds the pool. Connections open on demand (and `min_idle` in the background).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Config`] for invalid connection settings.
+    pub fn build(self) -> Result<Pool, Error> {
+        Ok(Pool::new(self.config?, self.options))
+    }
+}

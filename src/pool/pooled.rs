@@ -1,0 +1,293 @@
+//! [`PooledConnection`], the return rule, and [`PoolTransaction`].
+
+use std::ops::{Deref, DerefMut};
+use std::panic::Location;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::status::bump;
+use super::{EvictReason, Meta, Pool, PoolInner};
+use crate::connection::Connection;
+use crate::error::Error;
+use crate::transaction::{Transaction, TransactionBuilder};
+
+/// A connection checked out of a [`Pool`]; derefs to [`Connection`] and goes back to the
+/// pool when dropped.
+pub struct PooledConnection {
+    conn: Option<Connection>,
+    meta: Meta,
+    permit: Option<OwnedSemaphorePermit>,
+    pool: Arc<PoolInner>,
+    checkout: u64,
+}
+
+impl PooledConnection {
+    pub(crate) fn new(
+        pool: Arc<PoolInner>,
+        conn: Connection,
+        meta: Meta,
+        permit: OwnedSemaphorePermit,
+        caller: &'static Location<'static>,
+    ) -> PooledConnection {
+        pool.gauges.in_use.fetch_add(1, Ordering::AcqRel);
+        let checkout = pool.next_checkout.fetch_add(1, Ordering::Relaxed);
+        if pool.opts.leak_threshold.is_some() {
+            let mut leaks = pool.leaks.lock().unwrap_or_else(|e| e.into_inner());
+            leaks.push((checkout, Instant::now(), caller, false));
+        }
+        PooledConnection {
+            conn: Some(conn),
+            meta,
+            permit: Some(permit),
+            pool,
+            checkout,
+        }
+    }
+}
+
+impl Deref for PooledConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("a live pooled connection has its connection")
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        let pool = &self.pool;
+        if pool.opts.leak_threshold.is_some() {
+            let mut leaks = pool.leaks.lock().unwrap_or_else(|e| e.into_inner());
+            leaks.retain(|(id, ..)| *id != self.checkout);
+        }
+        if let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take()) {
+            pool.give_back(conn, self.meta, permit);
+        }
+        pool.gauges.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PooledConnection").field(&self.conn).finish()
+    }
+}
+
+impl PoolInner {
+    /// The return rule; decided synchronously from the connection's own state.
+    fn give_back(self: &Arc<Self>, conn: Connection, meta: Meta, permit: OwnedSemaphorePermit) {
+        if conn.is_broken() || conn.is_closed() {
+            return self.drain(conn, permit);
+        }
+        if Arc::strong_count(&conn.inner) > 1 {
+            tracing::warn!(
+                pid = conn.backend_pid(),
+                "a clone of a pooled connection outlived its return; the pool lets it go"
+            );
+            self.counters.evicted(EvictReason::ClonedOut);
+            return;
+        }
+        if meta.expired() || self.closed.load(Ordering::Acquire) {
+            self.counters.evicted(EvictReason::Lifetime);
+            return self.spawn_with_slot(permit, async move {
+                let _ = conn.close().await;
+            });
+        }
+        let clean = match conn.inner.wire.try_lock() {
+            Ok(wire) => wire.is_usable() && !wire.needs_cleanup(),
+            Err(_) => false,
+        };
+        if clean && self.opts.reset_on_return.is_none() {
+            self.put_idle(conn, meta);
+            drop(permit);
+            return;
+        }
+        self.spawn_return(conn, meta, permit);
+    }
+
+    /// Runs `work` in a task that keeps the slot until it is done (or drops both when no
+    /// runtime is left).
+    fn spawn_with_slot(
+        &self,
+        permit: OwnedSemaphorePermit,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                work.await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Evicts a broken connection, keeping its slot until its cancel and close are done.
+    fn drain(self: &Arc<Self>, conn: Connection, permit: OwnedSemaphorePermit) {
+        self.counters.evicted(EvictReason::Broken);
+        let drain = conn.inner.shared.take_drain();
+        if drain.is_some() {
+            bump(&self.counters.cancels_sent);
+        }
+        let inner = self.clone();
+        inner.gauges.draining.fetch_add(1, Ordering::AcqRel);
+        let limit = self.opts.drain_timeout;
+        let work = async move {
+            if let Some(task) = drain {
+                let _ = tokio::time::timeout(limit, task).await;
+            }
+            drop(conn);
+            inner.gauges.draining.fetch_sub(1, Ordering::AcqRel);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => self.spawn_with_slot(permit, work),
+            // No runtime: the socket is already closed; nothing is left to wait for.
+            Err(_) => drop(futures::FutureExt::now_or_never(work)),
+        }
+    }
+
+    /// Rolls back (and resets) a returned connection in the background, within
+    /// `return_timeout` including the wait for its wire lock; evicts it on any failure.
+    fn spawn_return(self: &Arc<Self>, conn: Connection, meta: Meta, permit: OwnedSemaphorePermit) {
+        let inner = self.clone();
+        inner.gauges.returning.fetch_add(1, Ordering::AcqRel);
+        let work = async move {
+            let limit = inner.opts.return_timeout;
+            match tokio::time::timeout(limit, inner.clean(&conn)).await {
+                Ok(Ok(())) => inner.put_idle(conn, meta),
+                Ok(Err(e)) => {
+                    tracing::warn!(pid = conn.backend_pid(), error = %e, "rollback on return failed; connection evicted");
+                    inner.evict_after_failed_return(conn);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        pid = conn.backend_pid(),
+                        ?limit,
+                        "rollback on return timed out; connection evicted"
+                    );
+                    inner.evict_after_failed_return(conn);
+                }
+            }
+            inner.gauges.returning.fetch_sub(1, Ordering::AcqRel);
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            self.gauges.returning.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        self.spawn_with_slot(permit, work);
+    }
+
+    async fn clean(&self, conn: &Connection) -> Result<(), Error> {
+        let mut wire = conn.lock("pool return").await?;
+        if wire.needs_cleanup() {
+            bump(&self.counters.rollbacks_on_return);
+            wire.cleanup(true).await?;
+        }
+        if let Some(sql) = &self.opts.reset_on_return {
+            wire.simple_query(sql).await?;
+            // A reset such as DISCARD ALL drops the server's prepared statements.
+            wire.cache.clear();
+        }
+        Ok(())
+    }
+
+    fn evict_after_failed_return(&self, conn: Connection) {
+        self.counters.evicted(EvictReason::RollbackFailed);
+        // Whoever still holds its wire (a leaked transaction) must not go on using it.
+        conn.inner.shared.kill_socket();
+        drop(conn);
+    }
+}
+
+/// A transaction that owns its pooled connection: commit or roll back; dropped, it rolls
+/// back and the connection returns to the pool (or is evicted if broken).
+pub struct PoolTransaction {
+    // Field order matters: the transaction (and its rollback) goes before the connection
+    // returns, so the return sees the rollback's wire lock and waits for it.
+    tx: Transaction,
+    conn: PooledConnection,
+}
+
+impl PoolTransaction {
+    /// Commits, then returns the connection to the pool.
+    ///
+    /// # Errors
+    /// As [`Transaction::commit`].
+    pub async fn commit(self) -> Result<(), Error> {
+        let PoolTransaction { tx, conn } = self;
+        let result = tx.commit().await;
+        drop(conn);
+        result
+    }
+
+    /// Rolls back, then returns the connection to the pool.
+    ///
+    /// # Errors
+    /// As [`Transaction::rollback`].
+    pub async fn rollback(self) -> Result<(), Error> {
+        let PoolTransaction { tx, conn } = self;
+        let result = tx.rollback().await;
+        drop(conn);
+        result
+    }
+
+    /// The pooled connection under the transaction (its backend pid, parameters, …).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Deref for PoolTransaction {
+    type Target = Transaction;
+    fn deref(&self) -> &Transaction {
+        &self.tx
+    }
+}
+
+impl DerefMut for PoolTransaction {
+    fn deref_mut(&mut self) -> &mut Transaction {
+        &mut self.tx
+    }
+}
+
+impl std::fmt::Debug for PoolTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolTransaction")
+            .field("tx", &self.tx)
+            .field("conn", &self.conn)
+            .finish()
+    }
+}
+
+impl Pool {
+    /// Checks out a connection and begins a transaction on it.
+    ///
+    /// # Errors
+    /// As [`Pool::get`] and [`Connection::transaction`].
+    #[track_caller]
+    pub fn begin(
+        &self,
+    ) -> impl std::future::Future<Output = Result<PoolTransaction, Error>> + Send + '_ {
+        let get = self.get();
+        async move {
+            let conn = get.await?;
+            let tx = conn.transaction().await?;
+            Ok(PoolTransaction { tx, conn })
+        }
+    }
+
+    /// Checks out a connection and begins a transaction with options.
+    ///
+    /// # Errors
+    /// As [`Pool::get`] and [`TransactionBuilder::start`].
+    pub async fn begin_with(
+        &self,
+        options: impl FnOnce(TransactionBuilder) -> TransactionBuilder,
+    ) -> Result<PoolTransaction, Error> {
+        let conn = self.get().await?;
+        let tx = options(conn.build_transaction()).start().await?;
+        Ok(PoolTransaction { tx, conn })
+    }
+}
