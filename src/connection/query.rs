@@ -217,7 +217,7 @@ impl Wire {
             return Err(e.into());
         }
         let closing = write_closes(&mut f);
-        frontend::sync(f.buf());
+        f.sync();
         f.flush().await?;
         let answer = read_answer(&mut f, None, &mut Discard, false).await?;
         drop(f);
@@ -291,7 +291,7 @@ impl Answer {
 fn end_batch(f: &mut InFlight<'_>, streaming: bool) {
     match streaming {
         true => frontend::flush(f.buf()),
-        false => frontend::sync(f.buf()),
+        false => f.sync(),
     }
 }
 
@@ -405,10 +405,12 @@ async fn read_answer(
     loop {
         match f.recv().await? {
             BackendMessage::DataRow(row) => match &a.columns {
-                Some(cols) => sink.row(cols, row),
-                None => {
+                Some(cols) if cols.len() == row.len() => sink.row(cols, row),
+                _ => {
                     let msg = BackendMessage::DataRow(row);
-                    return Err(f.unexpected(&msg, "reading rows before their description"));
+                    return Err(
+                        f.unexpected(&msg, "reading rows that do not match their description")
+                    );
                 }
             },
             BackendMessage::ParseComplete => a.parsed = true,
@@ -454,7 +456,7 @@ async fn read_answer(
 /// Sends the Sync a streamed batch held back, once.
 async fn send_sync_once(f: &mut InFlight<'_>, need_sync: &mut bool) -> Result<(), Error> {
     if std::mem::take(need_sync) {
-        frontend::sync(f.buf());
+        f.sync();
         f.flush().await?;
     }
     Ok(())
@@ -479,7 +481,7 @@ pub(crate) async fn refuse_copy_in(
         f.buf(),
     );
     if extended {
-        frontend::sync(f.buf());
+        f.sync();
     }
     f.flush().await?;
     keep_first(

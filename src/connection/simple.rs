@@ -22,6 +22,7 @@ impl Wire {
             f.abandon_unsent(start);
             return Err(e.into());
         }
+        f.expect_ready();
         f.flush().await?;
         read_simple(&mut f).await
     }
@@ -42,11 +43,10 @@ async fn read_simple(f: &mut InFlight<'_>) -> Result<Vec<SimpleQueryMessage>, Er
                 );
             }
             BackendMessage::DataRow(row) => match &columns {
-                Some(cols) => out.push(SimpleQueryMessage::Row(SimpleQueryRow::new(
-                    cols.clone(),
-                    row,
-                ))),
-                None => {
+                Some(cols) if cols.len() == row.len() => out.push(SimpleQueryMessage::Row(
+                    SimpleQueryRow::new(cols.clone(), row),
+                )),
+                _ => {
                     return Err(f.unexpected(
                         &BackendMessage::DataRow(row),
                         "reading rows before their description",

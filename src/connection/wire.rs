@@ -46,6 +46,11 @@ pub(crate) struct Shared {
     broken: AtomicBool,
     /// Set by `close()`; never cleared.
     closed: AtomicBool,
+    /// Opt-in (a pool's recovery policy): an abandoned exchange whose request went out
+    /// whole is drained after a confirmed cancel instead of breaking the connection.
+    recoverable: AtomicBool,
+    /// An exchange was abandoned and awaits recovery; calls fail as if broken until then.
+    abandoned: AtomicBool,
     /// The status byte of the last ReadyForQuery.
     tx_status: AtomicU8,
     /// The task that holds the wire for a transaction or an open row stream, if any.
@@ -71,6 +76,8 @@ impl Shared {
             id,
             broken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            recoverable: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             tx_status: AtomicU8::new(TransactionStatus::Idle.as_byte()),
             holder: StdMutex::new(None),
             params: StdMutex::new(params),
@@ -87,13 +94,29 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
-        if self.broken.load(Ordering::Acquire) {
+        if self.broken.load(Ordering::Acquire) || self.abandoned.load(Ordering::Acquire) {
             return Err(Error::broken());
         }
         Ok(())
     }
 
+    /// Opts in to recovery of abandoned exchanges (see [`Wire::recover`]).
+    pub(crate) fn set_recoverable(&self, on: bool) {
+        self.recoverable.store(on, Ordering::Release);
+    }
+
+    /// Whether an abandoned exchange awaits [`Wire::recover`].
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
+    }
+
+    /// Whether calls fail as broken: broken for good, or abandoned awaiting recovery.
     pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire) || self.abandoned.load(Ordering::Acquire)
+    }
+
+    /// Whether the broken flag is set (abandoned connections may still be recovered).
+    pub(crate) fn is_broken_for_good(&self) -> bool {
         self.broken.load(Ordering::Acquire)
     }
 
@@ -234,6 +257,7 @@ impl Wire {
         Ok(InFlight {
             wire: self,
             armed: true,
+            awaiting_ready: false,
         })
     }
 
@@ -247,7 +271,7 @@ impl Wire {
         let mut f = self.start_now()?;
         // Names are ours and NUL-free, so this cannot fail.
         let _ = frontend::close(Target::Portal, "", f.buf());
-        frontend::sync(f.buf());
+        f.sync();
         f.flush().await?;
         loop {
             match f.recv().await? {
@@ -306,6 +330,50 @@ impl Wire {
                 *self.shared.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some(drain);
             }
             Err(_) => drop(io),
+        }
+    }
+
+    /// Recovers a connection whose exchange was abandoned (opt-in): sends a CancelRequest
+    /// and waits until the server has closed the cancel socket (by then the backend has
+    /// been signalled; a signal that finds it idle is discarded), then reads the
+    /// abandoned exchange to its ReadyForQuery. On any failure the connection is broken.
+    ///
+    /// # Errors
+    /// The failure that made recovery impossible; the connection is then broken.
+    pub(crate) async fn recover(&mut self) -> Result<(), Error> {
+        if !self.shared.is_abandoned() {
+            return Ok(());
+        }
+        let result = self.drain_abandoned().await;
+        match &result {
+            Ok(()) => self.shared.abandoned.store(false, Ordering::Release),
+            Err(e) => self.break_off(&e.to_string()),
+        }
+        result
+    }
+
+    async fn drain_abandoned(&mut self) -> Result<(), Error> {
+        self.shared.cancel.cancel_query().await?;
+        let io = self.io.as_mut().ok_or_else(Error::closed)?;
+        loop {
+            match io.next().await {
+                Some(Ok(BackendMessage::ReadyForQuery(status))) => {
+                    self.shared.set_transaction_status(status);
+                    return Ok(());
+                }
+                Some(Ok(
+                    m @ (BackendMessage::CopyInResponse(_) | BackendMessage::CopyBothResponse(_)),
+                )) => {
+                    return Err(ProtocolError::Unexpected {
+                        got: m.name(),
+                        during: "recovering an abandoned exchange",
+                    }
+                    .into());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::closed()),
+            }
         }
     }
 
@@ -444,6 +512,9 @@ impl DerefMut for WireGuard {
 pub(crate) struct InFlight<'a> {
     wire: &'a mut Wire,
     armed: bool,
+    /// A Sync (or simple Query) went into the buffer: the server will end this exchange
+    /// with ReadyForQuery by itself, which is what makes recovery possible.
+    awaiting_ready: bool,
 }
 
 impl InFlight<'_> {
@@ -459,6 +530,17 @@ impl InFlight<'_> {
     /// The write buffer: messages appended here go out with the next flush.
     pub(crate) fn buf(&mut self) -> &mut BytesMut {
         self.io().write_buffer_mut()
+    }
+
+    /// Appends Sync: the server answers the exchange with ReadyForQuery.
+    pub(crate) fn sync(&mut self) {
+        frontend::sync(self.buf());
+        self.awaiting_ready = true;
+    }
+
+    /// Notes that the request written (a simple Query) ends with ReadyForQuery.
+    pub(crate) fn expect_ready(&mut self) {
+        self.awaiting_ready = true;
     }
 
     /// The wire, for the statement cache and names.

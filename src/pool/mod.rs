@@ -357,6 +357,8 @@ impl PoolInner {
         let _opening = GaugeGuard::new(&self.gauges.opening);
         let result = async {
             let conn = Connection::connect(&self.config).await?;
+            let recover = self.opts.abandon_policy == AbandonPolicy::Recover;
+            conn.inner.shared.set_recoverable(recover);
             if let Some(hook) = &self.opts.after_connect {
                 hook(&conn).await?;
             }
@@ -404,6 +406,7 @@ impl PoolInner {
             evicted_cloned_out: count(&c.evicted_cloned_out),
             rollbacks_on_return: count(&c.rollbacks_on_return),
             cancels_sent: count(&c.cancels_sent),
+            recovered: count(&c.recovered),
             transaction_retries: count(&c.transaction_retries),
         }
     }

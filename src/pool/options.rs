@@ -21,6 +21,13 @@ pub enum AbandonPolicy {
     /// Evict it: its cancel and close run in the background while its slot stays counted.
     #[default]
     Evict,
+    /// Recover it when its request went out whole: send the CancelRequest, wait until the
+    /// server has closed the cancel socket (the backend has then been signalled, and a
+    /// signal that finds it idle is discarded), read the abandoned exchange to its
+    /// ReadyForQuery within `drain_timeout`, and then return it under the usual rules.
+    /// On any doubt it is evicted. Never use this through a connection pooler such as
+    /// PgBouncer: the cancel may reach another client's server session.
+    Recover,
 }
 
 /// The settings of a pool.
@@ -39,6 +46,7 @@ pub(crate) struct PoolOptions {
     pub(crate) close_timeout: Duration,
     pub(crate) leak_threshold: Option<Duration>,
     pub(crate) maintenance_interval: Duration,
+    pub(crate) abandon_policy: AbandonPolicy,
     pub(crate) max_attempts: u32,
     pub(crate) retry_codes: Vec<String>,
     pub(crate) retry_base_delay: Duration,
@@ -61,6 +69,7 @@ impl Default for PoolOptions {
             close_timeout: Duration::from_secs(5),
             leak_threshold: None,
             maintenance_interval: Duration::from_secs(1),
+            abandon_policy: AbandonPolicy::Evict,
             max_attempts: 5,
             retry_codes: Vec::new(),
             retry_base_delay: Duration::from_millis(5),
@@ -167,6 +176,12 @@ impl PoolBuilder {
     /// How often idle timeouts, lifetimes, `min_idle` and leaks are checked (default 1 s).
     pub fn maintenance_interval(mut self, d: Duration) -> Self {
         self.options.maintenance_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// What to do with connections whose exchange was abandoned (default: evict).
+    pub fn abandon_policy(mut self, policy: AbandonPolicy) -> Self {
+        self.options.abandon_policy = policy;
         self
     }
 

@@ -80,6 +80,10 @@ impl std::fmt::Debug for PooledConnection {
 impl PoolInner {
     /// The return rule; decided synchronously from the connection's own state.
     fn give_back(self: &Arc<Self>, conn: Connection, meta: Meta, permit: OwnedSemaphorePermit) {
+        let shared = &conn.inner.shared;
+        if shared.is_abandoned() && !shared.is_broken_for_good() && !conn.is_closed() {
+            return self.spawn_recover(conn, meta, permit);
+        }
         if conn.is_broken() || conn.is_closed() {
             return self.drain(conn, permit);
         }
@@ -176,6 +180,43 @@ impl PoolInner {
             self.gauges.returning.fetch_sub(1, Ordering::AcqRel);
             return;
         }
+        self.spawn_with_slot(permit, work);
+    }
+
+    /// Recovers an abandoned connection (`AbandonPolicy::Recover`) within `drain_timeout`,
+    /// then applies the usual return rules; evicts it on any failure.
+    fn spawn_recover(self: &Arc<Self>, conn: Connection, meta: Meta, permit: OwnedSemaphorePermit) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        bump(&self.counters.cancels_sent);
+        let inner = self.clone();
+        inner.gauges.draining.fetch_add(1, Ordering::AcqRel);
+        let work = async move {
+            let limit = inner.opts.drain_timeout;
+            let wire = conn.inner.wire.clone();
+            let recovered = tokio::time::timeout(limit, async {
+                let mut wire = wire.lock_owned().await;
+                wire.recover().await?;
+                if wire.needs_cleanup() {
+                    bump(&inner.counters.rollbacks_on_return);
+                    wire.cleanup(true).await?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await;
+            inner.gauges.draining.fetch_sub(1, Ordering::AcqRel);
+            match recovered {
+                Ok(Ok(())) if !conn.is_broken() => {
+                    bump(&inner.counters.recovered);
+                    inner.put_idle(conn, meta);
+                }
+                _ => {
+                    inner.counters.evicted(EvictReason::Broken);
+                    conn.inner.shared.kill_socket();
+                }
+            }
+        };
         self.spawn_with_slot(permit, work);
     }
 

@@ -43,6 +43,7 @@ pub(crate) struct Counters {
     pub(crate) evicted_cloned_out: AtomicU64,
     pub(crate) rollbacks_on_return: AtomicU64,
     pub(crate) cancels_sent: AtomicU64,
+    pub(crate) recovered: AtomicU64,
     pub(crate) transaction_retries: AtomicU64,
 }
 
@@ -125,6 +126,8 @@ pub struct Status {
     pub rollbacks_on_return: u64,
     /// CancelRequests sent for abandoned exchanges of evicted connections.
     pub cancels_sent: u64,
+    /// Abandoned connections recovered instead of evicted (`AbandonPolicy::Recover`).
+    pub recovered: u64,
     /// Re-runs of `Pool::transaction` closures after retryable errors.
     pub transaction_retries: u64,
 }
