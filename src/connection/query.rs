@@ -329,6 +329,16 @@ fn write_plan(
     max_rows: i32,
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
+    if let Plan::Prepared(stmt) = plan {
+        if stmt.params().len() != params.len() {
+            let msg = format!(
+                "the statement takes {} parameters but {} were given",
+                stmt.params().len(),
+                params.len()
+            );
+            return Err(Error::new(ErrorKind::Encode, msg));
+        }
+    }
     let name = match plan {
         Plan::Prepared(stmt) => stmt.name(),
         Plan::Parse { sql, types, name } => {
@@ -378,7 +388,7 @@ fn encode_param(
 }
 
 /// Appends a Close for every statement waiting to be closed; returns their names.
-fn write_closes(f: &mut InFlight<'_>) -> Vec<String> {
+pub(crate) fn write_closes(f: &mut InFlight<'_>) -> Vec<String> {
     let names = std::mem::take(&mut f.wire().to_close);
     for name in &names {
         // Names are ours and NUL-free, so this cannot fail.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::query::{keep_first, refuse_copy_in};
+use super::query::{keep_first, refuse_copy_in, write_closes};
 use super::wire::{InFlight, Wire};
 use crate::error::{DbError, Error};
 use crate::protocol::backend::rows_affected;
@@ -22,13 +22,30 @@ impl Wire {
             f.abandon_unsent(start);
             return Err(e.into());
         }
+        // Statements waiting to be closed go first, ended by their own Sync, in the same
+        // write: one more ReadyForQuery to read, no extra round trip.
+        let query = f.buf().split_off(start);
+        let closing = write_closes(&mut f);
+        if !closing.is_empty() {
+            f.sync();
+        }
+        f.buf().unsplit(query);
         f.expect_ready();
         f.flush().await?;
-        read_simple(&mut f).await
+        let (result, closes_done) = read_simple(&mut f, !closing.is_empty()).await?;
+        drop(f);
+        self.to_close.extend(closing.into_iter().skip(closes_done));
+        result
     }
 }
 
-async fn read_simple(f: &mut InFlight<'_>) -> Result<Vec<SimpleQueryMessage>, Error> {
+/// Reads a simple query's answer; returns it (rows or the first error) and how many
+/// queued Closes completed. `closes_sent` says whether an extra ReadyForQuery comes first.
+async fn read_simple(
+    f: &mut InFlight<'_>,
+    mut closes_sent: bool,
+) -> Result<(Result<Vec<SimpleQueryMessage>, Error>, usize), Error> {
+    let mut closes_done = 0;
     let mut out = Vec::new();
     let mut columns: Option<Arc<[SimpleColumn]>> = None;
     let mut error = None;
@@ -65,9 +82,11 @@ async fn read_simple(f: &mut InFlight<'_>) -> Result<Vec<SimpleQueryMessage>, Er
             BackendMessage::CopyOutResponse(_)
             | BackendMessage::CopyData(_)
             | BackendMessage::CopyDone => {}
+            BackendMessage::CloseComplete => closes_done += 1,
+            BackendMessage::ReadyForQuery(_) if std::mem::take(&mut closes_sent) => {}
             BackendMessage::ReadyForQuery(status) => {
                 f.finish(status);
-                return error.map_or(Ok(out), Err);
+                return Ok((error.map_or(Ok(out), Err), closes_done));
             }
             other => return Err(f.unexpected(&other, "running a simple query")),
         }

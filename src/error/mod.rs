@@ -280,8 +280,15 @@ impl From<std::io::Error> for Error {
 }
 
 impl From<crate::protocol::ProtocolError> for Error {
+    /// A message we could not build is the caller's input (nothing was sent, the
+    /// connection is fine): [`ErrorKind::Encode`]. Anything else came from the server.
     fn from(e: crate::protocol::ProtocolError) -> Error {
-        Error::protocol(e)
+        match e {
+            crate::protocol::ProtocolError::Encode { .. } => {
+                Error::build(ErrorKind::Encode, None, Some(e.into()))
+            }
+            e => Error::protocol(e),
+        }
     }
 }
 

@@ -1,0 +1,127 @@
+//! Shared helpers for the integration tests: a fresh database per test on the test kit's
+//! throwaway cluster, a watcher connection for `pg_stat_activity`, and `Cancellable`.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use pgkeel::testkit::TestDb;
+use pgkeel::Connection;
+
+/// A fresh database and a connection to it.
+pub async fn db() -> (TestDb, Connection) {
+    let db = TestDb::new();
+    let conn = Connection::connect(db.url())
+        .await
+        .expect("connect to the test database");
+    (db, conn)
+}
+
+/// Another connection to the same database (for watching the first one).
+pub async fn connect(db: &TestDb) -> Connection {
+    Connection::connect(db.url())
+        .await
+        .expect("connect to the test database")
+}
+
+/// The `state` of backend `pid` in `pg_stat_activity` (None once it is gone).
+pub async fn backend_state(watcher: &Connection, pid: i32) -> Option<String> {
+    let row = watcher
+        .query_opt(
+            "SELECT coalesce(state, '') FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .await
+        .expect("read pg_stat_activity");
+    row.map(|r| r.get::<_, String>(0))
+}
+
+/// Waits until backend `pid` is neither `active` nor `idle in transaction` (or gone);
+/// returns the last state seen if it does not happen `within`.
+pub async fn wait_quiet(watcher: &Connection, pid: i32, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let state = backend_state(watcher, pid).await;
+        match state.as_deref() {
+            None | Some("idle") => return Ok(()),
+            Some(s) if Instant::now() >= deadline => {
+                return Err(format!("backend {pid} still {s:?}"))
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// Waits until no backend runs a query containing `needle` (other than this check).
+pub async fn wait_query_gone(
+    watcher: &Connection,
+    needle: &str,
+    within: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let rows = watcher
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+                &[&needle],
+            )
+            .await
+            .expect("read pg_stat_activity");
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{} backends still run {needle:?}", rows.len()));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A future that is dropped after exactly `polls` polls if it has not finished by then.
+pub struct Cancellable<F> {
+    inner: Option<Pin<Box<F>>>,
+    polls_left: usize,
+}
+
+/// What became of a [`Cancellable`] future.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// It finished within its polls.
+    Done(T),
+    /// It was dropped after its last allowed poll.
+    Dropped,
+}
+
+impl<F: Future> Cancellable<F> {
+    /// Wraps `f`, allowing it `polls` polls (0: dropped before it is ever polled).
+    pub fn new(f: F, polls: usize) -> Self {
+        Cancellable {
+            inner: Some(Box::pin(f)),
+            polls_left: polls,
+        }
+    }
+}
+
+impl<F: Future> Future for Cancellable<F> {
+    type Output = Outcome<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.polls_left == 0 {
+            self.inner = None;
+            return Poll::Ready(Outcome::Dropped);
+        }
+        self.polls_left -= 1;
+        let fut = self.inner.as_mut().expect("polled after completion");
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(v) => {
+                self.inner = None;
+                Poll::Ready(Outcome::Done(v))
+            }
+            // Polled again only when the inner future asks, so each poll is one real
+            // step (a lock hand-off, a socket becoming readable).
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
