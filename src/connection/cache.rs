@@ -9,6 +9,40 @@ use std::collections::HashMap;
 use crate::statement::Statement;
 use crate::types::Oid;
 
+/// FxHash (rustc's hasher): the cache is keyed by our own SQL strings, where a fast
+/// non-keyed hash is fine, and SipHash over a long SQL text showed on every query.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FxBuild;
+
+/// The FxHash state.
+#[derive(Debug, Default)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::BuildHasher for FxBuild {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     param_types: Vec<Oid>,
@@ -22,7 +56,7 @@ pub(crate) struct StatementCache {
     capacity: usize,
     len: usize,
     clock: u64,
-    by_sql: HashMap<String, Vec<Entry>>,
+    by_sql: HashMap<String, Vec<Entry>, FxBuild>,
 }
 
 impl StatementCache {
@@ -31,7 +65,7 @@ impl StatementCache {
             capacity,
             len: 0,
             clock: 0,
-            by_sql: HashMap::new(),
+            by_sql: HashMap::default(),
         }
     }
 
@@ -47,10 +81,22 @@ impl StatementCache {
     }
 
     /// The cached statement for `sql` with these parameter types, marked as just used.
+    #[cfg(test)]
     pub(crate) fn get(&mut self, sql: &str, param_types: &[Oid]) -> Option<Statement> {
+        self.get_with(sql, param_types.iter().copied())
+    }
+
+    /// As `get`, with the types as an iterator, so a hit allocates nothing.
+    pub(crate) fn get_with(
+        &mut self,
+        sql: &str,
+        param_types: impl Iterator<Item = Oid> + Clone,
+    ) -> Option<Statement> {
         self.clock += 1;
         let entries = self.by_sql.get_mut(sql)?;
-        let entry = entries.iter_mut().find(|e| e.param_types == param_types)?;
+        let entry = entries
+            .iter_mut()
+            .find(|e| e.param_types.iter().copied().eq(param_types.clone()))?;
         entry.last_used = self.clock;
         Some(entry.statement.clone())
     }

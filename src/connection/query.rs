@@ -98,10 +98,11 @@ impl Wire {
 
     /// The cached statement for this SQL and these parameter types, or a Parse of it.
     fn plan_sql<'s>(&mut self, sql: &'s str, params: Params<'_>) -> Plan<'s> {
-        let types: Vec<Oid> = params.iter().map(|p| p.dyn_sql_type().oid()).collect();
-        match self.cache.get(sql, &types) {
+        let oids = params.iter().map(|p| p.dyn_sql_type().oid());
+        match self.cache.get_with(sql, oids.clone()) {
             Some(stmt) => Plan::Prepared(stmt),
             None => {
+                let types: Vec<Oid> = oids.collect();
                 let name = match self.cache.enabled() {
                     true => self.next_statement_name("s"),
                     false => String::new(),
