@@ -32,6 +32,27 @@
 //! that belonged to the abandoned call. A future dropped while still waiting for the wire
 //! lock leaves nothing behind. See `docs/CANCELLATION.md`.
 //!
+//! # Pool
+//!
+//! Services use a [`Pool`]: `pool.query(..)` for autocommit statements on any free
+//! connection, `pool.begin()` for a transaction guard that owns its connection, and
+//! `pool.transaction(|tx| Box::pin(async move { .. }))` for a closure that is re-run on
+//! serialization failures and deadlocks. On return, a connection's fate is read from the
+//! server's own transaction status: idle → back in the pool at once; inside a
+//! transaction → rolled back in the background (within a deadline) before anyone else
+//! gets it; broken → evicted, its slot held until its cancel and close finish, so the
+//! number of server backends never exceeds `max_size`. See [`pool`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), pgkeel::Error> {
+//! let pool = pgkeel::Pool::builder("postgres://app@localhost/app").max_size(8).build()?;
+//! let n: i64 = pool.query_one("SELECT count(*) FROM kv", &[]).await?.get(0);
+//! let mut tx = pool.begin().await?;
+//! tx.execute("DELETE FROM kv WHERE v < $1", &[&n]).await?;
+//! tx.commit().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Features
 //!
 //! - `testkit`: [`testkit`], a throwaway PostgreSQL cluster for tests.
