@@ -324,6 +324,7 @@ impl Transaction {
         // Whatever happens here, `Drop` then reads the server's status byte and rolls
         // back if a transaction is still open.
         let core = self.core()?;
+        core.wire.shared.check()?;
         core.ready().await?;
         let failed = core.wire.transaction_status() == TransactionStatus::Failed;
         core.wire

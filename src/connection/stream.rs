@@ -50,7 +50,7 @@ impl WireSlot<'_> {
     }
 }
 
-type Fetched<'a> = (WireSlot<'a>, Result<(Step, VecDeque<Row>), Error>);
+type Fetched<'a> = (WireSlot<'a>, VecDeque<Row>, Result<Step, Error>);
 
 enum State<'a> {
     Paused(WireSlot<'a>),
@@ -65,6 +65,10 @@ pub struct RowStream<'a> {
     rows: VecDeque<Row>,
     batch_rows: i32,
     rows_affected: Option<u64>,
+    /// Rows handed over by earlier batches: each Execute reports only its own count.
+    rows_before: u64,
+    /// An error that ended the stream, yielded after the rows that came before it.
+    error: Option<Error>,
     _holder: Option<HolderMark>,
 }
 
@@ -81,22 +85,41 @@ impl<'a> RowStream<'a> {
         let step = slot
             .wire()
             .stream_start(statement, params, batch_rows, &mut rows)
-            .await?;
+            .await;
         let mut stream = RowStream {
             state: State::Paused(slot),
             rows,
             batch_rows,
             rows_affected: None,
+            rows_before: 0,
+            error: None,
             _holder: holder,
         };
-        stream.after(step);
+        match (step, stream.rows.is_empty()) {
+            (Ok(step), _) => stream.after(step),
+            // Nothing came before the error: report it here, as `query` would.
+            (Err(e), true) => return Err(e),
+            (Err(e), false) => stream.fail(e),
+        }
         Ok(stream)
     }
 
+    /// Ends the stream with an error, yielded after the rows already buffered. The
+    /// exchange has already run to ReadyForQuery (or broken the connection).
+    fn fail(&mut self, e: Error) {
+        self.error = Some(e);
+        self.state = State::Done;
+        self._holder = None;
+    }
+
     fn after(&mut self, step: Step) {
-        if let Step::Done(n) = step {
-            self.rows_affected = Some(n);
-            self.state = State::Done;
+        match step {
+            Step::Suspended => self.rows_before += self.rows.len() as u64,
+            Step::Done(n) => {
+                self.rows_affected = Some(self.rows_before + n);
+                self.state = State::Done;
+                self._holder = None;
+            }
         }
     }
 
@@ -113,7 +136,7 @@ impl<'a> RowStream<'a> {
             let mut slot = slot;
             let mut rows = VecDeque::with_capacity(batch_rows as usize);
             let step = slot.wire().stream_next(batch_rows, &mut rows).await;
-            (slot, step.map(|s| (s, rows)))
+            (slot, rows, step)
         })
     }
 }
@@ -128,7 +151,7 @@ impl Stream for RowStream<'_> {
                 return Poll::Ready(Some(Ok(row)));
             }
             match std::mem::replace(&mut this.state, State::Done) {
-                State::Done => return Poll::Ready(None),
+                State::Done => return Poll::Ready(this.error.take().map(Err)),
                 State::Paused(slot) => {
                     this.state = State::Fetching(RowStream::fetch(slot, this.batch_rows))
                 }
@@ -137,12 +160,15 @@ impl Stream for RowStream<'_> {
                         this.state = State::Fetching(fut);
                         return Poll::Pending;
                     }
-                    Poll::Ready((slot, Ok((step, rows)))) => {
+                    Poll::Ready((slot, rows, Ok(step))) => {
                         this.rows = rows;
                         this.state = State::Paused(slot);
                         this.after(step);
                     }
-                    Poll::Ready((_, Err(e))) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready((_, rows, Err(e))) => {
+                        this.rows = rows;
+                        this.fail(e);
+                    }
                 },
             }
         }
@@ -154,6 +180,7 @@ impl Drop for RowStream<'_> {
         // Fetching: dropping the future drops its armed in-flight guard, which breaks the
         // connection and cancels. Paused with our own lock: end the portal now. Paused in
         // a transaction: the transaction's next exchange settles it.
+        self._holder = None;
         if let State::Paused(WireSlot::Owned(guard)) =
             std::mem::replace(&mut self.state, State::Done)
         {

@@ -54,7 +54,7 @@ pub(crate) struct Shared {
     /// The status byte of the last ReadyForQuery.
     tx_status: AtomicU8,
     /// The task that holds the wire for a transaction or an open row stream, if any.
-    holder: StdMutex<Option<tokio::task::Id>>,
+    holder: StdMutex<Option<Caller>>,
     pub(crate) params: StdMutex<HashMap<String, String>>,
     pub(crate) cancel: CancelToken,
     killswitch: Killswitch,
@@ -148,16 +148,14 @@ impl Shared {
     }
 
     /// Records the task that now holds the wire for a long-lived guard.
-    pub(crate) fn set_holder(&self, task: Option<tokio::task::Id>) {
+    pub(crate) fn set_holder(&self, task: Option<Caller>) {
         *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = task;
     }
 
     /// Fails when the current task already holds the wire through a long-lived guard:
     /// waiting for the lock would wait for itself.
     pub(crate) fn check_not_holder(&self, what: &str) -> Result<(), Error> {
-        let Some(me) = tokio::task::try_id() else {
-            return Ok(());
-        };
+        let me = Caller::current();
         let holder = *self.holder.lock().unwrap_or_else(|e| e.into_inner());
         match holder == Some(me) {
             false => Ok(()),
@@ -320,16 +318,20 @@ impl Wire {
         tracing::debug!(conn = self.shared.id, why, "connection broken");
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                let cancel = self.shared.cancel.clone();
+                let shared = self.shared.clone();
                 let drain = rt.spawn(async move {
-                    if let Err(e) = cancel.cancel_query().await {
+                    if let Err(e) = shared.cancel.cancel_query().await {
                         tracing::debug!(error = %e, "cancel request failed");
                     }
+                    shared.kill_socket();
                     drop(io);
                 });
                 *self.shared.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some(drain);
             }
-            Err(_) => drop(io),
+            Err(_) => {
+                self.shared.kill_socket();
+                drop(io)
+            }
         }
     }
 
@@ -456,13 +458,13 @@ pub(crate) struct HolderMark(Arc<Shared>);
 
 impl HolderMark {
     pub(crate) fn new(shared: Arc<Shared>) -> HolderMark {
-        shared.set_holder(tokio::task::try_id());
+        shared.set_holder(Some(Caller::current()));
         HolderMark(shared)
     }
 
     /// Moves the mark to the current task (the guard may have moved between tasks).
     pub(crate) fn refresh(&self) {
-        self.0.set_holder(tokio::task::try_id());
+        self.0.set_holder(Some(Caller::current()));
     }
 }
 
@@ -651,5 +653,21 @@ fn log_notice(fields: Vec<(u8, String)>) {
         "WARNING" => tracing::warn!(code = notice.code(), "{}", notice.message()),
         "DEBUG" | "LOG" => tracing::debug!(code = notice.code(), "{}", notice.message()),
         _ => tracing::info!(code = notice.code(), "{}", notice.message()),
+    }
+}
+
+/// Who is calling: a tokio task, or (outside any task, e.g. a `block_on` main future) a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    Task(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+impl Caller {
+    fn current() -> Caller {
+        match tokio::task::try_id() {
+            Some(id) => Caller::Task(id),
+            None => Caller::Thread(std::thread::current().id()),
+        }
     }
 }

@@ -1,0 +1,772 @@
+//! Cancel at every poll: each public async operation is wrapped in `Cancellable` and
+//! dropped after exactly i polls, for i = 0, 1, 2, … until it finishes on its own. After
+//! every drop the connection must either work correctly (idle, right answers, nothing
+//! left over from the dropped call) or refuse every call at once with `Broken` (or
+//! `Closed` after `close()`), and the server session must be quiet within 200 ms (not
+//! `active`, not `idle in transaction`), seen from a separate watcher connection.
+//!
+//! Run with `--nocapture` to see how many drop points each operation has.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{wait_quiet, Cancellable, Outcome};
+use futures::StreamExt;
+use pgkeel::testkit::TestDb;
+use pgkeel::{Connection, Error, ErrorKind, SimpleQueryMessage, TransactionStatus, Type};
+
+/// More polls than any operation here needs; reaching it means a future never finishes.
+const MAX_POLLS: usize = 200;
+/// How soon the session must be quiet after a drop.
+const QUIET_WITHIN: Duration = Duration::from_millis(200);
+/// A query that takes a moment, so the drop can land while the server works.
+const SLOW: &str = "SELECT pg_sleep(0.05), $1::int4";
+
+/// The database, a watcher connection, and a table `t (id int4)` for writes.
+struct Env {
+    db: TestDb,
+    watcher: Connection,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let (db, watcher) = common::db().await;
+        watcher
+            .batch_execute("CREATE TABLE t (id int4)")
+            .await
+            .unwrap();
+        Env { db, watcher }
+    }
+
+    async fn fresh(&self) -> Connection {
+        common::connect(&self.db).await
+    }
+
+    /// How many rows with this id the watcher sees (committed ones only).
+    async fn visible(&self, id: i32) -> i64 {
+        self.watcher
+            .query_one("SELECT count(*) FROM t WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    async fn quiet(&self, conn: &Connection) -> Result<(), String> {
+        wait_quiet(&self.watcher, conn.backend_pid(), QUIET_WITHIN).await
+    }
+}
+
+/// What a drop left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Usable,
+    Broken,
+    Closed,
+}
+
+/// Drop points seen for one operation, and everything that went wrong at them.
+struct Tally {
+    op: &'static str,
+    usable: usize,
+    broken: usize,
+    closed: usize,
+    violations: Vec<String>,
+}
+
+impl Tally {
+    fn new(op: &'static str) -> Tally {
+        Tally {
+            op,
+            usable: 0,
+            broken: 0,
+            closed: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    /// The polls to allow next; fails once past the bound.
+    fn polls(i: usize, op: &str) -> usize {
+        assert!(
+            i < MAX_POLLS,
+            "{op}: still not done after {MAX_POLLS} polls"
+        );
+        i
+    }
+
+    fn record(&mut self, i: usize, result: Result<After, String>) {
+        match result {
+            Ok(After::Usable) => self.usable += 1,
+            Ok(After::Broken) => self.broken += 1,
+            Ok(After::Closed) => self.closed += 1,
+            Err(v) => self
+                .violations
+                .push(format!("dropped after {i} polls: {v}")),
+        }
+    }
+
+    /// Prints the count and fails on any violation.
+    fn finish(self, done_after: usize) {
+        let points = self.usable + self.broken + self.closed + self.violations.len();
+        println!(
+            "{}: {points} drop points (usable {}, broken {}, closed {}, violations {}); done after {done_after} polls",
+            self.op,
+            self.usable,
+            self.broken,
+            self.closed,
+            self.violations.len()
+        );
+        assert!(
+            self.violations.is_empty(),
+            "{}: {}",
+            self.op,
+            self.violations.join("\n")
+        );
+    }
+}
+
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    match ok {
+        true => Ok(()),
+        false => Err(what()),
+    }
+}
+
+/// Every kind of call fails at once with `kind`.
+async fn all_fail_with(conn: &Connection, kind: ErrorKind) -> Result<(), String> {
+    let started = Instant::now();
+    let errors: Vec<(&str, Result<(), Error>)> = vec![
+        ("query", conn.query("SELECT 1", &[]).await.map(drop)),
+        ("execute", conn.execute("SELECT 1", &[]).await.map(drop)),
+        (
+            "simple_query",
+            conn.simple_query("SELECT 1").await.map(drop),
+        ),
+        ("prepare", conn.prepare("SELECT 1").await.map(drop)),
+        ("transaction", conn.transaction().await.map(drop)),
+        ("query_raw", conn.query_raw("SELECT 1", &[]).await.map(drop)),
+    ];
+    for (call, result) in errors {
+        match result {
+            Err(e) if e.kind() == kind => {}
+            other => return Err(format!("{call} on a {kind:?} connection gave {other:?}")),
+        }
+    }
+    check(started.elapsed() < Duration::from_millis(50), || {
+        format!("{kind:?} calls took {:?}", started.elapsed())
+    })
+}
+
+/// The connection answers exactly its own questions, in both protocols, and is idle.
+async fn check_usable(conn: &Connection, marker: i32) -> Result<(), String> {
+    let rows = conn
+        .query("SELECT $1::int4", &[&marker])
+        .await
+        .map_err(|e| format!("check query failed: {e}"))?;
+    let got: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    check(got == [marker], || {
+        format!("check query got {got:?}, wanted [{marker}]")
+    })?;
+    let messages = conn
+        .simple_query(&format!("SELECT {marker} + 1"))
+        .await
+        .map_err(|e| format!("simple check failed: {e}"))?;
+    let texts = simple_values(&messages);
+    let want = vec![(marker + 1).to_string()];
+    check(texts == want, || {
+        format!("simple check got {texts:?}, wanted {want:?}")
+    })?;
+    let status = conn.transaction_status();
+    check(status == TransactionStatus::Idle, || {
+        format!("status {status:?} after a usable drop")
+    })
+}
+
+/// Broken (or closed) connections refuse everything; others must be usable.
+async fn classify(conn: &Connection, marker: i32) -> Result<After, String> {
+    if conn.is_closed() {
+        all_fail_with(conn, ErrorKind::Closed).await?;
+        return Ok(After::Closed);
+    }
+    if conn.is_broken() {
+        all_fail_with(conn, ErrorKind::Broken).await?;
+        return Ok(After::Broken);
+    }
+    check_usable(conn, marker).await?;
+    Ok(After::Usable)
+}
+
+/// The standard check after a drop outside a transaction.
+async fn after_drop(env: &Env, conn: &Connection, marker: i32) -> Result<After, String> {
+    let after = classify(conn, marker).await?;
+    env.quiet(conn).await?;
+    Ok(after)
+}
+
+fn simple_values(messages: &[SimpleQueryMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(r.len() - 1).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+fn marker(i: usize) -> i32 {
+    1000 + i as i32
+}
+
+#[tokio::test]
+async fn connect_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::connect");
+    let others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                  AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
+    let count_others = || async {
+        env.watcher
+            .query_one(others, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let wait_alone = |within: Duration| async move {
+        let deadline = Instant::now() + within;
+        loop {
+            let n = count_others().await;
+            if n == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{n} other sessions still open"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    for i in 0.. {
+        wait_alone(Duration::from_secs(2)).await.unwrap();
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(Connection::connect(env.db.url()), polls).await {
+            Outcome::Done(conn) => {
+                let conn = conn.unwrap();
+                check_usable(&conn, marker(i)).await.unwrap();
+                conn.close().await.unwrap();
+                tally.finish(i);
+                return;
+            }
+            // Nothing to use; the half-open session must go away by itself.
+            Outcome::Dropped => {
+                tally.record(i, wait_alone(QUIET_WITHIN).await.map(|()| After::Usable))
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn query_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::query");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(conn.query(SLOW, &[&7i32]), polls).await {
+            Outcome::Done(rows) => {
+                let rows = rows.unwrap();
+                assert_eq!(rows.len(), 1);
+                assert_eq!(rows[0].get::<_, i32>(1), 7);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+#[tokio::test]
+async fn query_waiting_for_the_wire_lock_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::query (behind another task's transaction)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let holder = tokio::spawn({
+            let conn = conn.clone();
+            async move {
+                let tx = conn.transaction().await.unwrap();
+                ready_tx.send(()).unwrap();
+                let _ = release_rx.await;
+                tx.commit().await.unwrap();
+            }
+        });
+        ready_rx.await.unwrap();
+        let polls = Tally::polls(i, tally.op);
+        // The releaser first runs once this task waits: after the query's first poll has
+        // queued it on the lock. The holder then commits and hands the lock over.
+        let releaser = tokio::spawn(async move { release_tx.send(()) });
+        let outcome = Cancellable::new(conn.query(SLOW, &[&7i32]), polls).await;
+        let _ = releaser.await.unwrap();
+        holder.await.unwrap();
+        match outcome {
+            Outcome::Done(rows) => {
+                assert_eq!(rows.unwrap()[0].get::<_, i32>(1), 7);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+#[tokio::test]
+
+async fn query_with_a_large_parameter_dropped_at_every_poll() {
+    // 16 MiB does not fit the socket buffers, so the first write itself takes several
+    // polls.
+    let env = Env::new().await;
+    let big = "x".repeat(16 << 20);
+    let mut tally = Tally::new("Connection::query (16 MiB parameter, mid-write)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(conn.query("SELECT length($1::text)", &[&big]), polls).await {
+            Outcome::Done(rows) => {
+                assert_eq!(rows.unwrap()[0].get::<_, i32>(0), 16 << 20);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+#[tokio::test]
+async fn query_returning_many_rows_dropped_at_every_poll() {
+    // 50 000 rows arrive in many socket reads, so the drop lands mid-rows too.
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::query (50 000 rows, mid-read)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        let sql = "SELECT g FROM generate_series(1, 50000) g";
+        match Cancellable::new(conn.query(sql, &[]), polls).await {
+            Outcome::Done(rows) => {
+                let rows = rows.unwrap();
+                assert_eq!(rows.len(), 50_000);
+                assert_eq!(rows[49_999].get::<_, i32>(0), 50_000);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+#[tokio::test]
+async fn query_one_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::query_one");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(conn.query_one(SLOW, &[&8i32]), polls).await {
+            Outcome::Done(row) => {
+                assert_eq!(row.unwrap().get::<_, i32>(1), 8);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+#[tokio::test]
+async fn execute_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::execute");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let id = marker(i);
+        let polls = Tally::polls(i, tally.op);
+        let sql = "INSERT INTO t SELECT $1::int4 FROM pg_sleep(0.05)";
+        match Cancellable::new(conn.execute(sql, &[&id]), polls).await {
+            Outcome::Done(n) => {
+                assert_eq!(n.unwrap(), 1);
+                assert_eq!(env.visible(id).await, 1);
+                after_drop(&env, &conn, id).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => {
+                let after = after_drop(&env, &conn, id).await;
+                // A statement that reached the server may or may not have run; never twice.
+                let n = env.visible(id).await;
+                let after = after.and_then(|a| match n <= 1 {
+                    true => Ok(a),
+                    false => Err(format!("{n} rows for one insert")),
+                });
+                tally.record(i, after);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn prepare_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::prepare");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(conn.prepare(SLOW), polls).await {
+            Outcome::Done(stmt) => {
+                let stmt = stmt.unwrap();
+                assert_eq!(stmt.params(), &[Type::INT4]);
+                let row = conn.query_one(&stmt, &[&9i32]).await.unwrap();
+                assert_eq!(row.get::<_, i32>(1), 9);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+#[tokio::test]
+async fn simple_query_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::simple_query");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(conn.simple_query("SELECT pg_sleep(0.05), 42"), polls).await {
+            Outcome::Done(messages) => {
+                assert_eq!(simple_values(&messages.unwrap()), vec!["42".to_string()]);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+#[tokio::test]
+
+async fn query_raw_batched_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::query_raw_batched (first batch)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        let sql = "SELECT g FROM generate_series(1, 10) g";
+        match Cancellable::new(conn.query_raw_batched(sql, &[], 2), polls).await {
+            Outcome::Done(stream) => {
+                let rows: Vec<i32> = stream
+                    .unwrap()
+                    .map(|r| r.unwrap().get::<_, i32>(0))
+                    .collect()
+                    .await;
+                assert_eq!(rows, (1..=10).collect::<Vec<_>>());
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+/// A stream over 1..=10 in batches of two, with its first batch read, so the next
+/// `next()` has to fetch.
+async fn stream_past_first_batch(conn: &Connection) -> pgkeel::RowStream<'static> {
+    let mut stream = conn
+        .query_raw_batched("SELECT g FROM generate_series(1, 10) g", &[], 2)
+        .await
+        .unwrap();
+    for expected in 1..=2 {
+        let got: i32 = stream.next().await.unwrap().unwrap().get(0);
+        assert_eq!(got, expected);
+    }
+    stream
+}
+
+#[tokio::test]
+async fn row_stream_next_dropped_at_every_poll_resumes_where_it_was() {
+    // Only the `next()` future is dropped; the stream keeps its batch in progress.
+    let env = Env::new().await;
+    let mut tally = Tally::new("RowStream next (stream kept and resumed)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let mut stream = stream_past_first_batch(&conn).await;
+        let polls = Tally::polls(i, tally.op);
+        let outcome = Cancellable::new(stream.next(), polls).await;
+        let first = match &outcome {
+            Outcome::Done(row) => vec![row.as_ref().unwrap().as_ref().unwrap().get::<_, i32>(0)],
+            Outcome::Dropped => vec![],
+        };
+        let rest: Vec<i32> = (&mut stream)
+            .map(|r| r.unwrap().get::<_, i32>(0))
+            .collect()
+            .await;
+        let all: Vec<i32> = first.into_iter().chain(rest).collect();
+        assert_eq!(all, (3..=10).collect::<Vec<_>>(), "after {i} polls");
+        drop(stream);
+        match outcome {
+            Outcome::Done(_) => {
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+#[tokio::test]
+
+async fn row_stream_dropped_during_next_at_every_poll() {
+    // The stream is moved into the future: dropping the future drops the stream, between
+    // batches (cleanup task) or with a batch in flight (broken).
+    let env = Env::new().await;
+    let mut tally = Tally::new("RowStream next (stream dropped with it)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let stream = stream_past_first_batch(&conn).await;
+        let polls = Tally::polls(i, tally.op);
+        let next = async move {
+            let mut stream = stream;
+            stream
+                .next()
+                .await
+                .map(|r| r.map(|row| row.get::<_, i32>(0)))
+        };
+        match Cancellable::new(next, polls).await {
+            Outcome::Done(row) => {
+                assert_eq!(row.unwrap().unwrap(), 3);
+                // The stream was dropped between batches: cleaned up, still usable.
+                assert_eq!(
+                    after_drop(&env, &conn, marker(i)).await.unwrap(),
+                    After::Usable
+                );
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+/// Checks the state after a drop inside a transaction: a broken transaction refuses
+/// work and its row is gone; a usable one carries on, commits, and both rows stay.
+async fn after_drop_in_transaction(
+    env: &Env,
+    conn: &Connection,
+    mut tx: pgkeel::Transaction,
+    id: i32,
+) -> Result<After, String> {
+    if conn.is_broken() {
+        match tx.query("SELECT 1", &[]).await {
+            Err(e) if e.kind() == ErrorKind::Broken => {}
+            other => return Err(format!("query on a broken transaction gave {other:?}")),
+        }
+        drop(tx);
+        let after = classify(conn, id).await?;
+        env.quiet(conn).await?;
+        let n = env.visible(id).await;
+        check(n == 0, || {
+            format!("the broken transaction's row is visible ({n})")
+        })?;
+        return Ok(after);
+    }
+    let rows = tx
+        .query("SELECT $1::int4", &[&id])
+        .await
+        .map_err(|e| format!("the transaction cannot go on: {e}"))?;
+    let got: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    check(got == [id], || format!("check in transaction got {got:?}"))?;
+    tx.execute("INSERT INTO t VALUES ($1)", &[&(id + 500_000)])
+        .await
+        .map_err(|e| format!("insert after the drop failed: {e}"))?;
+    tx.commit()
+        .await
+        .map_err(|e| format!("commit failed: {e}"))?;
+    let after = after_drop(env, conn, id).await?;
+    let (a, b) = (env.visible(id).await, env.visible(id + 500_000).await);
+    check((a, b) == (1, 1), || format!("rows after commit: {a}, {b}"))?;
+    Ok(after)
+}
+
+/// A fresh connection with an open transaction that inserted row `id`.
+async fn open_transaction(env: &Env, id: i32) -> (Connection, pgkeel::Transaction) {
+    let conn = env.fresh().await;
+    let mut tx = conn.transaction().await.unwrap();
+    tx.execute("INSERT INTO t VALUES ($1)", &[&id])
+        .await
+        .unwrap();
+    (conn, tx)
+}
+
+#[tokio::test]
+
+async fn transaction_begin_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::transaction (BEGIN)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let id = marker(i);
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(conn.transaction(), polls).await {
+            Outcome::Done(tx) => {
+                let mut tx = tx.unwrap();
+                assert_eq!(tx.transaction_status(), TransactionStatus::InTransaction);
+                tx.execute("INSERT INTO t VALUES ($1)", &[&id])
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                assert_eq!(env.visible(id).await, 1);
+                after_drop(&env, &conn, id).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, id).await),
+        }
+    }
+}
+
+#[tokio::test]
+
+async fn transaction_query_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Transaction::query");
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, mut tx) = open_transaction(&env, id).await;
+        let polls = Tally::polls(i, tally.op);
+        let outcome = Cancellable::new(tx.query(SLOW, &[&7i32]), polls).await;
+        match outcome {
+            Outcome::Done(rows) => {
+                assert_eq!(rows.unwrap()[0].get::<_, i32>(1), 7);
+                after_drop_in_transaction(&env, &conn, tx, id)
+                    .await
+                    .unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => {
+                let after = after_drop_in_transaction(&env, &conn, tx, id).await;
+                tally.record(i, after);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+
+async fn savepoint_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Transaction::savepoint");
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, mut tx) = open_transaction(&env, id).await;
+        let polls = Tally::polls(i, tally.op);
+        let done = match Cancellable::new(tx.savepoint(), polls).await {
+            Outcome::Done(sp) => {
+                let mut sp = sp.unwrap();
+                sp.execute("INSERT INTO t VALUES ($1)", &[&(id + 900_000)])
+                    .await
+                    .unwrap();
+                true
+            }
+            Outcome::Dropped => false,
+        };
+        let after = after_drop_in_transaction(&env, &conn, tx, id).await;
+        if done {
+            after.unwrap();
+            assert_eq!(env.visible(id + 900_000).await, 0, "dropped savepoint");
+            return tally.finish(i);
+        }
+        tally.record(i, after);
+    }
+}
+
+#[tokio::test]
+async fn commit_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Transaction::commit");
+    let mut committed_anyway = 0;
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, tx) = open_transaction(&env, id).await;
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(tx.commit(), polls).await {
+            Outcome::Done(r) => {
+                r.unwrap();
+                assert_eq!(env.visible(id).await, 1);
+                after_drop(&env, &conn, id).await.unwrap();
+                println!("commit: {committed_anyway} in-flight drops had committed");
+                return tally.finish(i);
+            }
+            Outcome::Dropped => {
+                let after = after_drop(&env, &conn, id).await;
+                let n = env.visible(id).await;
+                // Before COMMIT was written the guard rolls back; once it was written the
+                // outcome is the server's (the session is broken, the commit unknowable).
+                let after = after.and_then(|a| match (a, n) {
+                    (After::Usable, 0) | (After::Broken, 0) => Ok(a),
+                    (After::Broken, 1) => {
+                        committed_anyway += 1;
+                        Ok(a)
+                    }
+                    (a, n) => Err(format!("{a:?} with {n} rows visible")),
+                });
+                tally.record(i, after);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn rollback_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Transaction::rollback");
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, tx) = open_transaction(&env, id).await;
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(tx.rollback(), polls).await {
+            Outcome::Done(r) => {
+                r.unwrap();
+                after_drop(&env, &conn, id).await.unwrap();
+                assert_eq!(env.visible(id).await, 0);
+                return tally.finish(i);
+            }
+            Outcome::Dropped => {
+                let after = after_drop(&env, &conn, id).await;
+                let n = env.visible(id).await;
+                let after = after.and_then(|a| match n {
+                    0 => Ok(a),
+                    n => Err(format!("{n} rows visible after a dropped rollback")),
+                });
+                tally.record(i, after);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn close_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::close");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(conn.close(), polls).await {
+            Outcome::Done(r) => {
+                r.unwrap();
+                assert_eq!(classify(&conn, marker(i)).await.unwrap(), After::Closed);
+                let pid = conn.backend_pid();
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while common::backend_state(&env.watcher, pid).await.is_some() {
+                    assert!(Instant::now() < deadline, "the session outlived close()");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
