@@ -40,10 +40,38 @@ pub enum Stream {
 #[derive(Debug)]
 pub(crate) struct Killswitch(Socket);
 
+/// What an idle socket holds, looked at without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peek {
+    /// Nothing to read: the peer is quiet.
+    Empty,
+    /// Bytes are waiting.
+    Data,
+    /// The peer closed the connection (or the socket failed).
+    Closed,
+}
+
 impl Killswitch {
     /// Shuts the socket down in both directions; the reader sees end-of-file at once.
     pub(crate) fn trip(&self) {
         let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Sends FIN: the server sees end-of-file, while we can still read until it closes.
+    pub(crate) fn shutdown_write(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Looks at the socket itself (`MSG_PEEK`, non-blocking), not at the runtime's cached
+    /// readiness, which is stale until the runtime next polls the socket.
+    pub(crate) fn peek(&self) -> Peek {
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match self.0.peek(&mut byte) {
+            Ok(0) => Peek::Closed,
+            Ok(_) => Peek::Data,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Peek::Empty,
+            Err(_) => Peek::Closed,
+        }
     }
 }
 

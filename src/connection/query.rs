@@ -414,7 +414,7 @@ async fn read_answer(
     // A streamed batch ends with Flush; its Sync goes out once the command ends.
     let mut need_sync = streaming;
     loop {
-        match f.recv().await? {
+        match f.recv_after(&mut a.error).await? {
             BackendMessage::DataRow(row) => match &a.columns {
                 Some(cols) if cols.len() == row.len() => sink.row(cols, row),
                 _ => {

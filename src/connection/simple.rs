@@ -50,7 +50,7 @@ async fn read_simple(
     let mut columns: Option<Arc<[SimpleColumn]>> = None;
     let mut error = None;
     loop {
-        match f.recv().await? {
+        match f.recv_after(&mut error).await? {
             BackendMessage::RowDescription(fields) => {
                 columns = Some(
                     fields

@@ -33,7 +33,7 @@ use crate::error::{DbError, Error, ErrorKind};
 use crate::protocol::frontend::{self, Target};
 use crate::protocol::{BackendMessage, ProtocolError, TransactionStatus};
 use crate::statement::Column;
-use crate::transport::{Killswitch, Stream};
+use crate::transport::{Killswitch, Peek, Stream};
 
 /// The socket as the codec sees it.
 pub(crate) type Io = Framed<Stream, PgCodec>;
@@ -135,6 +135,19 @@ impl Shared {
 
     /// Shuts the socket down from outside the wire lock.
     pub(crate) fn kill_socket(&self) {
+        self.killswitch.trip();
+    }
+
+    /// Ends our side of the session and waits (at most `limit`) until the server closes
+    /// its side: the backend has then exited, so a pool slot can be reused without ever
+    /// running more backends than its size.
+    async fn wait_server_gone(&self, io: &mut Io, limit: Duration) {
+        use tokio::io::AsyncReadExt;
+        self.killswitch.shutdown_write();
+        let mut sink = [0u8; 1024];
+        let until_eof =
+            async { while matches!(io.get_mut().read(&mut sink).await, Ok(n) if n > 0) {} };
+        let _ = tokio::time::timeout(limit, until_eof).await;
         self.killswitch.trip();
     }
 
@@ -320,11 +333,13 @@ impl Wire {
             Ok(rt) => {
                 let shared = self.shared.clone();
                 let drain = rt.spawn(async move {
+                    let mut io = io;
                     if let Err(e) = shared.cancel.cancel_query().await {
                         tracing::debug!(error = %e, "cancel request failed");
                     }
-                    shared.kill_socket();
-                    drop(io);
+                    shared
+                        .wait_server_gone(&mut io, shared.cancel.timeout)
+                        .await;
                 });
                 *self.shared.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some(drain);
             }
@@ -384,26 +399,41 @@ impl Wire {
     /// a FATAL error, then closes) means it is dead. Returns whether it is still usable.
     pub(crate) fn check_idle(&mut self) -> bool {
         use futures::FutureExt;
-        while self.is_usable() {
-            let Some(io) = self.io.as_mut() else { break };
+        loop {
+            let Some(io) = self.io.as_mut().filter(|_| self.shared.check().is_ok()) else {
+                return false;
+            };
+            if io.read_buffer().is_empty() {
+                match self.shared.killswitch.peek() {
+                    Peek::Empty => return true,
+                    Peek::Closed => break,
+                    Peek::Data => {}
+                }
+            }
             match io.next().now_or_never() {
-                None => return true,
                 Some(Some(Ok(BackendMessage::NoticeResponse(fields)))) => log_notice(fields),
                 Some(Some(Ok(BackendMessage::ParameterStatus { name, value }))) => {
                     let mut params = self.shared.params.lock().unwrap_or_else(|e| e.into_inner());
                     params.insert(name, value);
                 }
                 Some(Some(Ok(BackendMessage::NotificationResponse { .. }))) => {}
-                Some(_) => self.break_off("the idle session was closed by the server"),
+                // An error (a FATAL before the server hung up), end-of-file, or bytes the
+                // runtime has not seen yet: none of it belongs on an idle session.
+                _ => break,
             }
         }
+        self.break_off("the idle session was closed by the server");
         false
     }
 
-    /// Sends Terminate and closes the socket, for a clean `close()`.
+    /// Sends Terminate and closes the socket once the server has, for a clean `close()`.
     pub(crate) async fn terminate(&mut self) {
         if let Some(mut io) = self.io.take() {
             let _ = io.send(Frontend::Terminate).await;
+            let shared = self.shared.clone();
+            shared
+                .wait_server_gone(&mut io, shared.cancel.timeout)
+                .await;
         }
     }
 
@@ -581,6 +611,24 @@ impl InFlight<'_> {
                 }
                 msg => return Ok(msg),
             }
+        }
+    }
+
+    /// As `recv`, but when the socket fails right after the server sent a FATAL error
+    /// (`kept`), that error is the one returned: it says why (e.g. 57P01 admin shutdown).
+    pub(crate) async fn recv_after(
+        &mut self,
+        kept: &mut Option<Error>,
+    ) -> Result<BackendMessage, Error> {
+        match self.recv().await {
+            Ok(msg) => Ok(msg),
+            Err(e) => match kept.take() {
+                Some(fatal) if fatal.is_connection_fatal() => Err(fatal),
+                other => {
+                    *kept = other;
+                    Err(e)
+                }
+            },
         }
     }
 

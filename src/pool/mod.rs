@@ -222,6 +222,46 @@ pub(crate) fn jitter_fraction() -> f64 {
 
 type Checkout = (Connection, Meta, OwnedSemaphorePermit);
 
+/// A connection on its way from a spawned task to a caller. If the caller has stopped
+/// waiting, even after the value reached the channel, dropping the hand-off puts the
+/// connection back in the pool: a connection is never opened and then thrown away.
+struct Handoff {
+    pool: Arc<PoolInner>,
+    checkout: Option<Checkout>,
+}
+
+impl Handoff {
+    fn new(
+        pool: &Arc<PoolInner>,
+        conn: Connection,
+        meta: Meta,
+        permit: OwnedSemaphorePermit,
+    ) -> Handoff {
+        Handoff {
+            pool: pool.clone(),
+            checkout: Some((conn, meta, permit)),
+        }
+    }
+
+    fn take(mut self) -> Checkout {
+        self.checkout.take().expect("a hand-off is taken once")
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some((conn, meta, permit)) = self.checkout.take() {
+            match self.pool.closed.load(Ordering::Acquire) {
+                true => self.pool.spawn_close_with_slot(conn, permit),
+                false => {
+                    self.pool.push_idle(conn, meta);
+                    drop(permit);
+                }
+            }
+        }
+    }
+}
+
 impl PoolInner {
     async fn acquire(
         self: &Arc<Self>,
@@ -262,12 +302,21 @@ impl PoolInner {
                 .await
                 .map_err(|_| pool_closed())?
         };
+        let mut permit = permit;
         loop {
             let Some(idle) = self.pop_idle() else {
                 return self.open(permit).await;
             };
-            if self.usable_on_checkout(&idle).await {
-                return Ok((idle.conn, idle.meta, permit));
+            match self.usable_on_checkout(idle, permit).await {
+                Ok((idle, permit)) => return Ok((idle.conn, idle.meta, permit)),
+                Err(p) => {
+                    permit = p.ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Closed,
+                            "the runtime stopped during a health check",
+                        )
+                    })?
+                }
             }
         }
     }
@@ -276,13 +325,17 @@ impl PoolInner {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
-    /// Puts a connection in the idle queue; the caller drops its permit afterwards, so
-    /// the waiter that permit wakes finds the connection there.
-    fn put_idle(&self, conn: Connection, mut meta: Meta) {
-        if self.closed.load(Ordering::Acquire) {
-            spawn_close(conn);
-            return;
+    /// Puts a connection in the idle queue (or closes it if the pool has closed). The
+    /// caller holds a slot and drops it afterwards, so the waiter that slot wakes finds
+    /// the connection there, and a closing connection is still counted.
+    async fn put_idle(&self, conn: Connection, meta: Meta) {
+        match self.closed.load(Ordering::Acquire) {
+            true => self.close_conn(conn).await,
+            false => self.push_idle(conn, meta),
         }
+    }
+
+    fn push_idle(&self, conn: Connection, mut meta: Meta) {
         meta.idle_since = Instant::now();
         self.idle
             .lock()
@@ -290,67 +343,117 @@ impl PoolInner {
             .push(Idle { conn, meta });
     }
 
-    /// Lifetime, a non-blocking look for a closed socket, and the optional ping.
-    async fn usable_on_checkout(&self, idle: &Idle) -> bool {
+    /// Closes a connection and waits (bounded) until its backend has gone.
+    async fn close_conn(&self, conn: Connection) {
+        let _ = tokio::time::timeout(self.opts.drain_timeout, conn.close()).await;
+    }
+
+    /// Lifetime, a non-blocking look at the socket, and the optional ping. An unusable
+    /// connection is closed here, under the caller's slot, before that slot opens
+    /// another: the pool never runs more backends than its size. Hands the slot back
+    /// when the connection was not usable.
+    async fn usable_on_checkout(
+        self: &Arc<Self>,
+        idle: Idle,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(Idle, OwnedSemaphorePermit), Option<OwnedSemaphorePermit>> {
         if idle.meta.expired() {
-            self.evict(idle.conn.clone(), EvictReason::Lifetime);
-            return false;
+            self.evict_now(idle.conn, EvictReason::Lifetime).await;
+            return Err(Some(permit));
         }
         let alive = match idle.conn.inner.wire.try_lock() {
             Ok(mut wire) => wire.check_idle(),
             Err(_) => false,
         };
+        if !alive {
+            self.evict_now(idle.conn, EvictReason::HealthCheck).await;
+            return Err(Some(permit));
+        }
         let stale = self
             .opts
             .health_check_after
             .is_some_and(|t| idle.meta.idle_since.elapsed() >= t);
-        let healthy = alive && (!stale || self.ping(&idle.conn).await);
-        if !healthy {
-            self.evict(idle.conn.clone(), EvictReason::HealthCheck);
+        match stale {
+            false => Ok((idle, permit)),
+            true => self.ping(idle, permit).await,
         }
-        healthy
     }
 
-    async fn ping(&self, conn: &Connection) -> bool {
-        let ping = conn.simple_query("");
-        matches!(
-            tokio::time::timeout(self.opts.return_timeout, ping).await,
-            Ok(Ok(_))
-        )
+    /// Pings in a spawned task that holds the connection and its slot: if the caller
+    /// stops waiting, the connection goes back to the idle queue before the slot is
+    /// freed, instead of being lost with the caller's future.
+    async fn ping(
+        self: &Arc<Self>,
+        idle: Idle,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(Idle, OwnedSemaphorePermit), Option<OwnedSemaphorePermit>> {
+        let (tx, rx) = oneshot::channel::<Result<Handoff, OwnedSemaphorePermit>>();
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let ping = idle.conn.simple_query("");
+            let limit = inner.opts.return_timeout;
+            let ok = matches!(tokio::time::timeout(limit, ping).await, Ok(Ok(_)));
+            if !ok {
+                inner.evict_now(idle.conn, EvictReason::HealthCheck).await;
+                let _ = tx.send(Err(permit));
+                return;
+            }
+            // A refused hand-off drops here, and its Drop returns the connection.
+            drop(tx.send(Ok(Handoff::new(&inner, idle.conn, idle.meta, permit))));
+        });
+        match rx.await {
+            Ok(Ok(handoff)) => {
+                let (conn, meta, permit) = handoff.take();
+                Ok((Idle { conn, meta }, permit))
+            }
+            Ok(Err(permit)) => Err(Some(permit)),
+            Err(_) => Err(None),
+        }
     }
 
-    fn evict(&self, conn: Connection, reason: EvictReason) {
+    /// Evicts a connection and waits (bounded) until its backend is gone.
+    async fn evict_now(&self, conn: Connection, reason: EvictReason) {
         self.counters.evicted(reason);
         tracing::debug!(?reason, pid = conn.backend_pid(), "connection evicted");
-        spawn_close(conn);
+        self.close_conn(conn).await;
+    }
+
+    /// Closes a connection in the background under `permit`, counted as draining.
+    fn spawn_close_with_slot(self: &Arc<Self>, conn: Connection, permit: OwnedSemaphorePermit) {
+        let inner = self.clone();
+        inner.gauges.draining.fetch_add(1, Ordering::AcqRel);
+        self.spawn_with_slot(permit, async move {
+            inner.close_conn(conn).await;
+            inner.gauges.draining.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Opens a connection in a spawned task, so that a caller who stops waiting does not
     /// waste it: it goes to the idle queue instead.
     async fn open(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<Checkout, Error> {
-        let (tx, rx) = oneshot::channel::<Result<Checkout, Error>>();
+        let (tx, rx) = oneshot::channel::<Result<Handoff, Error>>();
         let inner = self.clone();
         tokio::spawn(async move {
-            match inner.connect_new().await {
+            let sent = match inner.connect_new().await {
                 Ok(conn) => {
                     let meta = Meta::new(inner.opts.max_lifetime);
-                    if let Err(Ok((conn, meta, permit))) = tx.send(Ok((conn, meta, permit))) {
-                        inner.put_idle(conn, meta);
-                        drop(permit);
-                    }
+                    tx.send(Ok(Handoff::new(&inner, conn, meta, permit)))
                 }
                 Err(e) => {
                     drop(permit);
-                    let _ = tx.send(Err(e));
+                    tx.send(Err(e))
                 }
-            }
+            };
+            // A refused hand-off drops here, and its Drop returns the connection.
+            drop(sent);
         });
-        rx.await.unwrap_or_else(|_| {
-            Err(Error::new(
+        match rx.await {
+            Ok(result) => result.map(Handoff::take),
+            Err(_) => Err(Error::new(
                 ErrorKind::Closed,
                 "the runtime stopped while connecting",
-            ))
-        })
+            )),
+        }
     }
 
     async fn connect_new(&self) -> Result<Connection, Error> {
@@ -422,10 +525,12 @@ impl PoolInner {
         }
         let idle: Vec<Idle> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        let closes = idle.into_iter().map(|i| async move {
-            let _ = i.conn.close().await;
-        });
+        let closes = idle.into_iter().map(|i| self.close_conn(i.conn));
         futures::future::join_all(closes).await;
+        // Connections returned meanwhile are closed by their own tasks; wait for those too.
+        while self.busy() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     fn busy(&self) -> usize {
@@ -434,17 +539,6 @@ impl PoolInner {
             .iter()
             .map(|a| a.load(Ordering::Acquire))
             .sum()
-    }
-}
-
-fn spawn_close(conn: Connection) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => {
-            rt.spawn(async move {
-                let _ = conn.close().await;
-            });
-        }
-        Err(_) => drop(conn),
     }
 }
 
@@ -469,26 +563,32 @@ async fn maintain(pool: Weak<PoolInner>) {
 }
 
 impl PoolInner {
-    fn prune_idle(&self) {
-        let mut evicted = Vec::new();
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let min = self.opts.min_idle;
-            let timeout = self.opts.idle_timeout;
-            let mut i = 0;
-            while i < idle.len() {
-                let meta = idle[i].meta;
-                let too_idle =
-                    timeout.is_some_and(|t| meta.idle_since.elapsed() >= t) && idle.len() > min;
-                match (meta.expired(), too_idle) {
-                    (true, _) => evicted.push((idle.remove(i).conn, EvictReason::Lifetime)),
-                    (false, true) => evicted.push((idle.remove(i).conn, EvictReason::Idle)),
-                    _ => i += 1,
+    /// Closes idle connections past their lifetime, and past `idle_timeout` above
+    /// `min_idle`; each close holds a slot until its backend is gone (when no slot is
+    /// free, the connection waits for the next round).
+    fn prune_idle(self: &Arc<Self>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let min = self.opts.min_idle;
+        let timeout = self.opts.idle_timeout;
+        let mut i = 0;
+        while i < idle.len() {
+            let meta = idle[i].meta;
+            let too_idle =
+                timeout.is_some_and(|t| meta.idle_since.elapsed() >= t) && idle.len() > min;
+            let reason = match (meta.expired(), too_idle) {
+                (true, _) => EvictReason::Lifetime,
+                (false, true) => EvictReason::Idle,
+                _ => {
+                    i += 1;
+                    continue;
                 }
-            }
-        }
-        for (conn, reason) in evicted {
-            self.evict(conn, reason);
+            };
+            let Ok(permit) = self.sem.clone().try_acquire_owned() else {
+                return;
+            };
+            let conn = idle.remove(i).conn;
+            self.counters.evicted(reason);
+            self.spawn_close_with_slot(conn, permit);
         }
     }
 
@@ -502,7 +602,9 @@ impl PoolInner {
             let inner = self.clone();
             tokio::spawn(async move {
                 if let Ok(conn) = inner.connect_new().await {
-                    inner.put_idle(conn, Meta::new(inner.opts.max_lifetime));
+                    inner
+                        .put_idle(conn, Meta::new(inner.opts.max_lifetime))
+                        .await;
                 }
                 drop(permit);
             });

@@ -90,23 +90,24 @@ impl PoolInner {
         if Arc::strong_count(&conn.inner) > 1 {
             tracing::warn!(
                 pid = conn.backend_pid(),
-                "a clone of a pooled connection outlived its return; the pool lets it go"
+                "a clone of a pooled connection outlived its return; the pool closes it"
             );
             self.counters.evicted(EvictReason::ClonedOut);
-            return;
+            return self.spawn_close_with_slot(conn, permit);
         }
-        if meta.expired() || self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) {
+            return self.spawn_close_with_slot(conn, permit);
+        }
+        if meta.expired() {
             self.counters.evicted(EvictReason::Lifetime);
-            return self.spawn_with_slot(permit, async move {
-                let _ = conn.close().await;
-            });
+            return self.spawn_close_with_slot(conn, permit);
         }
         let clean = match conn.inner.wire.try_lock() {
             Ok(wire) => wire.is_usable() && !wire.needs_cleanup(),
             Err(_) => false,
         };
         if clean && self.opts.reset_on_return.is_none() {
-            self.put_idle(conn, meta);
+            self.push_idle(conn, meta);
             drop(permit);
             return;
         }
@@ -115,7 +116,7 @@ impl PoolInner {
 
     /// Runs `work` in a task that keeps the slot until it is done (or drops both when no
     /// runtime is left).
-    fn spawn_with_slot(
+    pub(crate) fn spawn_with_slot(
         &self,
         permit: OwnedSemaphorePermit,
         work: impl std::future::Future<Output = ()> + Send + 'static,
@@ -160,10 +161,10 @@ impl PoolInner {
         let work = async move {
             let limit = inner.opts.return_timeout;
             match tokio::time::timeout(limit, inner.clean(&conn)).await {
-                Ok(Ok(())) => inner.put_idle(conn, meta),
+                Ok(Ok(())) => inner.put_idle(conn, meta).await,
                 Ok(Err(e)) => {
                     tracing::warn!(pid = conn.backend_pid(), error = %e, "rollback on return failed; connection evicted");
-                    inner.evict_after_failed_return(conn);
+                    inner.evict_after_failed_return(conn).await;
                 }
                 Err(_) => {
                     tracing::warn!(
@@ -171,7 +172,7 @@ impl PoolInner {
                         ?limit,
                         "rollback on return timed out; connection evicted"
                     );
-                    inner.evict_after_failed_return(conn);
+                    inner.evict_after_failed_return(conn).await;
                 }
             }
             inner.gauges.returning.fetch_sub(1, Ordering::AcqRel);
@@ -209,7 +210,7 @@ impl PoolInner {
             match recovered {
                 Ok(Ok(())) if !conn.is_broken() => {
                     bump(&inner.counters.recovered);
-                    inner.put_idle(conn, meta);
+                    inner.put_idle(conn, meta).await;
                 }
                 _ => {
                     inner.counters.evicted(EvictReason::Broken);
@@ -234,11 +235,11 @@ impl PoolInner {
         Ok(())
     }
 
-    fn evict_after_failed_return(&self, conn: Connection) {
+    async fn evict_after_failed_return(&self, conn: Connection) {
         self.counters.evicted(EvictReason::RollbackFailed);
-        // Whoever still holds its wire (a leaked transaction) must not go on using it.
-        conn.inner.shared.kill_socket();
-        drop(conn);
+        // Whoever still holds its wire (a leaked transaction) must not go on using it:
+        // close() takes the socket down by force when the lock does not come free.
+        self.close_conn(conn).await;
     }
 }
 
@@ -311,24 +312,33 @@ impl Pool {
     pub fn begin(
         &self,
     ) -> impl std::future::Future<Output = Result<PoolTransaction, Error>> + Send + '_ {
-        let get = self.get();
-        async move {
-            let conn = get.await?;
-            let tx = conn.transaction().await?;
-            Ok(PoolTransaction { tx, conn })
-        }
+        self.begin_at(Location::caller())
+    }
+
+    /// `begin`, recording `caller` for leak reports.
+    pub(crate) async fn begin_at(
+        &self,
+        caller: &'static Location<'static>,
+    ) -> Result<PoolTransaction, Error> {
+        let conn = self.inner.acquire(caller).await?;
+        let tx = conn.transaction().await?;
+        Ok(PoolTransaction { tx, conn })
     }
 
     /// Checks out a connection and begins a transaction with options.
     ///
     /// # Errors
     /// As [`Pool::get`] and [`TransactionBuilder::start`].
-    pub async fn begin_with(
-        &self,
-        options: impl FnOnce(TransactionBuilder) -> TransactionBuilder,
-    ) -> Result<PoolTransaction, Error> {
-        let conn = self.get().await?;
-        let tx = options(conn.build_transaction()).start().await?;
-        Ok(PoolTransaction { tx, conn })
+    #[track_caller]
+    pub fn begin_with<'a>(
+        &'a self,
+        options: impl FnOnce(TransactionBuilder) -> TransactionBuilder + Send + 'a,
+    ) -> impl std::future::Future<Output = Result<PoolTransaction, Error>> + Send + 'a {
+        let get = self.get();
+        async move {
+            let conn = get.await?;
+            let tx = options(conn.build_transaction()).start().await?;
+            Ok(PoolTransaction { tx, conn })
+        }
     }
 }

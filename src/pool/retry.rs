@@ -1,6 +1,7 @@
 //! `Pool::transaction`: run a closure in a transaction, commit, and re-run the whole
 //! closure on errors that a fresh attempt may not hit.
 
+use std::panic::Location;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -36,13 +37,30 @@ impl Pool {
     ///
     /// # Errors
     /// The last attempt's error, or the first one that is not retryable.
-    pub async fn transaction<T, F>(&self, mut f: F) -> Result<T, Error>
+    #[track_caller]
+    pub fn transaction<'a, T, F>(
+        &'a self,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<T, Error>> + Send + 'a
+    where
+        F: for<'t> FnMut(&'t mut Transaction) -> BoxFuture<'t, Result<T, Error>> + Send + 'a,
+        T: Send + 'a,
+    {
+        let caller = Location::caller();
+        self.run_transaction(f, caller)
+    }
+
+    async fn run_transaction<T, F>(
+        &self,
+        mut f: F,
+        caller: &'static Location<'static>,
+    ) -> Result<T, Error>
     where
         F: for<'t> FnMut(&'t mut Transaction) -> BoxFuture<'t, Result<T, Error>>,
     {
         let mut attempt = 1;
         loop {
-            let err = match self.attempt(&mut f).await {
+            let err = match self.attempt(&mut f, caller).await {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
@@ -56,11 +74,11 @@ impl Pool {
         }
     }
 
-    async fn attempt<T, F>(&self, f: &mut F) -> Result<T, Error>
+    async fn attempt<T, F>(&self, f: &mut F, caller: &'static Location<'static>) -> Result<T, Error>
     where
         F: for<'t> FnMut(&'t mut Transaction) -> BoxFuture<'t, Result<T, Error>>,
     {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_at(caller).await?;
         match f(&mut tx).await {
             Ok(v) => tx.commit().await.map(|()| v),
             Err(e) => {
