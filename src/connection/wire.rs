@@ -688,9 +688,18 @@ impl InFlight<'_> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            self.wire
-                .break_off("the caller's future was dropped mid-exchange");
+        if !self.armed {
+            return;
+        }
+        let io = self.wire.io.as_ref();
+        let whole_request_sent = io.is_some_and(|io| io.write_buffer().is_empty());
+        let recoverable = self.wire.shared.recoverable.load(Ordering::Acquire);
+        match recoverable && self.awaiting_ready && whole_request_sent {
+            // Left for `Wire::recover`; calls fail as broken until it has run.
+            true => self.wire.shared.abandoned.store(true, Ordering::Release),
+            false => self
+                .wire
+                .break_off("the caller's future was dropped mid-exchange"),
         }
     }
 }

@@ -193,8 +193,8 @@ impl PoolInner {
         bump(&self.counters.cancels_sent);
         let inner = self.clone();
         inner.gauges.draining.fetch_add(1, Ordering::AcqRel);
+        let limit = self.opts.drain_timeout;
         let work = async move {
-            let limit = inner.opts.drain_timeout;
             let wire = conn.inner.wire.clone();
             let recovered = tokio::time::timeout(limit, async {
                 let mut wire = wire.lock_owned().await;
@@ -212,7 +212,17 @@ impl PoolInner {
                     bump(&inner.counters.recovered);
                     inner.put_idle(conn, meta).await;
                 }
-                _ => {
+                failed => {
+                    let why = match failed {
+                        Ok(Ok(())) => "the connection broke".to_owned(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!("no ReadyForQuery within {limit:?}"),
+                    };
+                    tracing::debug!(
+                        pid = conn.backend_pid(),
+                        why,
+                        "recovery failed; connection evicted"
+                    );
                     inner.counters.evicted(EvictReason::Broken);
                     conn.inner.shared.kill_socket();
                 }
