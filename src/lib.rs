@@ -55,7 +55,7 @@
 //!
 //! # Features
 //!
-//! - `testkit`: [`testkit`], a throwaway PostgreSQL cluster for tests.
+//! - `testkit`: `pgkeel::testkit`, a throwaway PostgreSQL cluster for tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -8,7 +8,9 @@
 
 mod cache;
 mod connect;
+mod inflight;
 mod query;
+mod shared;
 mod simple;
 mod stream;
 pub(crate) mod wire;
