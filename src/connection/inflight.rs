@@ -139,6 +139,12 @@ impl InFlight<'_> {
         self.armed = false;
     }
 
+    /// As `pause`, with the next batch already requested.
+    pub(crate) fn pause_with_batch_in_flight(&mut self) {
+        self.wire.batch_in_flight = true;
+        self.pause();
+    }
+
     /// Resumes a paused exchange (the stream fetches its next batch).
     pub(crate) fn resume(wire: &mut Wire) -> Result<InFlight<'_>, Error> {
         let f = wire.start_now()?;

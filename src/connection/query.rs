@@ -194,14 +194,23 @@ impl Wire {
         sink: &mut impl RowSink,
     ) -> Result<Step, Error> {
         let columns = self.stream_columns.clone();
+        let prefetched = std::mem::take(&mut self.batch_in_flight);
         let mut f = InFlight::resume(self)?;
-        frontend::execute("", max_rows.max(1), f.buf())?;
-        end_batch(&mut f, true);
-        f.flush().await?;
+        if !prefetched {
+            frontend::execute("", max_rows.max(1), f.buf())?;
+            end_batch(&mut f, true);
+            f.flush().await?;
+        }
         let answer = read_answer(&mut f, columns, sink, true).await?;
-        match answer.error {
-            Some(e) => Err(e),
-            None => Ok(answer.step()),
+        drop(f);
+        let step = answer.step();
+        match (answer.error, step) {
+            (Some(e), _) => Err(e),
+            (None, Step::Suspended) => {
+                self.stream_prefetch(max_rows).await?;
+                Ok(Step::Suspended)
+            }
+            (None, done) => Ok(done),
         }
     }
 

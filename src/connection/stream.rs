@@ -95,6 +95,17 @@ impl<'a> RowStream<'a> {
             error: None,
             _holder: holder,
         };
+        let step = match step {
+            // Ask for the next batch now, so it is on its way while this one is read.
+            Ok(Step::Suspended) => match stream.wire_mut() {
+                Some(wire) => wire
+                    .stream_prefetch(batch_rows)
+                    .await
+                    .map(|()| Step::Suspended),
+                None => Ok(Step::Suspended),
+            },
+            other => other,
+        };
         match (step, stream.rows.is_empty()) {
             (Ok(step), _) => stream.after(step),
             // Nothing came before the error: report it here, as `query` would.
@@ -102,6 +113,13 @@ impl<'a> RowStream<'a> {
             (Err(e), false) => stream.fail(e),
         }
         Ok(stream)
+    }
+
+    fn wire_mut(&mut self) -> Option<&mut Wire> {
+        match &mut self.state {
+            State::Paused(slot) => Some(slot.wire()),
+            _ => None,
+        }
     }
 
     /// Ends the stream with an error, yielded after the rows already buffered. The

@@ -49,6 +49,8 @@ pub(crate) struct Wire {
     pub(crate) to_close: Vec<String>,
     /// A row stream stopped between batches: its portal is open and no Sync was sent.
     pub(super) pending_sync: bool,
+    /// A prefetched Execute of a paused stream is outstanding: its rows come first.
+    pub(super) batch_in_flight: bool,
     /// The columns of the statement a paused row stream is reading.
     pub(crate) stream_columns: Option<Arc<[Column]>>,
     next_name: u64,
@@ -62,6 +64,7 @@ impl Wire {
             cache: StatementCache::new(cache_capacity),
             to_close: Vec::new(),
             pending_sync: false,
+            batch_in_flight: false,
             stream_columns: None,
             next_name: 0,
         }
@@ -106,7 +109,11 @@ impl Wire {
             return Ok(());
         }
         self.pending_sync = false;
+        let prefetched = std::mem::take(&mut self.batch_in_flight);
         let mut f = self.start_now()?;
+        if prefetched {
+            drain_batch(&mut f).await?;
+        }
         // Names are ours and NUL-free, so this cannot fail.
         let _ = frontend::close(Target::Portal, "", f.buf());
         f.sync();
@@ -121,6 +128,17 @@ impl Wire {
                 other => return Err(f.unexpected(&other, "closing a paused row stream")),
             }
         }
+        Ok(())
+    }
+
+    /// Sends the next Execute of a paused stream ahead of need, so the server produces
+    /// the next batch while the caller consumes this one.
+    pub(crate) async fn stream_prefetch(&mut self, max_rows: i32) -> Result<(), Error> {
+        let mut f = InFlight::resume(self)?;
+        frontend::execute("", max_rows.max(1), f.buf())?;
+        frontend::flush(f.buf());
+        f.flush().await?;
+        f.pause_with_batch_in_flight();
         Ok(())
     }
 
@@ -224,13 +242,18 @@ impl Wire {
     /// Checks an idle connection without waiting: an idle session should have nothing to
     /// say, so end-of-file or an error (a server shutdown or an idle-session timeout sends
     /// a FATAL error, then closes) means it is dead. Returns whether it is still usable.
-    pub(crate) fn check_idle(&mut self) -> bool {
+    ///
+    /// With `look_at_socket`, the socket itself is peeked (one syscall): the runtime's
+    /// readiness is stale until it next polls the socket, which matters after a long idle
+    /// spell (a server restart). Without it, only what the runtime already knows is used,
+    /// which costs no syscall on a hot connection.
+    pub(crate) fn check_idle(&mut self, look_at_socket: bool) -> bool {
         use futures::FutureExt;
         loop {
             let Some(io) = self.io.as_mut().filter(|_| self.shared.check().is_ok()) else {
                 return false;
             };
-            if io.read_buffer().is_empty() {
+            if look_at_socket && io.read_buffer().is_empty() {
                 match self.shared.killswitch.peek() {
                     Peek::Empty => return true,
                     Peek::Closed => break,
@@ -238,6 +261,7 @@ impl Wire {
                 }
             }
             match io.next().now_or_never() {
+                None if !look_at_socket => return true,
                 Some(Some(Ok(BackendMessage::NoticeResponse(fields)))) => log_notice(fields),
                 Some(Some(Ok(BackendMessage::ParameterStatus { name, value }))) => {
                     let mut params = self.shared.params.lock().unwrap_or_else(|e| e.into_inner());
@@ -306,6 +330,20 @@ pub(crate) fn spawn_cleanup(mut guard: WireGuard, rollback: bool) {
             }
         }
     });
+}
+
+/// Reads and drops the rest of a prefetched batch nobody wants any more.
+async fn drain_batch(f: &mut InFlight<'_>) -> Result<(), Error> {
+    loop {
+        match f.recv().await? {
+            BackendMessage::DataRow(_) => {}
+            BackendMessage::PortalSuspended
+            | BackendMessage::CommandComplete(_)
+            | BackendMessage::EmptyQueryResponse
+            | BackendMessage::ErrorResponse(_) => return Ok(()),
+            other => return Err(f.unexpected(&other, "draining a prefetched batch")),
+        }
+    }
 }
 
 /// The wire lock, held: exclusive use of one connection's socket.

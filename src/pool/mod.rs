@@ -222,6 +222,10 @@ pub(crate) fn jitter_fraction() -> f64 {
 
 type Checkout = (Connection, Meta, OwnedSemaphorePermit);
 
+/// Idle longer than this, a connection's socket is peeked at checkout (one syscall);
+/// a connection in steady use is checked from what the runtime already knows.
+const PEEK_AFTER_IDLE: Duration = Duration::from_millis(100);
+
 /// A connection on its way from a spawned task to a caller. If the caller has stopped
 /// waiting, even after the value reached the channel, dropping the hand-off puts the
 /// connection back in the pool: a connection is never opened and then thrown away.
@@ -362,7 +366,7 @@ impl PoolInner {
             return Err(Some(permit));
         }
         let alive = match idle.conn.inner.wire.try_lock() {
-            Ok(mut wire) => wire.check_idle(),
+            Ok(mut wire) => wire.check_idle(idle.meta.idle_since.elapsed() >= PEEK_AFTER_IDLE),
             Err(_) => false,
         };
         if !alive {
