@@ -1,0 +1,115 @@
+//! Process CPU time, memory high-water marks, a small RNG, and the runtime every
+//! measured run gets.
+
+use std::time::Duration;
+
+/// User and system CPU time of this whole process (every thread) so far.
+pub fn cpu_times() -> (Duration, Duration) {
+    // SAFETY: getrusage only writes the struct we hand it.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(usage.ru_utime), tv(usage.ru_stime))
+}
+
+/// A `kB` field of /proc/self/status (`VmRSS`, `VmHWM`), in KiB.
+pub fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.trim().trim_end_matches("kB").trim().parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// xorshift64*: the same cheap generator for every driver, seeded per task so every
+/// driver sees the same sequence of ids and sleep lengths.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in 1..=n.
+    pub fn id(&mut self, n: i64) -> i64 {
+        (self.next_u64() % n as u64) as i64 + 1
+    }
+
+    /// A number in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The runtime of every measured run: a fresh multi-thread runtime with one worker per
+/// core, so no background task of an earlier run (pool maintenance, reapers) is left.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Runs `fut` on a fresh [`runtime`] and shuts it down afterwards.
+pub fn on_fresh_runtime<F: std::future::Future>(fut: F) -> F::Output {
+    let rt = runtime();
+    let out = rt.block_on(fut);
+    rt.shutdown_timeout(Duration::from_secs(2));
+    out
+}
+
+/// Median, minimum and maximum.
+pub fn summary(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (median, v[0], v[n - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_odd_and_even_counts() {
+        assert_eq!(summary(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(summary(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+    }
+
+    #[test]
+    fn rng_stays_in_range() {
+        let mut rng = Rng::new(7);
+        for _ in 0..10_000 {
+            let id = rng.id(10);
+            assert!((1..=10).contains(&id));
+            let u = rng.unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+
+    #[test]
+    fn proc_status_has_rss() {
+        let rss = proc_status_kib("VmRSS");
+        assert!(rss > 0);
+        assert!(proc_status_kib("VmHWM") >= rss);
+    }
+}

@@ -1,0 +1,158 @@
+//! Workload 2: stream 1,000,000 rows of (int8, text, float8, timestamptz) into owned
+//! values, each run in a fresh child process so its memory high-water mark is its own.
+//!
+//! The timestamptz column is selected as `extract(epoch FROM ts)::float8` for every
+//! driver, since pgkeel has no timestamptz type yet. Peak memory is the child's VmHWM
+//! after the fetch minus its VmRSS just before it (after connecting).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use sqlx::Row as _;
+
+use crate::args::Sizes;
+use crate::child::{self, ChildResult};
+use crate::drivers;
+use crate::measure::{proc_status_kib, runtime};
+use crate::report::{Better, Cell, Check, Driver, Line, Report};
+use crate::setup::{Bench, FETCH_SQL};
+
+const NAME: &str = "2. large fetch (streamed, 1 connection)";
+
+pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
+    let mut rate = [vec![], vec![], vec![]];
+    let mut peak = [vec![], vec![], vec![]];
+    for rep in 1..=sizes.reps {
+        for driver in sizes.drivers.clone() {
+            let r = child::run_child("fetch", driver, &bench.url, sizes.fetch_rows as u64)
+                .unwrap_or_else(|e| panic!("large-fetch child for {}: {e}", driver.name()));
+            let rows = r.get("rows");
+            assert_eq!(
+                rows,
+                sizes.fetch_rows as f64,
+                "{} fetched all rows",
+                driver.name()
+            );
+            let rows_per_sec = rows / r.get("secs");
+            let peak_mib = (r.get("hwm_after_kib") - r.get("rss_before_kib")) / 1024.0;
+            eprintln!(
+                "large-fetch   rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB",
+                driver.name(),
+                rows_per_sec
+            );
+            rate[driver as usize].push(rows_per_sec);
+            peak[driver as usize].push(peak_mib);
+        }
+    }
+    let [r0, r1, r2] = rate;
+    report.push(
+        Line::new(NAME, "rows/s", Some(Better::Higher))
+            .set(Driver::Pgkeel, Cell::Values(r0))
+            .set(Driver::TokioPostgres, Cell::Values(r1))
+            .set(Driver::Sqlx, Cell::Values(r2))
+            .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
+    );
+    let [p0, p1, p2] = peak;
+    report.push(
+        Line::new(
+            NAME,
+            "peak memory MiB (RSS high-water delta)",
+            Some(Better::Lower),
+        )
+        .set(Driver::Pgkeel, Cell::Values(p0))
+        .set(Driver::TokioPostgres, Cell::Values(p1))
+        .set(Driver::Sqlx, Cell::Values(p2))
+        .check(Check::Below(16.0, "MiB")),
+    );
+    report.note(format!(
+        "Large fetch: {} rows; the timestamptz column is selected as `extract(epoch FROM ts)::float8` \
+         for every driver (pgkeel has no timestamptz type yet); each run is a fresh child process; \
+         peak memory = VmHWM after the fetch − VmRSS before it.",
+        sizes.fetch_rows
+    ));
+}
+
+/// Sums every decoded value, so no decode can be optimised away.
+#[derive(Default)]
+struct Acc {
+    rows: u64,
+    ids: i64,
+    text_bytes: usize,
+    floats: f64,
+}
+
+impl Acc {
+    fn add(&mut self, row: (i64, String, f64, f64)) {
+        self.rows += 1;
+        self.ids = self.ids.wrapping_add(row.0);
+        self.text_bytes += row.1.len();
+        self.floats += row.2 + row.3;
+    }
+}
+
+/// The child's side: connect, then stream and decode every row.
+pub fn child(driver: Driver, url: &str) -> ChildResult {
+    let rt = runtime();
+    rt.block_on(async {
+        let (acc, rss_before, secs) = match driver {
+            Driver::Pgkeel => fetch_pgkeel(url).await,
+            Driver::TokioPostgres => fetch_tokio_postgres(url).await,
+            Driver::Sqlx => fetch_sqlx(url).await,
+        };
+        black_box((acc.ids, acc.text_bytes, acc.floats));
+        let mut r = ChildResult::default();
+        r.set("rows", acc.rows as f64);
+        r.set("secs", secs);
+        r.set("rss_before_kib", rss_before as f64);
+        r.set("hwm_after_kib", proc_status_kib("VmHWM") as f64);
+        r
+    })
+}
+
+async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64) {
+    let conn = drivers::pgkeel_conn(url).await;
+    let rss = proc_status_kib("VmRSS");
+    let t = Instant::now();
+    let mut acc = Acc::default();
+    let mut rows = conn
+        .query_raw(FETCH_SQL, &[])
+        .await
+        .expect("pgkeel query_raw");
+    while let Some(row) = rows.next().await {
+        let row = row.expect("pgkeel row");
+        acc.add((row.get(0), row.get(1), row.get(2), row.get(3)));
+    }
+    (acc, rss, t.elapsed().as_secs_f64())
+}
+
+async fn fetch_tokio_postgres(url: &str) -> (Acc, u64, f64) {
+    let client = drivers::tokio_postgres(url).await;
+    let rss = proc_status_kib("VmRSS");
+    let t = Instant::now();
+    let mut acc = Acc::default();
+    let stmt = client.prepare(FETCH_SQL).await.expect("prepare");
+    let no_params: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
+    let rows = client
+        .query_raw(&stmt, no_params)
+        .await
+        .expect("tokio-postgres query_raw");
+    futures::pin_mut!(rows);
+    while let Some(row) = rows.next().await {
+        let row = row.expect("tokio-postgres row");
+        acc.add((row.get(0), row.get(1), row.get(2), row.get(3)));
+    }
+    (acc, rss, t.elapsed().as_secs_f64())
+}
+
+async fn fetch_sqlx(url: &str) -> (Acc, u64, f64) {
+    let mut conn = drivers::sqlx_conn(url).await;
+    let rss = proc_status_kib("VmRSS");
+    let t = Instant::now();
+    let mut acc = Acc::default();
+    let mut rows = sqlx::query(FETCH_SQL).fetch(&mut conn);
+    while let Some(row) = rows.try_next().await.expect("sqlx row") {
+        acc.add((row.get(0), row.get(1), row.get(2), row.get(3)));
+    }
+    (acc, rss, t.elapsed().as_secs_f64())
+}

@@ -1,0 +1,96 @@
+//! The workloads of issue 5, one file each, and the timed loop that the throughput
+//! workloads share.
+
+pub mod acquire;
+pub mod callgrind;
+pub mod inserts;
+pub mod large_fetch;
+pub mod pgbench;
+pub mod point_select;
+pub mod storm;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::measure::cpu_times;
+
+/// Tells looping tasks when to stop, and counts what they did.
+#[derive(Default)]
+pub struct Ctl {
+    stop: AtomicBool,
+    ops: AtomicU64,
+}
+
+impl Ctl {
+    pub fn new() -> Arc<Ctl> {
+        Arc::new(Ctl::default())
+    }
+
+    /// Whether the task should do another operation.
+    pub fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Counts one finished operation.
+    pub fn done_one(&self) {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a timed loop measured between the end of its warm-up and its stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub ops: u64,
+    pub secs: f64,
+    pub cpu: Duration,
+    /// The system (kernel) part of `cpu`.
+    pub sys: Duration,
+}
+
+impl Measured {
+    pub fn per_sec(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+
+    /// Client CPU (user + system, every thread of the harness) per operation, in µs.
+    pub fn cpu_us_per_op(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.ops.max(1) as f64
+    }
+
+    /// The system (kernel) part of [`Measured::cpu_us_per_op`].
+    pub fn sys_us_per_op(&self) -> f64 {
+        self.sys.as_secs_f64() * 1e6 / self.ops.max(1) as f64
+    }
+}
+
+/// Spawns `tasks`, lets them warm up, counts their operations and the process's CPU time
+/// over `measure`, then stops them and waits for them.
+pub async fn timed<F>(tasks: Vec<F>, ctl: Arc<Ctl>, warmup: Duration, measure: Duration) -> Measured
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+    tokio::time::sleep(warmup).await;
+    let (ops0, cpu0, t0) = (ctl.ops.load(Ordering::Relaxed), cpu_times(), Instant::now());
+    tokio::time::sleep(measure).await;
+    let (ops1, cpu1, secs) = (ctl.ops.load(Ordering::Relaxed), cpu_times(), t0.elapsed());
+    ctl.stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        if let Err(e) = h.await {
+            panic!("a benchmark task failed: {e}");
+        }
+    }
+    Measured {
+        ops: ops1 - ops0,
+        secs: secs.as_secs_f64(),
+        cpu: (cpu1.0 + cpu1.1) - (cpu0.0 + cpu0.1),
+        sys: cpu1.1 - cpu0.1,
+    }
+}
+
+/// Names for inserted rows: the same few short strings for every driver.
+pub const NAMES: [&str; 8] = [
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+];
