@@ -415,10 +415,22 @@ impl PoolInner {
         }
     }
 
+    /// Counts an eviction and reports it: a WARN for the ones that mean trouble (broken,
+    /// failed rollback, failed health check, a clone kept), DEBUG for routine expiry.
+    fn evicted(&self, reason: EvictReason, conn: &Connection) {
+        self.counters.evicted(reason);
+        let pid = conn.backend_pid();
+        match reason {
+            EvictReason::Lifetime | EvictReason::Idle => {
+                tracing::debug!(?reason, pid, "connection evicted")
+            }
+            _ => tracing::warn!(?reason, pid, "connection evicted"),
+        }
+    }
+
     /// Evicts a connection and waits (bounded) until its backend is gone.
     async fn evict_now(&self, conn: Connection, reason: EvictReason) {
-        self.counters.evicted(reason);
-        tracing::debug!(?reason, pid = conn.backend_pid(), "connection evicted");
+        self.evicted(reason, &conn);
         self.close_conn(conn).await;
     }
 
@@ -591,7 +603,7 @@ impl PoolInner {
                 return;
             };
             let conn = idle.remove(i).conn;
-            self.counters.evicted(reason);
+            self.evicted(reason, &conn);
             self.spawn_close_with_slot(conn, permit);
         }
     }

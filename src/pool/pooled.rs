@@ -92,14 +92,14 @@ impl PoolInner {
                 pid = conn.backend_pid(),
                 "a clone of a pooled connection outlived its return; the pool closes it"
             );
-            self.counters.evicted(EvictReason::ClonedOut);
+            self.evicted(EvictReason::ClonedOut, &conn);
             return self.spawn_close_with_slot(conn, permit);
         }
         if self.closed.load(Ordering::Acquire) {
             return self.spawn_close_with_slot(conn, permit);
         }
         if meta.expired() {
-            self.counters.evicted(EvictReason::Lifetime);
+            self.evicted(EvictReason::Lifetime, &conn);
             return self.spawn_close_with_slot(conn, permit);
         }
         let clean = match conn.inner.wire.try_lock() {
@@ -131,7 +131,7 @@ impl PoolInner {
 
     /// Evicts a broken connection, keeping its slot until its cancel and close are done.
     fn drain(self: &Arc<Self>, conn: Connection, permit: OwnedSemaphorePermit) {
-        self.counters.evicted(EvictReason::Broken);
+        self.evicted(EvictReason::Broken, &conn);
         let drain = conn.inner.shared.take_drain();
         if drain.is_some() {
             bump(&self.counters.cancels_sent);
@@ -223,7 +223,7 @@ impl PoolInner {
                         why,
                         "recovery failed; connection evicted"
                     );
-                    inner.counters.evicted(EvictReason::Broken);
+                    inner.evicted(EvictReason::Broken, &conn);
                     conn.inner.shared.kill_socket();
                 }
             }
@@ -246,7 +246,7 @@ impl PoolInner {
     }
 
     async fn evict_after_failed_return(&self, conn: Connection) {
-        self.counters.evicted(EvictReason::RollbackFailed);
+        self.evicted(EvictReason::RollbackFailed, &conn);
         // Whoever still holds its wire (a leaked transaction) must not go on using it:
         // close() takes the socket down by force when the lock does not come free.
         self.close_conn(conn).await;
