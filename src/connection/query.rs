@@ -312,14 +312,7 @@ fn check_prepared(conn_id: u64, stmt: &Statement, params: Params<'_>) -> Result<
             "this statement was prepared on another connection",
         ));
     }
-    if stmt.params().len() != params.len() {
-        let msg = format!(
-            "the statement takes {} parameters but {} were given",
-            stmt.params().len(),
-            params.len()
-        );
-        return Err(Error::new(ErrorKind::Encode, msg));
-    }
+    // The count is checked with every prepared plan, in `write_plan`.
     for (i, (p, &ty)) in params.iter().zip(stmt.params()).enumerate() {
         if !p.dyn_accepts(ty) {
             let msg = format!(
