@@ -205,6 +205,24 @@ macro_rules! statement_methods {
             run_on(wire, statement, params, &mut crate::connection::Discard).await
         }
 
+        /// Runs a statement once per parameter set, pipelined; see
+        /// [`Connection::execute_many`].
+        ///
+        /// # Errors
+        /// As [`Connection::execute_many`]; an error fails the transaction.
+        pub async fn execute_many<'p, T, I>(&mut self, statement: &T, rows: I) -> Result<u64, Error>
+        where
+            T: ToStatement + ?Sized,
+            I: IntoIterator<Item = Params<'p>>,
+            I::IntoIter: Send,
+        {
+            self.core()?
+                .ready()
+                .await?
+                .execute_many(statement, rows.into_iter())
+                .await
+        }
+
         /// Prepares a statement on the transaction's connection.
         ///
         /// # Errors

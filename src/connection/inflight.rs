@@ -152,6 +152,11 @@ impl InFlight<'_> {
         Ok(f)
     }
 
+    /// Whether the exchange has reached its ReadyForQuery.
+    pub(crate) fn is_finished(&self) -> bool {
+        !self.armed
+    }
+
     /// Ends the exchange at ReadyForQuery: records the transaction status, disarms.
     pub(crate) fn finish(&mut self, status: TransactionStatus) {
         self.wire.shared.set_transaction_status(status);

@@ -9,6 +9,7 @@
 mod cache;
 mod connect;
 mod inflight;
+mod many;
 mod query;
 mod shared;
 mod simple;
@@ -256,6 +257,42 @@ impl Connection {
     ) -> Result<u64, Error> {
         let mut wire = self.lock("execute").await?;
         run_on(&mut wire, statement, params, &mut Discard).await
+    }
+
+    /// Runs a statement once per parameter set, pipelined, and returns the rows affected
+    /// in all.
+    ///
+    /// The sets go out in chunks of Bind + Execute without waiting for each answer (one
+    /// round trip per chunk), and the run ends with a single Sync, so it is one unit:
+    /// outside a transaction, all rows are committed or none; inside one, an error fails
+    /// the transaction as any statement's would. Rows a statement returns are dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
+    /// let people = [(1i64, "Ada"), (2, "Grace")];
+    /// let params: Vec<[&dyn pgkeel::ToSql; 2]> = people.iter().map(|(id, name)| [id as _, name as _]).collect();
+    /// let n = conn
+    ///     .execute_many("INSERT INTO people (id, name) VALUES ($1, $2)", params.iter().map(|p| &p[..]))
+    ///     .await?;
+    /// assert_eq!(n, 2);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The first server error (nothing of the run is kept outside a transaction); an
+    /// [`ErrorKind::Encode`] error naming the parameter set that could not be encoded
+    /// (the run is then rolled back the same way).
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn execute_many<'p, T, I>(&self, statement: &T, rows: I) -> Result<u64, Error>
+    where
+        T: ToStatement + ?Sized,
+        I: IntoIterator<Item = Params<'p>>,
+        I::IntoIter: Send,
+    {
+        let mut wire = self.lock("execute_many").await?;
+        wire.execute_many(statement, rows.into_iter()).await
     }
 
     /// Prepares a statement, letting the server infer parameter types. The statement can

@@ -41,7 +41,7 @@ impl RowSink for Discard {
 }
 
 /// How the statement of an exchange is found.
-enum Plan<'a> {
+pub(super) enum Plan<'a> {
     /// Already prepared (cached or by the user).
     Prepared(Statement),
     /// Parse it now under `name` ("" when the cache is off), with client-named types.
@@ -63,14 +63,14 @@ pub(crate) enum Step {
 
 /// What the server said while answering one exchange.
 #[derive(Default)]
-struct Answer {
-    suspended: bool,
-    parsed: bool,
-    param_types: Option<Vec<Oid>>,
-    columns: Option<Arc<[Column]>>,
-    rows_affected: u64,
-    closes_done: usize,
-    error: Option<Error>,
+pub(super) struct Answer {
+    pub(super) suspended: bool,
+    pub(super) parsed: bool,
+    pub(super) param_types: Option<Vec<Oid>>,
+    pub(super) columns: Option<Arc<[Column]>>,
+    pub(super) rows_affected: u64,
+    pub(super) closes_done: usize,
+    pub(super) error: Option<Error>,
 }
 
 impl Wire {
@@ -97,7 +97,7 @@ impl Wire {
     }
 
     /// The cached statement for this SQL and these parameter types, or a Parse of it.
-    fn plan_sql<'s>(&mut self, sql: &'s str, params: Params<'_>) -> Plan<'s> {
+    pub(super) fn plan_sql<'s>(&mut self, sql: &'s str, params: Params<'_>) -> Plan<'s> {
         let oids = params.iter().map(|p| p.dyn_sql_type().oid());
         match self.cache.get_with(sql, oids.clone()) {
             Some(stmt) => Plan::Prepared(stmt),
@@ -253,7 +253,7 @@ impl Wire {
 
     /// Caches a freshly parsed statement, or forgets a cached one the server no longer
     /// accepts (its plan changed with the schema, or it is gone).
-    fn settle_cache(&mut self, plan: Plan<'_>, answer: &Answer) {
+    pub(super) fn settle_cache(&mut self, plan: Plan<'_>, answer: &Answer) {
         match plan {
             Plan::Parse { sql, types, name } if answer.parsed && !name.is_empty() => {
                 let params = answer.param_types.clone().unwrap_or_default();
@@ -305,7 +305,11 @@ fn end_batch(f: &mut InFlight<'_>, streaming: bool) {
     }
 }
 
-fn check_prepared(conn_id: u64, stmt: &Statement, params: Params<'_>) -> Result<(), Error> {
+pub(super) fn check_prepared(
+    conn_id: u64,
+    stmt: &Statement,
+    params: Params<'_>,
+) -> Result<(), Error> {
     if stmt.conn_id() != conn_id {
         return Err(Error::new(
             ErrorKind::Misuse,
@@ -367,7 +371,7 @@ fn write_plan(
     Ok(())
 }
 
-fn encode_param(
+pub(super) fn encode_param(
     i: usize,
     p: &dyn ToSql,
     types: Option<&[Type]>,

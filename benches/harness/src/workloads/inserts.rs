@@ -1,9 +1,9 @@
 //! Workload 3: 100,000 inserts in one transaction on one connection.
 //!
 //! "Plain" awaits each insert before sending the next, for every driver. "Pipelined"
-//! keeps a chunk of inserts in flight at once on one tokio-postgres client
-//! (`join_all` over chunks of 1000 futures); pgkeel has no pipelining yet and sqlx none
-//! at all. The table is truncated before every run and its row count checked after.
+//! keeps many inserts in flight at once on one connection: pgkeel `execute_many`
+//! (Bind + Execute in chunks, one Sync), tokio-postgres `join_all` over chunks of 1000
+//! futures on one client; sqlx has no pipelining. The table is truncated before every run and its row count checked after.
 
 use std::time::Instant;
 
@@ -29,6 +29,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let n = sizes.insert_rows;
     let mut plain = [vec![], vec![], vec![]];
     let mut piped = vec![];
+    let mut piped_pgkeel = vec![];
     for rep in 1..=sizes.reps {
         for driver in sizes.drivers.clone() {
             bench.psql("TRUNCATE ins").expect("truncate");
@@ -42,6 +43,16 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         }
         if !sizes.drivers.contains(&Driver::TokioPostgres) {
             continue;
+        }
+        if sizes.drivers.contains(&Driver::Pgkeel) {
+            bench.psql("TRUNCATE ins").expect("truncate");
+            let secs = on_fresh_runtime(pipelined_pgkeel(&bench.url, n));
+            eprintln!(
+                "inserts       rep {rep} {:<15} {:>9.0} inserts/s (pipelined: execute_many)",
+                "pgkeel",
+                n as f64 / secs
+            );
+            piped_pgkeel.push(n as f64 / secs);
         }
         bench.psql("TRUNCATE ins").expect("truncate");
         let secs = on_fresh_runtime(pipelined_tokio_postgres(&bench.url, n, sizes.insert_chunk));
@@ -61,14 +72,15 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     );
     report.push(
         Line::new(NAME, "inserts/s, pipelined", Some(Better::Higher))
-            .set(Driver::Pgkeel, Cell::Text("n/a (not yet)".into()))
+            .set(Driver::Pgkeel, Cell::Values(piped_pgkeel))
             .set(Driver::TokioPostgres, Cell::Values(piped))
             .set(Driver::Sqlx, Cell::Text("n/a (no pipelining)".into()))
             .check(Check::AtLeast(Driver::TokioPostgres, 2.0)),
     );
     report.note(format!(
-        "Inserts: {n} rows into a table without indexes; pipelined = `join_all` over chunks of {} \
-         `execute` futures on one tokio-postgres client inside the transaction.",
+        "Inserts: {n} rows into a table without indexes; pipelined = pgkeel `execute_many` (Bind + \
+         Execute in chunks, one Sync) and, for tokio-postgres, `join_all` over chunks of {} \
+         `execute` futures on one client, each inside the transaction.",
         sizes.insert_chunk
     ));
 }
@@ -137,6 +149,28 @@ async fn plain_run(driver: Driver, url: &str, n: i64) -> f64 {
             secs
         }
     }
+}
+
+/// As [`plain_run`] for pgkeel, with `execute_many` (pipelined chunks, one Sync).
+async fn pipelined_pgkeel(url: &str, n: i64) -> f64 {
+    let conn = drivers::pgkeel_conn(url).await;
+    let t = Instant::now();
+    let mut tx = conn.transaction().await.expect("begin");
+    let rows: Vec<_> = (0..n).map(row).collect();
+    let params: Vec<[&dyn pgkeel::ToSql; 3]> = rows
+        .iter()
+        .map(|(id, name, value)| [id as _, name as _, value as _])
+        .collect();
+    let done = tx
+        .execute_many(INSERT_SQL, params.iter().map(|p| &p[..]))
+        .await
+        .expect("pgkeel execute_many");
+    assert_eq!(done, n as u64);
+    tx.commit().await.expect("commit");
+    let secs = t.elapsed().as_secs_f64();
+    let count: i64 = conn.query_one(COUNT_SQL, &[]).await.expect("count").get(0);
+    assert_eq!(count, n);
+    secs
 }
 
 /// As [`plain_run`] for tokio-postgres, with `chunk` inserts in flight at once.
