@@ -3,10 +3,12 @@
 //!
 //! Each batch is one `Execute(portal, batch_size)` + `Flush`; the server answers with at
 //! most `batch_size` rows and PortalSuspended, so memory stays flat for any result size.
-//! What a drop costs, by where the stream is:
-//! - **between batches** (all fetched rows handed out or buffered, nothing in flight): the
-//!   portal is closed and the exchange ended with Sync, in a spawned task (or by the next
-//!   user of the wire when no runtime is there). The connection stays usable.
+//! As soon as a batch is in, the next one is requested (a prefetch), so the server works
+//! while the caller reads. What a drop costs, by where the stream is:
+//! - **between batches** (rows handed out or buffered; the prefetched batch on its way):
+//!   the prefetched batch is read and dropped, the portal closed and the exchange ended
+//!   with Sync, in a spawned task within the cleanup deadline (or by the next user of the
+//!   wire when no runtime is there). The connection stays usable.
 //! - **while a batch is in flight**: the in-flight guard breaks the connection and the
 //!   server is sent a CancelRequest, exactly as for any other abandoned exchange.
 //! - **after the last row**: nothing; the exchange already ended at ReadyForQuery.
