@@ -192,12 +192,12 @@ async fn the_same_sql_with_different_parameter_rust_types_is_prepared_once_per_t
     assert_eq!(same_sql, 3, "one statement each for int4, int8 and text");
 }
 
-/// Documented behaviour: PostgreSQL refuses to run a cached `SELECT *` whose result type
-/// changed ("cached plan must not change result type", SQLSTATE 0A000). pgkeel returns
-/// that error once, forgets the stale statement, and the *next* call prepares afresh and
-/// works. A driver that re-prepares transparently would also pass this test.
+/// PostgreSQL refuses to run a cached `SELECT *` whose result type changed ("cached plan
+/// must not change result type", SQLSTATE 0A000) before running it. Outside a transaction
+/// nothing happened, so pgkeel forgets the stale statement, prepares afresh and runs once
+/// more: the caller never sees the error.
 #[tokio::test]
-async fn a_cached_select_star_after_alter_table_add_column_fails_once_then_works() {
+async fn a_cached_select_star_after_alter_table_add_column_is_re_prepared_transparently() {
     let (_db, conn) = common::db().await;
     conn.batch_execute("CREATE TABLE t (a int4); INSERT INTO t VALUES (1)")
         .await
@@ -215,23 +215,12 @@ async fn a_cached_select_star_after_alter_table_add_column_fails_once_then_works
         assert_eq!(row.get::<_, i32>("a"), 1);
         assert_eq!(row.get::<_, i32>("b"), 2);
     };
-    match conn.query_one(sql, &[]).await {
-        Ok(row) => {
-            eprintln!("the stale statement was re-prepared transparently");
-            check(&row)
-        }
-        Err(e) => {
-            eprintln!("the stale statement failed once: {e}");
-            assert_eq!(e.kind(), ErrorKind::Db, "{e}");
-            assert_eq!(e.code(), Some("0A000"), "{e}");
-            assert_eq!(
-                e.as_db_error().unwrap().message(),
-                "cached plan must not change result type"
-            );
-            assert!(!conn.is_broken());
-            check(&conn.query_one(sql, &[]).await.expect("the next call works"));
-        }
-    }
+    check(
+        &conn
+            .query_one(sql, &[])
+            .await
+            .expect("re-prepared transparently"),
+    );
     check(&conn.query_one(sql, &[]).await.unwrap());
     // The stale statement is closed; only the fresh one remains for this SQL.
     assert_returns(&conn, "SELECT 0::int4", 0).await;
@@ -241,6 +230,31 @@ async fn a_cached_select_star_after_alter_table_add_column_fails_once_then_works
         .filter(|s| s == sql)
         .count();
     assert_eq!(for_sql, 1);
+}
+
+/// Inside a transaction the same refusal has already failed the transaction, so it is
+/// not retried: the caller gets 0A000, and after the rollback the statement works.
+#[tokio::test]
+async fn a_stale_cached_statement_inside_a_transaction_is_the_callers_error() {
+    let (_db, conn) = common::db().await;
+    conn.batch_execute("CREATE TABLE t (a int4); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let sql = "SELECT * FROM t";
+    conn.query_one(sql, &[]).await.unwrap();
+    conn.batch_execute("ALTER TABLE t ADD COLUMN b int4 DEFAULT 2")
+        .await
+        .unwrap();
+    let mut tx = conn.transaction().await.unwrap();
+    let err = tx.query_one(sql, &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some("0A000"), "{err}");
+    assert_eq!(
+        err.as_db_error().unwrap().message(),
+        "cached plan must not change result type"
+    );
+    assert_eq!(tx.transaction_status(), pgkeel::TransactionStatus::Failed);
+    tx.rollback().await.unwrap();
+    assert_eq!(conn.query_one(sql, &[]).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -254,13 +268,10 @@ async fn a_cached_statement_after_a_column_type_change_decodes_the_new_type() {
     conn.batch_execute("ALTER TABLE t ALTER COLUMN a TYPE int8; UPDATE t SET a = 1::int8 << 40")
         .await
         .unwrap();
-    let row = match conn.query_one(sql, &[]).await {
-        Ok(row) => row,
-        Err(e) => {
-            assert_eq!(e.code(), Some("0A000"), "{e}");
-            conn.query_one(sql, &[]).await.expect("the next call works")
-        }
-    };
+    let row = conn
+        .query_one(sql, &[])
+        .await
+        .expect("re-prepared transparently");
     assert_eq!(row.columns()[0].type_(), Type::INT8);
     assert_eq!(row.get::<_, i64>(0), 1 << 40);
 }

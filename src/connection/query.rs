@@ -14,7 +14,7 @@ use super::{StatementRef, ToStatement};
 use crate::error::{sqlstate, DbError, Error, ErrorKind};
 use crate::protocol::backend::{rows_affected, DataRow};
 use crate::protocol::frontend::{self, Format, Target};
-use crate::protocol::BackendMessage;
+use crate::protocol::{BackendMessage, TransactionStatus};
 use crate::row::Row;
 use crate::statement::{Column, Statement};
 use crate::types::{IsNull, Oid, ToSql, Type};
@@ -82,7 +82,20 @@ impl Wire {
         sink: &mut impl RowSink,
     ) -> Result<u64, Error> {
         let plan = self.plan_sql(sql, params);
-        self.run(plan, params, sink).await
+        let cached = matches!(plan, Plan::Prepared(_));
+        let idle = self.transaction_status() == TransactionStatus::Idle;
+        match self.run(plan, params, sink).await {
+            // The server refused a cached statement before running it (the schema changed
+            // under it, or it was deallocated); `settle_cache` has forgotten it. Outside a
+            // transaction block nothing happened, so prepare afresh and run once more.
+            // Inside one, the error has failed the transaction: it is the caller's.
+            Err(e) if cached && idle && is_stale_statement(Some(&e)) => {
+                tracing::debug!(sql, error = %e, "re-preparing a stale cached statement");
+                let plan = self.plan_sql(sql, params);
+                self.run(plan, params, sink).await
+            }
+            other => other,
+        }
     }
 
     /// Runs a prepared statement with parameters; rows go to `sink`.
