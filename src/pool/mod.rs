@@ -276,7 +276,11 @@ impl PoolInner {
             return Err(pool_closed());
         }
         let limit = self.opts.acquire_timeout;
-        let (conn, meta, permit) = match tokio::time::timeout(limit, self.acquire_slot()).await {
+        let slot = match self.acquire_now() {
+            Some(checkout) => Ok(Ok(checkout)),
+            None => tokio::time::timeout(limit, self.acquire_slot()).await,
+        };
+        let (conn, meta, permit) = match slot {
             Ok(r) => r?,
             Err(_) => {
                 bump(&self.counters.acquire_timeouts);
@@ -296,6 +300,29 @@ impl PoolInner {
             permit,
             caller,
         ))
+    }
+
+    /// The fast path: a free slot and a hot idle connection that needs no await to vouch
+    /// for, taken without arming a timer. Anything else goes the slow way.
+    fn acquire_now(self: &Arc<Self>) -> Option<Checkout> {
+        // Free permits exist only while nobody waits, so this never jumps the queue.
+        let permit = self.sem.clone().try_acquire_owned().ok()?;
+        let idle = self.pop_idle()?;
+        let idle_for = idle.meta.idle_since.elapsed();
+        let no_ping = !matches!(self.opts.health_check_after, Some(t) if idle_for >= t);
+        let alive = idle_for < PEEK_AFTER_IDLE && no_ping && !idle.meta.expired() && {
+            let wire = idle.conn.inner.wire.try_lock();
+            wire.is_ok_and(|mut w| w.check_idle(false))
+        };
+        if !alive {
+            // Back where it was; the slow path evicts or vouches for it properly.
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(idle);
+            return None;
+        }
+        Some((idle.conn, idle.meta, permit))
     }
 
     async fn acquire_slot(self: &Arc<Self>) -> Result<Checkout, Error> {
