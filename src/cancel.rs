@@ -14,6 +14,28 @@ use crate::error::{Error, TimeoutKind};
 use crate::protocol::frontend;
 use crate::transport::{self, PeerAddr};
 
+/// Sends the cancel from a thread of its own if the task meant to send it is dropped
+/// before it could (the runtime shut down right after the exchange was abandoned), so
+/// the abandoned query still stops on the server.
+pub(crate) struct CancelOnDrop(pub(crate) Option<CancelToken>);
+
+impl CancelOnDrop {
+    /// The async cancel is under way: nothing to do on drop.
+    pub(crate) fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.take() {
+            let _ = std::thread::Builder::new()
+                .name("pgkeel-cancel".into())
+                .spawn(move || token.cancel_blocking());
+        }
+    }
+}
+
 /// What a CancelRequest needs: where the session is, and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelToken {
@@ -43,6 +65,33 @@ impl CancelToken {
                 format!("the server did not take the cancel request within {limit:?}"),
             )),
         }
+    }
+
+    /// Sends the CancelRequest with blocking socket calls, bounded by the cancel
+    /// timeout; for a drop path that has no runtime left to run the async one.
+    pub(crate) fn cancel_blocking(&self) -> std::io::Result<()> {
+        use std::io::{Read, Write};
+        let mut buf = BytesMut::with_capacity(16);
+        frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
+        let limit = Some(self.timeout.max(std::time::Duration::from_millis(1)));
+        let mut sink = [0u8; 16];
+        match &self.peer {
+            PeerAddr::Tcp(addr) => {
+                let mut s = std::net::TcpStream::connect_timeout(addr, self.timeout)?;
+                s.set_read_timeout(limit)?;
+                s.set_write_timeout(limit)?;
+                s.write_all(&buf)?;
+                while s.read(&mut sink)? > 0 {}
+            }
+            PeerAddr::Unix(path) => {
+                let mut s = std::os::unix::net::UnixStream::connect(path)?;
+                s.set_read_timeout(limit)?;
+                s.set_write_timeout(limit)?;
+                s.write_all(&buf)?;
+                while s.read(&mut sink)? > 0 {}
+            }
+        }
+        Ok(())
     }
 
     /// The backend process id the token cancels.

@@ -50,6 +50,8 @@ pub struct Config {
     pub(crate) options: Option<String>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) cancel_timeout: Duration,
+    pub(crate) query_timeout: Option<Duration>,
+    pub(crate) lock_timeout: Option<Duration>,
     pub(crate) keepalives_idle: Option<Duration>,
     pub(crate) statement_cache_capacity: usize,
     pub(crate) max_message_len: usize,
@@ -91,6 +93,8 @@ impl Config {
             options: None,
             connect_timeout: None,
             cancel_timeout: Duration::from_secs(5),
+            query_timeout: None,
+            lock_timeout: None,
             keepalives_idle: Some(Duration::from_secs(60)),
             statement_cache_capacity: 256,
             max_message_len: crate::protocol::DEFAULT_MAX_MESSAGE_LEN,
@@ -156,6 +160,24 @@ impl Config {
     /// Bounds the delivery of a CancelRequest (default 5 s).
     pub fn cancel_timeout(&mut self, timeout: Duration) -> &mut Config {
         self.cancel_timeout = timeout;
+        self
+    }
+
+    /// Bounds every call on the connection (waiting for the wire lock included) and
+    /// fails it with a [`crate::TimeoutKind::Query`] timeout, as `tokio::time::timeout`
+    /// around each call would: an exchange cut short breaks the connection and the
+    /// server is sent a cancel. Off by default.
+    pub fn query_timeout(&mut self, timeout: Duration) -> &mut Config {
+        self.query_timeout = Some(timeout);
+        self
+    }
+
+    /// Bounds the wait for another task to release the connection's wire lock (its
+    /// query, transaction or row stream) and fails it with a
+    /// [`crate::TimeoutKind::WireLock`] timeout; the connection is untouched. Off by
+    /// default.
+    pub fn lock_timeout(&mut self, timeout: Duration) -> &mut Config {
+        self.lock_timeout = Some(timeout);
         self
     }
 
@@ -273,6 +295,8 @@ impl Config {
             "connect_timeout" => self.connect_timeout = parse_secs(key, value)?,
             "cancel_timeout" => self.cancel_timeout = parse_secs(key, value)?.unwrap_or_default(),
             "keepalives_idle" => self.keepalives_idle = parse_secs(key, value)?,
+            "query_timeout_ms" => self.query_timeout = parse_millis(key, value)?,
+            "lock_timeout_ms" => self.lock_timeout = parse_millis(key, value)?,
             "statement_cache_capacity" => {
                 self.statement_cache_capacity = parse_num(key, value)?;
             }
@@ -336,6 +360,12 @@ fn parse_num(key: &str, value: &str) -> Result<usize, Error> {
 fn parse_secs(key: &str, value: &str) -> Result<Option<Duration>, Error> {
     let secs = parse_num(key, value)? as u64;
     Ok((secs > 0).then(|| Duration::from_secs(secs)))
+}
+
+/// Milliseconds; 0 means "no limit".
+fn parse_millis(key: &str, value: &str) -> Result<Option<Duration>, Error> {
+    let ms = parse_num(key, value)? as u64;
+    Ok((ms > 0).then(|| Duration::from_millis(ms)))
 }
 
 fn parse_ssl_mode(value: &str) -> Result<SslMode, Error> {

@@ -8,7 +8,7 @@
 //! cannot fool the cleanup.
 
 use crate::connection::wire::{spawn_cleanup, HolderMark, WireGuard};
-use crate::connection::{at_most_one, run_on, Connection, Params, RowStream, ToStatement};
+use crate::connection::{at_most_one, bounded, run_on, Connection, Params, RowStream, ToStatement};
 use crate::connection::{WireSlot, DEFAULT_BATCH_ROWS};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::TransactionStatus;
@@ -161,9 +161,13 @@ macro_rules! statement_methods {
             statement: &T,
             params: Params<'_>,
         ) -> Result<Vec<Row>, Error> {
-            let mut rows = Vec::new();
-            run_on(self.core()?.ready().await?, statement, params, &mut rows).await?;
-            Ok(rows)
+            let limit = self.core()?.wire.shared.limits.query;
+            bounded(limit, async {
+                let mut rows = Vec::new();
+                run_on(self.core()?.ready().await?, statement, params, &mut rows).await?;
+                Ok(rows)
+            })
+            .await
         }
 
         /// Runs a statement that must return exactly one row.
@@ -201,8 +205,12 @@ macro_rules! statement_methods {
             statement: &T,
             params: Params<'_>,
         ) -> Result<u64, Error> {
-            let wire = self.core()?.ready().await?;
-            run_on(wire, statement, params, &mut crate::connection::Discard).await
+            let limit = self.core()?.wire.shared.limits.query;
+            bounded(limit, async {
+                let wire = self.core()?.ready().await?;
+                run_on(wire, statement, params, &mut crate::connection::Discard).await
+            })
+            .await
         }
 
         /// Runs a statement once per parameter set, pipelined; see
@@ -216,11 +224,16 @@ macro_rules! statement_methods {
             I: IntoIterator<Item = Params<'p>>,
             I::IntoIter: Send,
         {
-            self.core()?
-                .ready()
-                .await?
-                .execute_many(statement, rows.into_iter())
-                .await
+            let limit = self.core()?.wire.shared.limits.query;
+            let rows = rows.into_iter();
+            bounded(limit, async {
+                self.core()?
+                    .ready()
+                    .await?
+                    .execute_many(statement, rows)
+                    .await
+            })
+            .await
         }
 
         /// Prepares a statement on the transaction's connection.
@@ -240,7 +253,11 @@ macro_rules! statement_methods {
             sql: &str,
             types: &[Type],
         ) -> Result<Statement, Error> {
-            self.core()?.ready().await?.prepare(sql, types).await
+            let limit = self.core()?.wire.shared.limits.query;
+            bounded(limit, async {
+                self.core()?.ready().await?.prepare(sql, types).await
+            })
+            .await
         }
 
         /// Runs statements in the simple protocol; see [`Connection::simple_query`].
@@ -248,7 +265,11 @@ macro_rules! statement_methods {
         /// # Errors
         /// As [`Connection::simple_query`].
         pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-            self.core()?.ready().await?.simple_query(sql).await
+            let limit = self.core()?.wire.shared.limits.query;
+            bounded(limit, async {
+                self.core()?.ready().await?.simple_query(sql).await
+            })
+            .await
         }
 
         /// Runs statements in the simple protocol and ignores their rows.

@@ -10,6 +10,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::Mutex;
 use tokio_util::codec::Framed;
 
+use super::shared::Limits;
 use super::wire::{Io, Shared, Wire};
 use super::{Connection, Inner};
 use crate::cancel::CancelToken;
@@ -75,7 +76,11 @@ async fn connect_one(config: &Config, host: &Host, port: u16) -> Result<Connecti
         timeout: config.cancel_timeout,
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let shared = Arc::new(Shared::new(id, params, cancel, killswitch));
+    let limits = Limits {
+        query: config.query_timeout,
+        lock: config.lock_timeout,
+    };
+    let shared = Arc::new(Shared::new(id, params, cancel, killswitch, limits));
     let wire = Wire::new(io, shared.clone(), config.statement_cache_capacity);
     tracing::debug!(conn = id, pid = process_id, "connected");
     Ok(Connection {

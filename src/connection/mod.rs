@@ -29,7 +29,7 @@ use self::wire::HolderMark;
 use self::wire::{Shared, Wire, WireGuard};
 use crate::cancel::CancelToken;
 use crate::config::Config;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, TimeoutKind};
 use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleQueryMessage};
 use crate::statement::Statement;
@@ -142,6 +142,24 @@ pub(crate) async fn run_on<T: ToStatement + ?Sized>(
     }
 }
 
+/// Runs `call` within `limit` (when set); past it the call is dropped, with what a drop
+/// means at that point (broken + cancel mid-exchange, nothing while waiting for the lock).
+pub(crate) async fn bounded<T>(
+    limit: Option<Duration>,
+    call: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let Some(limit) = limit else {
+        return call.await;
+    };
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::timeout(
+            TimeoutKind::Query,
+            format!("the call did not finish within {limit:?} (query_timeout)"),
+        )),
+    }
+}
+
 /// Checks a row count for `query_one` (`allow_none` false) or `query_opt` (true).
 pub(crate) fn at_most_one(mut rows: Vec<Row>, allow_none: bool) -> Result<Option<Row>, Error> {
     match (rows.len(), allow_none) {
@@ -176,12 +194,27 @@ impl Connection {
         connect::connect(&config).await
     }
 
+    /// Runs a whole call under the connection's query timeout, if one is set.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        bounded(self.inner.shared.limits.query, call).await
+    }
+
     /// Takes the wire lock for one exchange, naming its purpose for traces.
     pub(crate) async fn lock(&self, purpose: &'static str) -> Result<WireGuard, Error> {
         let shared = &self.inner.shared;
         shared.check()?;
         shared.check_not_holder(purpose)?;
-        let guard = self.inner.wire.clone().lock_owned().await;
+        let lock = self.inner.wire.clone().lock_owned();
+        let guard = match shared.limits.lock {
+            None => lock.await,
+            Some(limit) => tokio::time::timeout(limit, lock).await.map_err(|_| {
+                let msg = format!("another task held the connection for longer than {limit:?} (lock_timeout); this call did not run");
+                Error::timeout(TimeoutKind::WireLock, msg)
+            })?,
+        };
         Ok(WireGuard::new(guard, purpose))
     }
 
@@ -204,10 +237,13 @@ impl Connection {
         statement: &T,
         params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
-        let mut wire = self.lock("query").await?;
-        let mut rows = Vec::new();
-        run_on(&mut wire, statement, params, &mut rows).await?;
-        Ok(rows)
+        self.bounded(async {
+            let mut wire = self.lock("query").await?;
+            let mut rows = Vec::new();
+            run_on(&mut wire, statement, params, &mut rows).await?;
+            Ok(rows)
+        })
+        .await
     }
 
     /// Runs a statement that must return exactly one row.
@@ -255,8 +291,11 @@ impl Connection {
         statement: &T,
         params: Params<'_>,
     ) -> Result<u64, Error> {
-        let mut wire = self.lock("execute").await?;
-        run_on(&mut wire, statement, params, &mut Discard).await
+        self.bounded(async {
+            let mut wire = self.lock("execute").await?;
+            run_on(&mut wire, statement, params, &mut Discard).await
+        })
+        .await
     }
 
     /// Runs a statement once per parameter set, pipelined, and returns the rows affected
@@ -291,8 +330,12 @@ impl Connection {
         I: IntoIterator<Item = Params<'p>>,
         I::IntoIter: Send,
     {
-        let mut wire = self.lock("execute_many").await?;
-        wire.execute_many(statement, rows.into_iter()).await
+        let rows = rows.into_iter();
+        self.bounded(async {
+            let mut wire = self.lock("execute_many").await?;
+            wire.execute_many(statement, rows).await
+        })
+        .await
     }
 
     /// Prepares a statement, letting the server infer parameter types. The statement can
@@ -316,8 +359,11 @@ impl Connection {
     /// # Cancel safety
     /// As [`Connection::query`].
     pub async fn prepare_typed(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
-        let mut wire = self.lock("prepare").await?;
-        wire.prepare(sql, types).await
+        self.bounded(async {
+            let mut wire = self.lock("prepare").await?;
+            wire.prepare(sql, types).await
+        })
+        .await
     }
 
     /// Streams a statement's rows in bounded batches of [`DEFAULT_BATCH_ROWS`], holding
@@ -352,15 +398,12 @@ impl Connection {
         params: Params<'_>,
         batch_rows: i32,
     ) -> Result<RowStream<'static>, Error> {
-        let wire = self.lock("query_raw").await?;
-        let holder = HolderMark::new(wire.shared.clone());
-        RowStream::start(
-            WireSlot::Owned(wire),
-            Some(holder),
-            statement,
-            params,
-            batch_rows,
-        )
+        self.bounded(async {
+            let wire = self.lock("query_raw").await?;
+            let holder = HolderMark::new(wire.shared.clone());
+            let slot = WireSlot::Owned(wire);
+            RowStream::start(slot, Some(holder), statement, params, batch_rows).await
+        })
         .await
     }
 
@@ -373,8 +416,11 @@ impl Connection {
     /// # Cancel safety
     /// As [`Connection::query`].
     pub async fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-        let mut wire = self.lock("simple_query").await?;
-        wire.simple_query(sql).await
+        self.bounded(async {
+            let mut wire = self.lock("simple_query").await?;
+            wire.simple_query(sql).await
+        })
+        .await
     }
 
     /// Runs one or more statements separated by semicolons and ignores their rows.

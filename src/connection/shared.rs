@@ -16,6 +16,8 @@ use crate::transport::Killswitch;
 /// State every handle of a connection can read without the wire lock.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The connection's own time limits.
+    pub(crate) limits: Limits,
     pub(crate) id: u64,
     /// Set once when an exchange is abandoned or fails mid-way; never cleared.
     broken: AtomicBool,
@@ -46,9 +48,11 @@ impl Shared {
         params: HashMap<String, String>,
         cancel: CancelToken,
         killswitch: Killswitch,
+        limits: Limits,
     ) -> Shared {
         Shared {
             id,
+            limits,
             broken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             recoverable: AtomicBool::new(false),
@@ -185,6 +189,15 @@ impl Shared {
                 .unwrap_or_else(|e| e.into_inner()),
         )
     }
+}
+
+/// Time limits a connection applies to its own calls (none by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Limits {
+    /// Bounds a whole call: waiting for the wire lock and the exchange.
+    pub(crate) query: Option<Duration>,
+    /// Bounds the wait for another task to release the wire lock.
+    pub(crate) lock: Option<Duration>,
 }
 
 /// Marks the current task as the holder of a connection's wire for a long-lived guard

@@ -29,6 +29,7 @@ use super::cache::StatementCache;
 use super::inflight::log_notice;
 pub(crate) use super::inflight::InFlight;
 pub(crate) use super::shared::{HolderMark, Shared};
+use crate::cancel::CancelOnDrop;
 use crate::codec::{Frontend, PgCodec};
 use crate::error::Error;
 use crate::protocol::frontend::{self, Target};
@@ -177,8 +178,11 @@ impl Wire {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let shared = self.shared.clone();
+                let mut fallback = CancelOnDrop(Some(shared.cancel.clone()));
                 let drain = rt.spawn(async move {
                     let mut io = io;
+                    // Polled at least once: the runtime is alive, the async cancel goes.
+                    fallback.disarm();
                     if let Err(e) = shared.cancel.cancel_query().await {
                         tracing::debug!(error = %e, "cancel request failed");
                     }
