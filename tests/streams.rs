@@ -393,3 +393,16 @@ async fn stream_in_a_transaction_dropped_mid_batch_breaks_the_connection_and_end
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_zero_or_negative_batch_size_is_taken_as_one_row_per_batch_not_a_panic() {
+    let (_db, conn) = common::db().await;
+    for batch in [0, -1, i32::MIN] {
+        let stream = conn
+            .query_raw_batched("SELECT g::int4 FROM generate_series(1, 3) g", &[], batch)
+            .await
+            .unwrap();
+        let rows: Vec<i32> = stream.map(|r| r.unwrap().get::<_, i32>(0)).collect().await;
+        assert_eq!(rows, vec![1, 2, 3], "batch {batch}");
+    }
+}

@@ -197,7 +197,7 @@ impl Wire {
                 Plan::Prepared(stmt.clone())
             }
         };
-        self.run_limited(plan, params, max_rows.max(1), sink).await
+        self.run_limited(plan, params, max_rows, sink).await
     }
 
     /// Fetches the next batch of a paused stream.
@@ -210,7 +210,7 @@ impl Wire {
         let prefetched = std::mem::take(&mut self.batch_in_flight);
         let mut f = InFlight::resume(self)?;
         if !prefetched {
-            frontend::execute("", max_rows.max(1), f.buf())?;
+            frontend::execute("", max_rows, f.buf())?;
             end_batch(&mut f, true);
             f.flush().await?;
         }

@@ -83,6 +83,8 @@ impl<'a> RowStream<'a> {
         params: super::Params<'_>,
         batch_rows: i32,
     ) -> Result<RowStream<'a>, Error> {
+        // A row limit of 0 would mean "all rows" to the server: one row is the least.
+        let batch_rows = batch_rows.max(1);
         let mut rows = VecDeque::new();
         let step = slot
             .wire()
@@ -154,7 +156,7 @@ impl<'a> RowStream<'a> {
     ) -> Pin<Box<dyn Future<Output = Fetched<'a>> + Send + 'a>> {
         Box::pin(async move {
             let mut slot = slot;
-            let mut rows = VecDeque::with_capacity(batch_rows as usize);
+            let mut rows = VecDeque::with_capacity(batch_rows.unsigned_abs() as usize);
             let step = slot.wire().stream_next(batch_rows, &mut rows).await;
             (slot, rows, step)
         })

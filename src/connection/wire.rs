@@ -136,7 +136,7 @@ impl Wire {
     /// the next batch while the caller consumes this one.
     pub(crate) async fn stream_prefetch(&mut self, max_rows: i32) -> Result<(), Error> {
         let mut f = InFlight::resume(self)?;
-        frontend::execute("", max_rows.max(1), f.buf())?;
+        frontend::execute("", max_rows, f.buf())?;
         frontend::flush(f.buf());
         f.flush().await?;
         f.pause_with_batch_in_flight();
