@@ -1017,3 +1017,34 @@ async fn an_acquire_dropped_during_its_health_check_loses_no_connection() {
     let s = pool.status();
     assert_eq!(s.connects, 1, "{s:?}");
 }
+
+/// A pooled connection dropped after its runtime has gone cannot be cleaned up or
+/// drained: it is let go (its socket closes), with no panic and no gauge left counting.
+#[test]
+fn connections_returned_after_the_runtime_is_gone_are_let_go_without_a_panic() {
+    let db = pgkeel::testkit::TestDb::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (pool, broken, in_tx) = rt.block_on(async {
+        let pool = Pool::builder(db.url()).max_size(2).build().unwrap();
+        let broken = pool.get().await.unwrap();
+        let slow = broken.query("SELECT pg_sleep(5)", &[]);
+        assert!(timeout(Duration::from_millis(50), slow).await.is_err());
+        assert!(broken.is_broken());
+        let in_tx = pool.get().await.unwrap();
+        in_tx.batch_execute("BEGIN").await.unwrap();
+        (pool, broken, in_tx)
+    });
+    drop(rt);
+    drop(broken);
+    drop(in_tx);
+    let s = pool.status();
+    assert_eq!(
+        (s.in_use, s.returning, s.draining, s.idle),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
+    assert!(s.adds_up(), "{s:?}");
+}

@@ -465,10 +465,8 @@ impl PoolInner {
     /// Closes a connection in the background under `permit`, counted as draining.
     fn spawn_close_with_slot(self: &Arc<Self>, conn: Connection, permit: OwnedSemaphorePermit) {
         let inner = self.clone();
-        inner.gauges.draining.fetch_add(1, Ordering::AcqRel);
-        self.spawn_with_slot(permit, async move {
+        self.spawn_with_slot(status::Gauge::Draining, permit, async move {
             inner.close_conn(conn).await;
-            inner.gauges.draining.fetch_sub(1, Ordering::AcqRel);
         });
     }
 

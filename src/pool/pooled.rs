@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::status::bump;
+use super::status::{bump, Gauge};
 use super::{EvictReason, Meta, Pool, PoolInner};
 use crate::connection::Connection;
 use crate::error::Error;
@@ -114,19 +114,25 @@ impl PoolInner {
         self.spawn_return(conn, meta, permit);
     }
 
-    /// Runs `work` in a task that keeps the slot until it is done (or drops both when no
-    /// runtime is left).
+    /// Runs `work` in a spawned task that keeps the slot, counted in `gauge`, until it is
+    /// done. With no runtime left nothing can be awaited: `work` is dropped unrun, and with
+    /// it the connection it owns (its socket closes) and the slot.
     pub(crate) fn spawn_with_slot(
-        &self,
+        self: &Arc<Self>,
+        gauge: Gauge,
         permit: OwnedSemaphorePermit,
         work: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                work.await;
-                drop(permit);
-            });
-        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = self.clone();
+        inner.gauges.get(gauge).fetch_add(1, Ordering::AcqRel);
+        rt.spawn(async move {
+            work.await;
+            inner.gauges.get(gauge).fetch_sub(1, Ordering::AcqRel);
+            drop(permit);
+        });
     }
 
     /// Evicts a broken connection, keeping its slot until its cancel and close are done.
@@ -136,28 +142,19 @@ impl PoolInner {
         if drain.is_some() {
             bump(&self.counters.cancels_sent);
         }
-        let inner = self.clone();
-        inner.gauges.draining.fetch_add(1, Ordering::AcqRel);
         let limit = self.opts.drain_timeout;
-        let work = async move {
+        self.spawn_with_slot(Gauge::Draining, permit, async move {
             if let Some(task) = drain {
                 let _ = tokio::time::timeout(limit, task).await;
             }
             drop(conn);
-            inner.gauges.draining.fetch_sub(1, Ordering::AcqRel);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(_) => self.spawn_with_slot(permit, work),
-            // No runtime: the socket is already closed; nothing is left to wait for.
-            Err(_) => drop(futures::FutureExt::now_or_never(work)),
-        }
+        });
     }
 
     /// Rolls back (and resets) a returned connection in the background, within
     /// `return_timeout` including the wait for its wire lock; evicts it on any failure.
     fn spawn_return(self: &Arc<Self>, conn: Connection, meta: Meta, permit: OwnedSemaphorePermit) {
         let inner = self.clone();
-        inner.gauges.returning.fetch_add(1, Ordering::AcqRel);
         let work = async move {
             let limit = inner.opts.return_timeout;
             match tokio::time::timeout(limit, inner.clean(&conn)).await {
@@ -175,24 +172,15 @@ impl PoolInner {
                     inner.evict_after_failed_return(conn).await;
                 }
             }
-            inner.gauges.returning.fetch_sub(1, Ordering::AcqRel);
         };
-        if tokio::runtime::Handle::try_current().is_err() {
-            self.gauges.returning.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
-        self.spawn_with_slot(permit, work);
+        self.spawn_with_slot(Gauge::Returning, permit, work);
     }
 
     /// Recovers an abandoned connection (`AbandonPolicy::Recover`) within `drain_timeout`,
     /// then applies the usual return rules; evicts it on any failure.
     fn spawn_recover(self: &Arc<Self>, conn: Connection, meta: Meta, permit: OwnedSemaphorePermit) {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
         bump(&self.counters.cancels_sent);
         let inner = self.clone();
-        inner.gauges.draining.fetch_add(1, Ordering::AcqRel);
         let limit = self.opts.drain_timeout;
         let work = async move {
             let wire = conn.inner.wire.clone();
@@ -206,7 +194,6 @@ impl PoolInner {
                 Ok::<_, Error>(())
             })
             .await;
-            inner.gauges.draining.fetch_sub(1, Ordering::AcqRel);
             match recovered {
                 Ok(Ok(())) if !conn.is_broken() => {
                     bump(&inner.counters.recovered);
@@ -228,7 +215,7 @@ impl PoolInner {
                 }
             }
         };
-        self.spawn_with_slot(permit, work);
+        self.spawn_with_slot(Gauge::Draining, permit, work);
     }
 
     async fn clean(&self, conn: &Connection) -> Result<(), Error> {

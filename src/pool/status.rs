@@ -20,6 +20,15 @@ pub enum EvictReason {
     ClonedOut,
 }
 
+/// The gauges a background task of the pool is counted in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Gauge {
+    /// Rollback or reset of a returned connection.
+    Returning,
+    /// Cancel, recovery or close of an evicted connection.
+    Draining,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Gauges {
     pub(crate) in_use: AtomicUsize,
@@ -27,6 +36,15 @@ pub(crate) struct Gauges {
     pub(crate) opening: AtomicUsize,
     pub(crate) returning: AtomicUsize,
     pub(crate) draining: AtomicUsize,
+}
+
+impl Gauges {
+    pub(crate) fn get(&self, gauge: Gauge) -> &AtomicUsize {
+        match gauge {
+            Gauge::Returning => &self.returning,
+            Gauge::Draining => &self.draining,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
