@@ -163,10 +163,11 @@ impl Config {
         self
     }
 
-    /// Bounds every call on the connection (waiting for the wire lock included) and
-    /// fails it with a [`crate::TimeoutKind::Query`] timeout, as `tokio::time::timeout`
-    /// around each call would: an exchange cut short breaks the connection and the
-    /// server is sent a cancel. Off by default.
+    /// Bounds every call on the connection (waiting for the wire lock included; for
+    /// `query_raw`, the call that returns the stream with its first batch) and fails it
+    /// with a [`crate::TimeoutKind::Query`] timeout, as `tokio::time::timeout` around each
+    /// call would: an exchange cut short breaks the connection and the server is sent a
+    /// cancel. Commit, rollback and savepoints are not bounded by it. Off by default.
     pub fn query_timeout(&mut self, timeout: Duration) -> &mut Config {
         self.query_timeout = Some(timeout);
         self

@@ -27,8 +27,6 @@ pub enum TimeoutKind {
     Query,
     /// Delivering a CancelRequest to the server.
     Cancel,
-    /// A cleanup step (rollback on return, close) that has a deadline.
-    Cleanup,
 }
 
 impl fmt::Display for TimeoutKind {
@@ -39,7 +37,6 @@ impl fmt::Display for TimeoutKind {
             TimeoutKind::WireLock => "wire lock wait timeout",
             TimeoutKind::Query => "query timeout",
             TimeoutKind::Cancel => "cancel timeout",
-            TimeoutKind::Cleanup => "cleanup timeout",
         })
     }
 }
