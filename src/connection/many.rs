@@ -9,7 +9,9 @@
 
 use bytes::BytesMut;
 
-use super::query::{check_prepared, encode_param, keep_first, Answer, Plan};
+use super::query::{
+    check_count, check_prepared, check_types, encode_param, keep_first, Answer, Plan,
+};
 use super::wire::{InFlight, Wire};
 use super::{Params, StatementRef, ToStatement};
 use crate::error::{DbError, Error, ErrorKind};
@@ -149,27 +151,8 @@ fn bind_row(
     params: Params<'_>,
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
-    if params.len() != types.len() {
-        let msg = format!(
-            "the statement takes {} parameters but {} were given",
-            types.len(),
-            params.len()
-        );
-        return Err(Error::new(ErrorKind::Encode, msg));
-    }
-    if let Some((i, p)) = params
-        .iter()
-        .enumerate()
-        .find(|(i, p)| !p.dyn_accepts(types[*i]))
-    {
-        let msg = format!(
-            "parameter ${} has type {}, which Rust type {} cannot be sent as",
-            i + 1,
-            types[i],
-            p.rust_type_name()
-        );
-        return Err(Error::new(ErrorKind::Encode, msg));
-    }
+    check_count(types, params)?;
+    check_types(types, params)?;
     let encode = |i: usize, buf: &mut BytesMut| encode_param(i, params[i], Some(types), buf);
     frontend::bind(
         "",

@@ -329,18 +329,43 @@ pub(super) fn check_prepared(
             "this statement was prepared on another connection",
         ));
     }
-    // The count is checked with every prepared plan, in `write_plan`.
-    for (i, (p, &ty)) in params.iter().zip(stmt.params()).enumerate() {
-        if !p.dyn_accepts(ty) {
-            let msg = format!(
+    check_types(stmt.params(), params)
+}
+
+/// Fails unless there is one parameter per type.
+pub(super) fn check_count(types: &[Type], params: Params<'_>) -> Result<(), Error> {
+    match types.len() == params.len() {
+        true => Ok(()),
+        false => Err(Error::new(
+            ErrorKind::Encode,
+            format!(
+                "the statement takes {} parameters but {} were given",
+                types.len(),
+                params.len()
+            ),
+        )),
+    }
+}
+
+/// Fails when a parameter's Rust type cannot be sent as the statement's type (the count
+/// is checked by [`check_count`], with every prepared plan).
+pub(super) fn check_types(types: &[Type], params: Params<'_>) -> Result<(), Error> {
+    let mismatch = params
+        .iter()
+        .zip(types)
+        .enumerate()
+        .find(|(_, (p, &ty))| !p.dyn_accepts(ty));
+    match mismatch {
+        None => Ok(()),
+        Some((i, (p, ty))) => Err(Error::new(
+            ErrorKind::Encode,
+            format!(
                 "parameter ${} has type {ty}, which Rust type {} cannot be sent as",
                 i + 1,
                 p.rust_type_name()
-            );
-            return Err(Error::new(ErrorKind::Encode, msg));
-        }
+            ),
+        )),
     }
-    Ok(())
 }
 
 fn write_plan(
@@ -350,14 +375,7 @@ fn write_plan(
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
     if let Plan::Prepared(stmt) = plan {
-        if stmt.params().len() != params.len() {
-            let msg = format!(
-                "the statement takes {} parameters but {} were given",
-                stmt.params().len(),
-                params.len()
-            );
-            return Err(Error::new(ErrorKind::Encode, msg));
-        }
+        check_count(stmt.params(), params)?;
     }
     let name = match plan {
         Plan::Prepared(stmt) => stmt.name(),
