@@ -12,6 +12,9 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{BackendMessage, ProtocolError, DEFAULT_MAX_MESSAGE_LEN};
 
+/// The most the decoder reserves ahead of the bytes that have arrived.
+const RESERVE_AHEAD: usize = 1 << 20;
+
 /// Frames backend messages and checks their lengths against a maximum.
 #[derive(Debug, Clone)]
 pub struct PgCodec {
@@ -64,8 +67,10 @@ impl Decoder for PgCodec {
             .into());
         }
         if src.len() < len + 1 {
-            // Reserve for the rest of this frame so a large row is read in few syscalls.
-            src.reserve(len + 1 - src.len());
+            // Reserve for the rest of this frame so a large row is read in few syscalls,
+            // but never more than a step ahead of the bytes that arrived: a length header
+            // alone must not make us allocate up to the maximum.
+            src.reserve((len + 1 - src.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         src.advance(5);
@@ -154,6 +159,17 @@ mod tests {
         assert!(
             err.to_string().contains("exceeds the maximum of 1024"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_length_header_alone_does_not_reserve_the_whole_frame() {
+        let mut buf = BytesMut::from(&b"D\x3f\xff\xff\xff"[..]);
+        assert!(PgCodec::default().decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= 2 * RESERVE_AHEAD,
+            "reserved {}",
+            buf.capacity()
         );
     }
 
