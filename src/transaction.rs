@@ -8,7 +8,9 @@
 //! cannot fool the cleanup.
 
 use crate::connection::wire::{spawn_cleanup, HolderMark, WireGuard};
-use crate::connection::{at_most_one, bounded, run_on, Connection, Params, RowStream, ToStatement};
+use crate::connection::{
+    at_most_one, bounded_call, run_on, Connection, Params, RowStream, ToStatement,
+};
 use crate::connection::{WireSlot, DEFAULT_BATCH_ROWS};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::TransactionStatus;
@@ -162,12 +164,11 @@ macro_rules! statement_methods {
             params: Params<'_>,
         ) -> Result<Vec<Row>, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            bounded(limit, async {
+            bounded_call!(limit, {
                 let mut rows = Vec::new();
                 run_on(self.core()?.ready().await?, statement, params, &mut rows).await?;
                 Ok(rows)
             })
-            .await
         }
 
         /// Runs a statement that must return exactly one row.
@@ -206,11 +207,10 @@ macro_rules! statement_methods {
             params: Params<'_>,
         ) -> Result<u64, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            bounded(limit, async {
+            bounded_call!(limit, {
                 let wire = self.core()?.ready().await?;
                 run_on(wire, statement, params, &mut crate::connection::Discard).await
             })
-            .await
         }
 
         /// Runs a statement once per parameter set, pipelined; see
@@ -226,14 +226,13 @@ macro_rules! statement_methods {
         {
             let limit = self.core()?.wire.shared.limits.query;
             let rows = rows.into_iter();
-            bounded(limit, async {
+            bounded_call!(limit, {
                 self.core()?
                     .ready()
                     .await?
                     .execute_many(statement, rows)
                     .await
             })
-            .await
         }
 
         /// Prepares a statement on the transaction's connection.
@@ -254,10 +253,9 @@ macro_rules! statement_methods {
             types: &[Type],
         ) -> Result<Statement, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            bounded(limit, async {
+            bounded_call!(limit, {
                 self.core()?.ready().await?.prepare(sql, types).await
             })
-            .await
         }
 
         /// Runs statements in the simple protocol; see [`Connection::simple_query`].
@@ -266,10 +264,9 @@ macro_rules! statement_methods {
         /// As [`Connection::simple_query`].
         pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            bounded(limit, async {
+            bounded_call!(limit, {
                 self.core()?.ready().await?.simple_query(sql).await
             })
-            .await
         }
 
         /// Runs statements in the simple protocol and ignores their rows.

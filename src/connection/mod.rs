@@ -142,15 +142,12 @@ pub(crate) async fn run_on<T: ToStatement + ?Sized>(
     }
 }
 
-/// Runs `call` within `limit` (when set); past it the call is dropped, with what a drop
-/// means at that point (broken + cancel mid-exchange, nothing while waiting for the lock).
-pub(crate) async fn bounded<T>(
-    limit: Option<Duration>,
+/// Runs `call` within `limit`; past it the call is dropped, with what a drop means at
+/// that point (broken + cancel mid-exchange, nothing while waiting for the lock).
+pub(crate) async fn with_timeout<T>(
+    limit: Duration,
     call: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
-    let Some(limit) = limit else {
-        return call.await;
-    };
     match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
         Err(_) => Err(Error::timeout(
@@ -159,6 +156,19 @@ pub(crate) async fn bounded<T>(
         )),
     }
 }
+
+/// Runs `$body` (a block that may await) under the query timeout `$limit`. Without a
+/// limit the body runs inline: wrapping the large future of a query in another one
+/// costs a copy of it on every call (about 900 instructions per query under callgrind).
+macro_rules! bounded_call {
+    ($limit:expr, $body:block) => {
+        match $limit {
+            None => $body,
+            Some(limit) => $crate::connection::with_timeout(limit, Box::pin(async $body)).await,
+        }
+    };
+}
+pub(crate) use bounded_call;
 
 /// Checks a row count for `query_one` (`allow_none` false) or `query_opt` (true).
 pub(crate) fn at_most_one(mut rows: Vec<Row>, allow_none: bool) -> Result<Option<Row>, Error> {
@@ -192,14 +202,6 @@ impl Connection {
     pub async fn connect(config: impl IntoConfig) -> Result<Connection, Error> {
         let config = config.into_config()?;
         connect::connect(&config).await
-    }
-
-    /// Runs a whole call under the connection's query timeout, if one is set.
-    async fn bounded<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        bounded(self.inner.shared.limits.query, call).await
     }
 
     /// Takes the wire lock for one exchange, naming its purpose for traces.
@@ -237,13 +239,12 @@ impl Connection {
         statement: &T,
         params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
-        self.bounded(async {
+        bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("query").await?;
             let mut rows = Vec::new();
             run_on(&mut wire, statement, params, &mut rows).await?;
             Ok(rows)
         })
-        .await
     }
 
     /// Runs a statement that must return exactly one row.
@@ -291,11 +292,10 @@ impl Connection {
         statement: &T,
         params: Params<'_>,
     ) -> Result<u64, Error> {
-        self.bounded(async {
+        bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("execute").await?;
             run_on(&mut wire, statement, params, &mut Discard).await
         })
-        .await
     }
 
     /// Runs a statement once per parameter set, pipelined, and returns the rows affected
@@ -331,11 +331,10 @@ impl Connection {
         I::IntoIter: Send,
     {
         let rows = rows.into_iter();
-        self.bounded(async {
+        bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("execute_many").await?;
             wire.execute_many(statement, rows).await
         })
-        .await
     }
 
     /// Prepares a statement, letting the server infer parameter types. The statement can
@@ -359,11 +358,10 @@ impl Connection {
     /// # Cancel safety
     /// As [`Connection::query`].
     pub async fn prepare_typed(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
-        self.bounded(async {
+        bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("prepare").await?;
             wire.prepare(sql, types).await
         })
-        .await
     }
 
     /// Streams a statement's rows in bounded batches of [`DEFAULT_BATCH_ROWS`], holding
@@ -398,13 +396,12 @@ impl Connection {
         params: Params<'_>,
         batch_rows: i32,
     ) -> Result<RowStream<'static>, Error> {
-        self.bounded(async {
+        bounded_call!(self.inner.shared.limits.query, {
             let wire = self.lock("query_raw").await?;
             let holder = HolderMark::new(wire.shared.clone());
             let slot = WireSlot::Owned(wire);
             RowStream::start(slot, Some(holder), statement, params, batch_rows).await
         })
-        .await
     }
 
     /// Runs one or more statements separated by semicolons in the simple protocol, and
@@ -416,11 +413,10 @@ impl Connection {
     /// # Cancel safety
     /// As [`Connection::query`].
     pub async fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-        self.bounded(async {
+        bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("simple_query").await?;
             wire.simple_query(sql).await
         })
-        .await
     }
 
     /// Runs one or more statements separated by semicolons and ignores their rows.
