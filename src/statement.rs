@@ -52,6 +52,9 @@ struct Inner {
     params: Vec<Type>,
     columns: Arc<[Column]>,
     conn_id: u64,
+    /// The SQL, for statements that are parsed afresh at every use (pooler mode keeps no
+    /// named statement on the server); their name is empty.
+    sql: Option<String>,
     /// Set for statements the user prepared: dropping the last clone closes it on the
     /// server. Cached statements are closed by the cache instead.
     owner: Option<Weak<Shared>>,
@@ -84,8 +87,32 @@ impl Statement {
             params,
             columns,
             conn_id,
+            sql: None,
             owner,
         }))
+    }
+
+    /// A statement that keeps no name on the server: each use parses `sql` again as the
+    /// unnamed statement, in the same write as its Bind (pooler mode).
+    pub(crate) fn reparsed(
+        sql: &str,
+        params: Vec<Type>,
+        columns: Arc<[Column]>,
+        conn_id: u64,
+    ) -> Statement {
+        Statement(Arc::new(Inner {
+            name: String::new(),
+            params,
+            columns,
+            conn_id,
+            sql: Some(sql.to_owned()),
+            owner: None,
+        }))
+    }
+
+    /// The SQL of a statement that is parsed afresh at every use.
+    pub(crate) fn reparse_sql(&self) -> Option<&str> {
+        self.0.sql.as_deref()
     }
 
     #[cfg(test)]

@@ -1,38 +1,110 @@
-//! [`InFlight`], the **in-flight guard**: armed when the first byte of a request is
-//! written, disarmed only at the ReadyForQuery that ends the exchange. Dropped while
-//! armed (the caller's future was dropped mid-exchange), it marks the connection broken,
-//! takes the socket away and sends the server a CancelRequest before closing it; or,
-//! when a pool opted in to recovery and the whole request went out, leaves the exchange
-//! for [`Wire::recover`].
+//! [`InFlight`], the **in-flight guard**, and the one reader every exchange uses.
 //!
-//! Cancel safety: everything between the first write and ReadyForQuery is *not* cancel
-//! safe (the server's reply would be left on the socket for the next caller); that span
-//! is exactly where this guard is armed.
+//! An exchange begins when [`Wire::begin`] puts the ledger in [`State::Exchange`]: from
+//! then on the wire owes the server's answer. The guard writes requests (counting every
+//! Sync and Query in the ledger) and reads answers through [`InFlight::read`], which
+//! handles everything that is the same for every exchange (ReadyForQuery and the owed
+//! count, errors, queued Closes, a COPY nobody asked for, notices) and hands the rest to
+//! a [`Handler`]. The exchange ends when a ReadyForQuery brings the owed count to zero.
+//!
+//! Dropped before that (the caller's future was dropped mid-exchange), the guard either
+//! leaves the exchange [`State::Abandoned`] for recovery (a pool opted in, and the whole
+//! request went out) with a CancelRequest already on its way, or breaks the connection,
+//! which sends the cancel and closes the socket.
+//!
+//! Cancel safety: everything between the first write and the last owed ReadyForQuery is
+//! *not* cancel safe (the server's reply would be left on the socket for the next
+//! caller); that span is exactly where this guard is armed.
 
-use std::sync::atomic::Ordering;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::BytesMut;
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 
+use super::ledger::State;
 use super::wire::{Io, Wire};
 use crate::codec::Frontend;
 use crate::error::{DbError, Error, ErrorKind};
 use crate::protocol::frontend;
 use crate::protocol::{BackendMessage, ProtocolError, TransactionStatus};
 
-/// One exchange in progress. Dropped before [`InFlight::finish`], it breaks the connection.
-pub(crate) struct InFlight<'a> {
-    pub(super) wire: &'a mut Wire,
-    pub(super) armed: bool,
-    /// A Sync (or simple Query) went into the buffer: the server will end this exchange
-    /// with ReadyForQuery by itself, which is what makes recovery possible.
-    pub(super) awaiting_ready: bool,
+/// What the reader does after a handler has seen a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Read on.
+    Continue,
+    /// Return to the caller now (a batch of a row stream is complete); the exchange
+    /// stays open.
+    Stop,
+    /// Send Sync now and read on: a streamed batch ended with Flush, and its command has
+    /// completed or failed, so the exchange must be ended.
+    Sync,
 }
 
-impl InFlight<'_> {
+/// How [`InFlight::read`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The last owed ReadyForQuery was read; the exchange is over.
+    Ready,
+    /// The handler stopped the reader; the exchange goes on.
+    Stopped,
+}
+
+/// What a caller does with the messages of its exchange that only it understands: rows,
+/// descriptions, completions. Errors are kept by the reader (the first one wins); the
+/// handler is told of each so a streamed batch can send its Sync.
+pub(crate) trait Handler {
+    /// Handles `msg`; `Err(msg)` gives it back as not allowed here (a protocol error).
+    fn message(&mut self, msg: BackendMessage) -> Result<Flow, BackendMessage>;
+
+    /// The server reported an error (already kept by the reader).
+    fn error(&mut self) -> Flow {
+        Flow::Continue
+    }
+}
+
+/// One exchange in progress. Dropped before its last owed ReadyForQuery, it abandons
+/// or breaks the connection.
+pub(crate) struct InFlight<'a> {
+    pub(super) wire: &'a mut Wire,
+    /// The first server error of the exchange; it still runs to its end.
+    error: Option<Error>,
+    /// Statements whose Close went out first in this exchange.
+    closes: Vec<String>,
+    closes_done: usize,
+    /// Whether the exchange uses the extended protocol (a COPY refusal then needs Sync).
+    extended: bool,
+    what: &'static str,
+    /// The write buffer's length and the ledger before `begin`, for `abandon_unsent`.
+    before: Option<(usize, State, u32, u32)>,
+    /// Whether a drop may leave the exchange for recovery (not during recovery itself).
+    recoverable: bool,
+}
+
+impl<'a> InFlight<'a> {
+    pub(super) fn new(
+        wire: &'a mut Wire,
+        closes: Vec<String>,
+        what: &'static str,
+        before: (usize, State, u32, u32),
+    ) -> Self {
+        InFlight {
+            before: Some(before),
+            recoverable: true,
+            wire,
+            error: None,
+            closes,
+            closes_done: 0,
+            extended: true,
+            what,
+        }
+    }
+
     fn io(&mut self) -> &mut Io {
-        // `start` checked that the socket is there, and only `break_off` (which also
-        // disarms this guard's purpose) takes it away.
+        // `Wire::begin` checked that the socket is there, and only `break_off` (which
+        // also ends this exchange) takes it away.
         self.wire
             .io
             .as_mut()
@@ -44,15 +116,26 @@ impl InFlight<'_> {
         self.io().write_buffer_mut()
     }
 
-    /// Appends Sync: the server answers the exchange with ReadyForQuery.
+    /// Appends Sync: the server answers with one more ReadyForQuery.
     pub(crate) fn sync(&mut self) {
         frontend::sync(self.buf());
-        self.awaiting_ready = true;
+        self.wire.ledger.owe();
     }
 
-    /// Notes that the request written (a simple Query) ends with ReadyForQuery.
-    pub(crate) fn expect_ready(&mut self) {
-        self.awaiting_ready = true;
+    /// Appends a simple Query (which ends with its own ReadyForQuery).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Encode`] when the SQL cannot be sent (a NUL byte); nothing is written.
+    pub(crate) fn query(&mut self, sql: &str) -> Result<(), Error> {
+        frontend::query(sql, self.buf())?;
+        self.wire.ledger.owe();
+        self.extended = false;
+        Ok(())
+    }
+
+    /// A drop breaks the connection instead of leaving it for recovery.
+    pub(super) fn no_recovery(&mut self) {
+        self.recoverable = false;
     }
 
     /// The wire, for the statement cache and names.
@@ -60,10 +143,26 @@ impl InFlight<'_> {
         self.wire
     }
 
-    /// Abandons an exchange that has written nothing yet, leaving the connection as it was.
-    pub(crate) fn abandon_unsent(mut self, from: usize) {
-        self.buf().truncate(from);
-        self.armed = false;
+    /// Takes the first server error of the exchange.
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
+        self.error.take()
+    }
+
+    /// Whether the server has reported an error in this exchange.
+    pub(crate) fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Ends an exchange that has sent nothing, leaving the connection exactly as it was
+    /// before [`Wire::begin`] (queued Closes go back to the queue, a paused portal stays
+    /// paused).
+    pub(crate) fn abandon_unsent(mut self) {
+        let (len, state, owed, discard) = self.before.take().expect("taken once");
+        self.buf().truncate(len);
+        let ledger = &mut self.wire.ledger;
+        (ledger.state, ledger.owed, ledger.discard) = (state, owed, discard);
+        self.closes_done = 0;
+        self.settle_closes();
     }
 
     /// Sends everything buffered.
@@ -74,42 +173,178 @@ impl InFlight<'_> {
         }
     }
 
-    /// The next message of this exchange; notices, parameter changes and notifications
-    /// are handled on the way.
-    pub(crate) async fn recv(&mut self) -> Result<BackendMessage, Error> {
+    /// Sends everything buffered while reading (and handling) what the server sends
+    /// meanwhile, so a long request whose answers are long too can never fill both
+    /// directions of the socket and stall.
+    pub(crate) async fn flush_reading(&mut self, h: &mut impl Handler) -> Result<(), Error> {
         loop {
-            let msg = match self.io().next().await {
-                Some(Ok(msg)) => msg,
-                Some(Err(e)) => return Err(self.fail(e)),
-                None => return Err(self.fail(self.eof_error())),
-            };
-            match msg {
-                BackendMessage::NoticeResponse(fields) => log_notice(fields),
-                BackendMessage::ParameterStatus { name, value } => self.set_param(name, value),
-                BackendMessage::NotificationResponse { channel, .. } => {
-                    tracing::debug!(conn = self.wire.shared.id, channel, "notification received");
+            let step = poll_fn(|cx| {
+                let io = self.io();
+                match Sink::<Frontend<'_>>::poll_flush(Pin::new(&mut *io), cx) {
+                    Poll::Ready(r) => return Poll::Ready(Err(r)),
+                    Poll::Pending => {}
                 }
-                msg => return Ok(msg),
+                match Pin::new(io).poll_next(cx) {
+                    Poll::Ready(msg) => Poll::Ready(Ok(msg)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            match step {
+                Err(Ok(())) => return Ok(()),
+                Err(Err(e)) => return Err(self.fail(e)),
+                Ok(msg) => {
+                    let msg = self.accept(msg)?;
+                    if let Some(Ended::Ready) = self.dispatch(msg, h)? {
+                        return Ok(());
+                    }
+                }
             }
         }
     }
 
-    /// As `recv`, but when the socket fails right after the server sent a FATAL error
-    /// (`kept`), that error is the one returned: it says why (e.g. 57P01 admin shutdown).
-    pub(crate) async fn recv_after(
-        &mut self,
-        kept: &mut Option<Error>,
-    ) -> Result<BackendMessage, Error> {
-        match self.recv().await {
-            Ok(msg) => Ok(msg),
-            Err(e) => match kept.take() {
-                Some(fatal) if fatal.is_connection_fatal() => Err(fatal),
-                other => {
-                    *kept = other;
-                    Err(e)
-                }
-            },
+    /// Reads the exchange's answers until the last owed ReadyForQuery (the exchange is
+    /// then over) or until the handler stops; see the module docs for what the reader
+    /// handles itself.
+    ///
+    /// # Errors
+    /// A socket or protocol failure, which has broken the connection. Server errors are
+    /// not returned here but kept ([`InFlight::take_error`]).
+    pub(crate) async fn read(&mut self, h: &mut impl Handler) -> Result<Ended, Error> {
+        loop {
+            let msg = self.io().next().await;
+            let msg = self.accept(msg)?;
+            if let Some(ended) = self.dispatch(msg, h)? {
+                return Ok(ended);
+            }
+            if !self.io().write_buffer().is_empty() {
+                self.flush().await?;
+            }
         }
+    }
+
+    /// Turns what the codec gave into a message, or breaks the connection. When the
+    /// socket fails right after the server sent a FATAL error, that error is the one
+    /// returned: it says why (e.g. 57P01 admin shutdown).
+    fn accept(
+        &mut self,
+        msg: Option<Result<BackendMessage, Error>>,
+    ) -> Result<BackendMessage, Error> {
+        let failure = match msg {
+            Some(Ok(msg)) => return Ok(msg),
+            Some(Err(e)) => e,
+            None => self.eof_error(),
+        };
+        let failure = match self.error.take() {
+            Some(fatal) if fatal.is_connection_fatal() => fatal,
+            other => {
+                self.error = other;
+                failure
+            }
+        };
+        Err(self.fail(failure))
+    }
+
+    /// Handles one message; `Some` when the reader should return.
+    fn dispatch(
+        &mut self,
+        msg: BackendMessage,
+        h: &mut impl Handler,
+    ) -> Result<Option<Ended>, Error> {
+        if self.wire.ledger.discard > 0 {
+            return self.discarding(msg);
+        }
+        let flow = match msg {
+            BackendMessage::ReadyForQuery(status) => return self.ready(status),
+            BackendMessage::NoticeResponse(fields) => return Ok(log_notice(fields)),
+            BackendMessage::ParameterStatus { name, value } => {
+                self.wire.set_param(name, value);
+                return Ok(None);
+            }
+            BackendMessage::NotificationResponse { channel, .. } => {
+                tracing::debug!(conn = self.wire.shared.id, channel, "notification received");
+                return Ok(None);
+            }
+            BackendMessage::CloseComplete if self.closes_done < self.closes.len() => {
+                self.closes_done += 1;
+                return Ok(None);
+            }
+            BackendMessage::ErrorResponse(fields) => {
+                keep_first(&mut self.error, Error::db(DbError::from_fields(fields)));
+                h.error()
+            }
+            BackendMessage::CopyInResponse(_) => {
+                self.refuse_copy_in();
+                return Ok(None);
+            }
+            // A COPY TO STDOUT reached through a plain query: its data is not wanted.
+            BackendMessage::CopyOutResponse(_)
+            | BackendMessage::CopyData(_)
+            | BackendMessage::CopyDone => return Ok(None),
+            msg => match h.message(msg) {
+                Ok(flow) => flow,
+                Err(msg) => return Err(self.unexpected(&msg)),
+            },
+        };
+        match flow {
+            Flow::Continue => Ok(None),
+            Flow::Stop => Ok(Some(Ended::Stopped)),
+            Flow::Sync => {
+                self.sync();
+                Ok(None)
+            }
+        }
+    }
+
+    /// A message of settled work (a paused portal's last batch, its Close): dropped.
+    fn discarding(&mut self, msg: BackendMessage) -> Result<Option<Ended>, Error> {
+        match msg {
+            BackendMessage::ReadyForQuery(status) => {
+                self.wire.ledger.discard -= 1;
+                self.ready(status)
+            }
+            BackendMessage::CopyInResponse(_) | BackendMessage::CopyBothResponse(_) => {
+                Err(self.unexpected(&msg))
+            }
+            BackendMessage::ParameterStatus { name, value } => {
+                self.wire.set_param(name, value);
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A ReadyForQuery: one less owed; the exchange ends when none is.
+    fn ready(&mut self, status: TransactionStatus) -> Result<Option<Ended>, Error> {
+        if !self.wire.ledger.paid() {
+            let msg = BackendMessage::ReadyForQuery(status);
+            return Err(self.unexpected(&msg));
+        }
+        self.wire.shared.set_transaction_status(status);
+        if self.wire.ledger.owed > 0 {
+            return Ok(None);
+        }
+        self.wire.ledger.state = State::Ready;
+        Ok(Some(Ended::Ready))
+    }
+
+    /// A COPY FROM STDIN reached through a plain query: tell the server it gets no data.
+    /// In the extended protocol the server swallows Syncs while in copy mode, so the
+    /// Sync already sent is gone and a new one follows the CopyFail (the owed count
+    /// stays the same).
+    fn refuse_copy_in(&mut self) {
+        let msg = "COPY FROM STDIN is not supported through this call";
+        let _ = frontend::copy_fail(msg, self.buf());
+        if self.extended {
+            frontend::sync(self.buf());
+        }
+        keep_first(
+            &mut self.error,
+            Error::new(
+                ErrorKind::Misuse,
+                "COPY FROM STDIN cannot run through query/execute/simple_query; it was refused",
+            ),
+        );
     }
 
     fn eof_error(&self) -> Error {
@@ -122,84 +357,73 @@ impl InFlight<'_> {
         }
     }
 
-    fn set_param(&mut self, name: String, value: String) {
-        let mut params = self
-            .wire
-            .shared
-            .params
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        params.insert(name, value);
-    }
-
-    /// Disarms between batches of a row stream: the portal stays open, and the next
+    /// Pauses between batches of a row stream: the portal stays open, and the next
     /// exchange on this wire settles it first unless the stream fetches more.
-    pub(crate) fn pause(&mut self) {
-        self.wire.pending_sync = true;
-        self.armed = false;
+    pub(crate) fn pause(
+        &mut self,
+        prefetched: bool,
+        columns: std::sync::Arc<[crate::statement::Column]>,
+    ) {
+        self.wire.ledger.state = State::PortalPaused {
+            prefetched,
+            columns,
+        };
+        self.settle_closes();
     }
 
-    /// As `pause`, with the next batch already requested.
-    pub(crate) fn pause_with_batch_in_flight(&mut self) {
-        self.wire.batch_in_flight = true;
-        self.pause();
-    }
-
-    /// Resumes a paused exchange (the stream fetches its next batch).
-    pub(crate) fn resume(wire: &mut Wire) -> Result<InFlight<'_>, Error> {
-        let f = wire.start_now()?;
-        f.wire.pending_sync = false;
-        Ok(f)
-    }
-
-    /// Whether the exchange has reached its ReadyForQuery.
+    /// Whether the exchange is over (its last ReadyForQuery read, or paused).
     pub(crate) fn is_finished(&self) -> bool {
-        !self.armed
+        !matches!(self.wire.ledger.state, State::Exchange)
     }
 
-    /// Ends the exchange at ReadyForQuery: records the transaction status, disarms.
-    pub(crate) fn finish(&mut self, status: TransactionStatus) {
-        self.wire.shared.set_transaction_status(status);
-        self.armed = false;
+    /// Ends the exchange's Close bookkeeping: those the server skipped (an error came
+    /// first) go back to the queue.
+    fn settle_closes(&mut self) {
+        let done = self.closes_done;
+        let closes = std::mem::take(&mut self.closes);
+        self.wire.to_close.extend(closes.into_iter().skip(done));
     }
 
     /// Breaks the connection because of `err` (a socket or protocol failure) and returns it.
     pub(crate) fn fail(&mut self, err: Error) -> Error {
-        self.armed = false;
+        self.closes.clear();
         self.wire.break_off(&err.to_string());
         err
     }
 
     /// Breaks the connection because the server sent `msg` where it is not allowed.
-    pub(crate) fn unexpected(&mut self, msg: &BackendMessage, during: &'static str) -> Error {
+    pub(crate) fn unexpected(&mut self, msg: &BackendMessage) -> Error {
         let got = msg.name();
+        let during = self.what;
         self.fail(ProtocolError::Unexpected { got, during }.into())
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let io = self.wire.io.as_ref();
-        let whole_request_sent = io.is_some_and(|io| io.write_buffer().is_empty());
-        let recoverable = self.wire.shared.recoverable.load(Ordering::Acquire);
-        match recoverable && self.awaiting_ready && whole_request_sent {
-            // Left for `Wire::recover`; calls fail as broken until it has run.
-            true => self.wire.shared.abandoned.store(true, Ordering::Release),
-            false => self
-                .wire
-                .break_off("the caller's future was dropped mid-exchange"),
+        match self.wire.ledger.state {
+            State::Exchange => {
+                self.settle_closes();
+                self.wire.abandon(self.recoverable)
+            }
+            State::Ready | State::PortalPaused { .. } => self.settle_closes(),
+            State::Abandoned | State::Broken => {}
         }
     }
 }
 
-pub(super) fn log_notice(fields: Vec<(u8, String)>) {
+pub(crate) fn keep_first(slot: &mut Option<Error>, e: Error) {
+    if slot.is_none() {
+        *slot = Some(e);
+    }
+}
+
+pub(super) fn log_notice(fields: Vec<(u8, String)>) -> Option<Ended> {
     let notice = DbError::from_fields(fields);
     match notice.severity() {
         "WARNING" => tracing::warn!(code = notice.code(), "{}", notice.message()),
         "DEBUG" | "LOG" => tracing::debug!(code = notice.code(), "{}", notice.message()),
         _ => tracing::info!(code = notice.code(), "{}", notice.message()),
     }
+    None
 }

@@ -1,29 +1,30 @@
 //! `execute_many`: one statement, many parameter sets, pipelined.
 //!
-//! Bind and Execute go out in chunks without waiting for each answer, and the whole run
-//! ends with one Sync, so it is one unit: outside a transaction block it commits all
-//! rows or none (PostgreSQL runs the messages before a Sync as one implicit
-//! transaction); inside one, an error fails the transaction as any statement's would.
-//! Each chunk ends with Flush and its answers are read before the next is sent, so the
-//! server's replies never back up behind our writes.
+//! Bind and Execute go out in chunks bounded by bytes, and the whole run ends with one
+//! Sync, so it is one unit: outside a transaction block it commits all rows or none
+//! (PostgreSQL runs the messages before a Sync as one implicit transaction); inside one,
+//! an error fails the transaction as any statement's would. While a chunk is written,
+//! whatever the server answers meanwhile is read, so a statement with large answers
+//! (`INSERT … RETURNING`) can never fill both directions of the socket and stall.
 
 use bytes::BytesMut;
 
 use super::query::{
-    check_count, check_prepared, check_types, encode_param, keep_first, Answer, Plan,
+    check_count, check_prepared, check_types, encode_param, is_stale_statement, prepared_plan,
+    write_parse, Answer, Plan,
 };
-use super::wire::{InFlight, Wire};
+use super::wire::{Closes, Flow, Handler, InFlight, Wire};
 use super::{Params, StatementRef, ToStatement};
-use crate::error::{DbError, Error, ErrorKind};
+use crate::error::{Error, ErrorKind};
 use crate::protocol::backend::rows_affected;
-use crate::protocol::frontend::{self, Format, Target};
-use crate::protocol::BackendMessage;
+use crate::protocol::frontend::{self, Format};
+use crate::protocol::{BackendMessage, TransactionStatus};
 use crate::statement::Column;
-use crate::types::Type;
+use crate::types::{Oid, Type};
 
-/// Parameter sets per chunk: large enough that a round trip per chunk costs little,
-/// small enough that a chunk's replies fit the socket buffers.
-const CHUNK: usize = 1024;
+/// Bytes of Bind + Execute per write: large enough that a write costs little per row,
+/// small enough that memory stays flat for any number of rows.
+const CHUNK_BYTES: usize = 256 * 1024;
 
 /// Sent to make the server fail (and so roll back) a run that cannot go on because a
 /// later parameter set could not be encoded.
@@ -44,20 +45,40 @@ impl Wire {
         let Some(&first) = rows.peek() else {
             return Ok(0);
         };
-        let plan = match statement.statement_ref() {
-            StatementRef::Sql(sql) => self.plan_sql(sql, first),
+        let (plan, sql) = match statement.statement_ref() {
+            StatementRef::Sql(sql) => (self.plan_sql(sql, first), Some(sql)),
             StatementRef::Prepared(stmt) => {
                 check_prepared(self.shared.id, stmt, first)?;
-                Plan::Prepared(stmt.clone())
+                (prepared_plan(stmt), None)
             }
         };
-        let mut answer = self.run_many(&plan, &mut rows).await?;
-        let error = answer.error.take();
-        // The statement itself parsed even if a row failed: it is cached all the same.
-        self.settle_cache(plan, &answer);
-        match error {
-            Some(e) => Err(e),
-            None => Ok(answer.rows_affected),
+        // A cached statement may have gone stale: its first Bind is answered before the
+        // rest goes out, so a stale one can be prepared afresh and the run go on.
+        let cached = sql.is_some() && matches!(plan, Plan::Prepared(_));
+        let idle = self.transaction_status() == TransactionStatus::Idle;
+        let mut run = Run::default();
+        let result = self
+            .run_many(&plan, &mut rows, &mut run, cached && idle)
+            .await;
+        self.settle_cache(plan, &run.answer, result.as_ref().err());
+        match (result, sql) {
+            (Err(e), Some(sql)) if run.stale_first.is_some() && is_stale_statement(Some(&e)) => {
+                tracing::debug!(sql, error = %e, "re-preparing a stale cached statement");
+                let first = run.stale_first.take();
+                let oids = first
+                    .as_ref()
+                    .map(|(_, oids)| oids.clone())
+                    .unwrap_or_default();
+                let plan = self.plan_sql_oids(sql, oids);
+                let mut again = Run {
+                    replay: first,
+                    ..Run::default()
+                };
+                let result = self.run_many(&plan, &mut rows, &mut again, false).await;
+                self.settle_cache(plan, &again.answer, result.as_ref().err());
+                result
+            }
+            (result, _) => result,
         }
     }
 
@@ -65,50 +86,159 @@ impl Wire {
         &mut self,
         plan: &Plan<'_>,
         rows: &mut std::iter::Peekable<impl Iterator<Item = Params<'p>>>,
-    ) -> Result<Answer, Error> {
+        run: &mut Run,
+        check_first: bool,
+    ) -> Result<u64, Error> {
         let (name, types) = plan_target(plan);
-        let mut f = self.start().await?;
-        let head = f.buf().len();
+        let mut f = self.begin("running execute_many", Closes::Inline)?;
         if let Plan::Parse { sql, types, name } = plan {
-            let written = frontend::parse(name, sql, types, f.buf())
-                .and_then(|()| frontend::describe(Target::Statement, name, f.buf()));
-            if let Err(e) = written {
-                f.abandon_unsent(head);
-                return Err(e.into());
+            if let Err(e) = write_parse(name, sql, types, f.buf()) {
+                f.abandon_unsent();
+                return Err(e);
             }
         }
-        let mut answer = Answer::default();
-        let mut total = 0;
-        let mut sent_any = false;
+        if let Some((bytes, _)) = &run.replay {
+            f.buf().extend_from_slice(bytes);
+        } else if check_first {
+            if let Err(e) = run.first_alone(&mut f, &name, &types, rows).await {
+                return Err(e);
+            }
+            if f.failed() {
+                return run.finish(&mut f).await;
+            }
+        }
+        let mut reader = ManyReader::new(&mut run.answer);
+        let mut sent_any = run.replay.is_some() || check_first;
         loop {
-            let chunk = match write_chunk(&name, &types, rows, f.buf()) {
-                Ok(n) => n,
+            let start = f.buf().len();
+            match write_chunk(&name, &types, rows, f.buf()) {
+                Ok(()) => {}
                 Err(e) if !sent_any => {
-                    f.abandon_unsent(head);
+                    f.buf().truncate(start);
+                    f.abandon_unsent();
                     return Err(e);
                 }
-                Err(e) => return abort(&mut f, e).await,
-            };
-            let last = rows.peek().is_none();
-            match last {
-                true => f.sync(),
-                false => frontend::flush(f.buf()),
+                Err(e) => return abort(&mut f, &mut reader, e).await,
             }
-            f.flush().await?;
+            let last = rows.peek().is_none();
+            if last {
+                f.sync();
+            }
+            f.flush_reading(&mut reader).await?;
             sent_any = true;
-            total += read_chunk(&mut f, &mut answer, chunk, last).await?;
-            if answer.error.is_some() || last {
+            if last || f.failed() {
                 break;
             }
         }
         if !f.is_finished() {
-            // An error stopped the run before its Sync went out.
-            f.sync();
-            f.flush().await?;
-            drain_to_ready(&mut f).await?;
+            if rows.peek().is_some() {
+                // An error stopped the run before its Sync went out.
+                f.sync();
+                f.flush().await?;
+            }
+            f.read(&mut reader).await?;
         }
-        answer.rows_affected = total;
-        Ok(answer)
+        let affected = reader.affected;
+        match f.take_error() {
+            Some(e) => Err(e),
+            None => Ok(affected),
+        }
+    }
+}
+
+/// The state of one run that outlives its exchange: the answer (for the statement
+/// cache), and the first parameter set's bytes when it went out alone.
+#[derive(Default)]
+struct Run {
+    answer: Answer,
+    /// The first Bind + Execute, kept while a cached statement's first Bind is checked;
+    /// set when the server found the statement stale.
+    stale_first: Option<(BytesMut, Vec<Oid>)>,
+    /// Bytes to send again first (the first parameter set of a stale run).
+    replay: Option<(BytesMut, Vec<Oid>)>,
+}
+
+impl Run {
+    /// Sends the first parameter set with Flush and reads to its BindComplete (or error).
+    async fn first_alone<'p>(
+        &mut self,
+        f: &mut InFlight<'_>,
+        name: &str,
+        types: &[Type],
+        rows: &mut std::iter::Peekable<impl Iterator<Item = Params<'p>>>,
+    ) -> Result<(), Error> {
+        let first = rows.next().expect("peeked");
+        let start = f.buf().len();
+        if let Err(e) = bind_row(name, types, first, f.buf()) {
+            let msg = "parameter set 1 of execute_many".to_owned();
+            f.buf().truncate(start);
+            return Err(Error::with_source(ErrorKind::Encode, msg, e));
+        }
+        let bytes = BytesMut::from(&f.buf()[start..]);
+        let oids = first.iter().map(|p| p.dyn_sql_type().oid()).collect();
+        frontend::flush(f.buf());
+        f.flush().await?;
+        let mut reader = ManyReader::new(&mut self.answer);
+        reader.stop_at_bind = true;
+        f.read(&mut reader).await?;
+        if f.failed() {
+            self.stale_first = Some((bytes, oids));
+        }
+        Ok(())
+    }
+
+    /// Ends a run whose first Bind failed: Sync, and read to ReadyForQuery.
+    async fn finish(&mut self, f: &mut InFlight<'_>) -> Result<u64, Error> {
+        f.sync();
+        f.flush().await?;
+        f.read(&mut ManyReader::new(&mut self.answer)).await?;
+        Err(f.take_error().expect("the run failed"))
+    }
+}
+
+/// Reads the answers of a run: rows affected, and (for the cache) what Parse said.
+struct ManyReader<'a> {
+    answer: &'a mut Answer,
+    affected: u64,
+    stop_at_bind: bool,
+}
+
+impl<'a> ManyReader<'a> {
+    fn new(answer: &'a mut Answer) -> Self {
+        ManyReader {
+            answer,
+            affected: 0,
+            stop_at_bind: false,
+        }
+    }
+}
+
+impl Handler for ManyReader<'_> {
+    fn message(&mut self, msg: BackendMessage) -> Result<Flow, BackendMessage> {
+        let a = &mut *self.answer;
+        match msg {
+            BackendMessage::ParseComplete => a.parsed = true,
+            BackendMessage::ParameterDescription(oids) => a.param_types = Some(oids),
+            BackendMessage::RowDescription(fields) => {
+                a.columns = Some(fields.into_iter().map(Column::from_field).collect())
+            }
+            BackendMessage::BindComplete if self.stop_at_bind => return Ok(Flow::Stop),
+            BackendMessage::NoData
+            | BackendMessage::BindComplete
+            | BackendMessage::CloseComplete
+            | BackendMessage::DataRow(_)
+            | BackendMessage::EmptyQueryResponse => {}
+            BackendMessage::CommandComplete(tag) => self.affected += rows_affected(&tag),
+            msg => return Err(msg),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn error(&mut self) -> Flow {
+        match self.stop_at_bind {
+            true => Flow::Stop,
+            false => Flow::Continue,
+        }
     }
 }
 
@@ -123,26 +253,26 @@ fn plan_target(plan: &Plan<'_>) -> (String, Vec<Type>) {
     }
 }
 
-/// Appends Bind + Execute for up to [`CHUNK`] parameter sets; on an error, nothing of
-/// this chunk stays in the buffer.
+/// Appends Bind + Execute for parameter sets until [`CHUNK_BYTES`] are buffered or the
+/// sets run out; on an error, nothing of this chunk stays in the buffer.
 fn write_chunk<'p>(
     name: &str,
     types: &[Type],
     rows: &mut impl Iterator<Item = Params<'p>>,
     buf: &mut BytesMut,
-) -> Result<usize, Error> {
+) -> Result<(), Error> {
     let start = buf.len();
     let mut n = 0;
-    while n < CHUNK {
+    while buf.len() - start < CHUNK_BYTES {
         let Some(params) = rows.next() else { break };
         if let Err(e) = bind_row(name, types, params, buf) {
             buf.truncate(start);
-            let msg = format!("parameter set {} of execute_many", n + 1);
+            let msg = format!("parameter set {} of this chunk of execute_many", n + 1);
             return Err(Error::with_source(ErrorKind::Encode, msg, e));
         }
         n += 1;
     }
-    Ok(n)
+    Ok(())
 }
 
 fn bind_row(
@@ -167,63 +297,15 @@ fn bind_row(
     Ok(())
 }
 
-/// Reads one chunk's answers: `n` command completions, or the first error (after which
-/// the server skips everything up to the Sync). With `last`, reads on to ReadyForQuery.
-/// Returns the rows the chunk affected.
-async fn read_chunk(
-    f: &mut InFlight<'_>,
-    a: &mut Answer,
-    n: usize,
-    last: bool,
-) -> Result<u64, Error> {
-    let (mut done, mut affected) = (0, 0);
-    loop {
-        match f.recv_after(&mut a.error).await? {
-            BackendMessage::ParseComplete => a.parsed = true,
-            BackendMessage::ParameterDescription(oids) => a.param_types = Some(oids),
-            BackendMessage::RowDescription(fields) => {
-                a.columns = Some(fields.into_iter().map(Column::from_field).collect())
-            }
-            BackendMessage::NoData | BackendMessage::BindComplete | BackendMessage::DataRow(_) => {}
-            BackendMessage::CommandComplete(tag) => {
-                affected += rows_affected(&tag);
-                done += 1;
-            }
-            BackendMessage::EmptyQueryResponse => done += 1,
-            BackendMessage::ErrorResponse(fields) => {
-                keep_first(&mut a.error, Error::db(DbError::from_fields(fields)));
-                if !last {
-                    return Ok(affected);
-                }
-            }
-            BackendMessage::ReadyForQuery(status) => {
-                f.finish(status);
-                return Ok(affected);
-            }
-            other => return Err(f.unexpected(&other, "running execute_many")),
-        }
-        if done == n && !last {
-            return Ok(affected);
-        }
-    }
-}
-
-/// Reads and drops everything up to ReadyForQuery.
-async fn drain_to_ready(f: &mut InFlight<'_>) -> Result<(), Error> {
-    loop {
-        if let BackendMessage::ReadyForQuery(status) = f.recv().await? {
-            f.finish(status);
-            return Ok(());
-        }
-    }
-}
-
 /// Makes the server fail the run (so its implicit transaction rolls back, or the
 /// enclosing one fails), ends it, and returns the encoding error that stopped it.
-async fn abort(f: &mut InFlight<'_>, e: Error) -> Result<Answer, Error> {
+async fn abort(f: &mut InFlight<'_>, reader: &mut ManyReader<'_>, e: Error) -> Result<u64, Error> {
     frontend::parse("", ABORT_SQL, &[], f.buf())?;
     f.sync();
-    f.flush().await?;
-    drain_to_ready(f).await?;
+    f.flush_reading(reader).await?;
+    if !f.is_finished() {
+        f.read(reader).await?;
+    }
+    let _ = f.take_error();
     Err(e)
 }

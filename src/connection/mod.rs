@@ -9,6 +9,7 @@
 mod cache;
 mod connect;
 mod inflight;
+mod ledger;
 mod many;
 mod query;
 mod shared;

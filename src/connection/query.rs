@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::wire::{InFlight, Wire};
+use super::wire::{Closes, Ended, Flow, Handler, Wire};
 use super::{StatementRef, ToStatement};
-use crate::error::{sqlstate, DbError, Error, ErrorKind};
+use crate::error::{sqlstate, Error, ErrorKind};
 use crate::protocol::backend::{rows_affected, DataRow};
 use crate::protocol::frontend::{self, Format, Target};
 use crate::protocol::{BackendMessage, TransactionStatus};
@@ -44,7 +44,7 @@ impl RowSink for Discard {
 pub(super) enum Plan<'a> {
     /// Already prepared (cached or by the user).
     Prepared(Statement),
-    /// Parse it now under `name` ("" when the cache is off), with client-named types.
+    /// Parse it now under `name` ("" for the unnamed statement), with client-named types.
     Parse {
         sql: &'a str,
         types: Vec<Oid>,
@@ -69,8 +69,77 @@ pub(super) struct Answer {
     pub(super) param_types: Option<Vec<Oid>>,
     pub(super) columns: Option<Arc<[Column]>>,
     pub(super) rows_affected: u64,
-    pub(super) closes_done: usize,
-    pub(super) error: Option<Error>,
+}
+
+/// Reads the answer to a Parse/Bind/Execute exchange into an [`Answer`], rows into a
+/// sink. A streamed batch (ended with Flush) stops at PortalSuspended, and sends its
+/// Sync once the command completes or fails.
+struct AnswerReader<'s, S> {
+    a: Answer,
+    sink: &'s mut S,
+    streaming: bool,
+    failed: bool,
+    need_sync: bool,
+}
+
+impl<'s, S: RowSink> AnswerReader<'s, S> {
+    fn new(sink: &'s mut S, columns: Option<Arc<[Column]>>, streaming: bool) -> Self {
+        AnswerReader {
+            a: Answer {
+                columns,
+                ..Answer::default()
+            },
+            sink,
+            streaming,
+            failed: false,
+            need_sync: streaming,
+        }
+    }
+
+    fn sync_once(&mut self) -> Flow {
+        match std::mem::take(&mut self.need_sync) {
+            true => Flow::Sync,
+            false => Flow::Continue,
+        }
+    }
+}
+
+impl<S: RowSink> Handler for AnswerReader<'_, S> {
+    fn message(&mut self, msg: BackendMessage) -> Result<Flow, BackendMessage> {
+        let a = &mut self.a;
+        match msg {
+            BackendMessage::DataRow(row) => match &a.columns {
+                Some(cols) if cols.len() == row.len() => self.sink.row(cols, row),
+                _ => return Err(BackendMessage::DataRow(row)),
+            },
+            BackendMessage::ParseComplete => a.parsed = true,
+            BackendMessage::ParameterDescription(oids) => a.param_types = Some(oids),
+            BackendMessage::RowDescription(fields) => {
+                a.columns = Some(fields.into_iter().map(Column::from_field).collect())
+            }
+            BackendMessage::NoData => a.columns = Some(Arc::from(Vec::new())),
+            // The Close of a name about to be parsed again.
+            BackendMessage::BindComplete | BackendMessage::CloseComplete => {}
+            BackendMessage::PortalSuspended if self.streaming && !self.failed => {
+                a.suspended = true;
+                return Ok(Flow::Stop);
+            }
+            BackendMessage::PortalSuspended | BackendMessage::EmptyQueryResponse => {
+                return Ok(self.sync_once())
+            }
+            BackendMessage::CommandComplete(tag) => {
+                a.rows_affected = rows_affected(&tag);
+                return Ok(self.sync_once());
+            }
+            msg => return Err(msg),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn error(&mut self) -> Flow {
+        self.failed = true;
+        self.sync_once()
+    }
 }
 
 impl Wire {
@@ -84,7 +153,7 @@ impl Wire {
         let plan = self.plan_sql(sql, params);
         let cached = matches!(plan, Plan::Prepared(_));
         let idle = self.transaction_status() == TransactionStatus::Idle;
-        match self.run(plan, params, sink).await {
+        match self.run_limited(plan, params, 0, sink).await {
             // The server refused a cached statement before running it (the schema changed
             // under it, or it was deallocated); `settle_cache` has forgotten it. Outside a
             // transaction block nothing happened, so prepare afresh and run once more.
@@ -92,10 +161,14 @@ impl Wire {
             Err(e) if cached && idle && is_stale_statement(Some(&e)) => {
                 tracing::debug!(sql, error = %e, "re-preparing a stale cached statement");
                 let plan = self.plan_sql(sql, params);
-                self.run(plan, params, sink).await
+                self.run_limited(plan, params, 0, sink).await
             }
             other => other,
         }
+        .map(|step| match step {
+            Step::Done(n) => n,
+            Step::Suspended => 0,
+        })
     }
 
     /// Runs a prepared statement with parameters; rows go to `sink`.
@@ -106,40 +179,41 @@ impl Wire {
         sink: &mut impl RowSink,
     ) -> Result<u64, Error> {
         check_prepared(self.shared.id, stmt, params)?;
-        self.run(Plan::Prepared(stmt.clone()), params, sink).await
+        match self
+            .run_limited(prepared_plan(stmt), params, 0, sink)
+            .await?
+        {
+            Step::Done(n) => Ok(n),
+            Step::Suspended => Ok(0),
+        }
     }
 
-    /// The cached statement for this SQL and these parameter types, or a Parse of it.
+    /// Finds SQL text in the statement cache, or plans to parse it (named from a hash
+    /// of the SQL and parameter types, so the name is the same for the same statement
+    /// in every session: sessions that meet on one server connection behind a pooler
+    /// can only ever run the statement they asked for).
     pub(super) fn plan_sql<'s>(&mut self, sql: &'s str, params: Params<'_>) -> Plan<'s> {
         let oids = params.iter().map(|p| p.dyn_sql_type().oid());
         match self.cache.get_with(sql, oids.clone()) {
             Some(stmt) => Plan::Prepared(stmt),
-            None => {
-                let types: Vec<Oid> = oids.collect();
-                let name = match self.cache.enabled() {
-                    true => self.next_statement_name("s"),
-                    false => String::new(),
-                };
-                Plan::Parse { sql, types, name }
-            }
+            None => self.plan_parse(sql, oids.collect()),
         }
     }
 
-    async fn run(
-        &mut self,
-        plan: Plan<'_>,
-        params: Params<'_>,
-        sink: &mut impl RowSink,
-    ) -> Result<u64, Error> {
-        match self.run_limited(plan, params, 0, sink).await? {
-            Step::Done(n) => Ok(n),
-            Step::Suspended => Err(Error::protocol(
-                crate::protocol::ProtocolError::Unexpected {
-                    got: "PortalSuspended",
-                    during: "running a query without a row limit",
-                },
-            )),
+    /// As `plan_sql`, from parameter OIDs.
+    pub(super) fn plan_sql_oids<'s>(&mut self, sql: &'s str, types: Vec<Oid>) -> Plan<'s> {
+        match self.cache.get_with(sql, types.iter().copied()) {
+            Some(stmt) => Plan::Prepared(stmt),
+            None => self.plan_parse(sql, types),
         }
+    }
+
+    fn plan_parse<'s>(&self, sql: &'s str, types: Vec<Oid>) -> Plan<'s> {
+        let name = match self.cache.enabled() {
+            true => statement_name("s", sql, &types),
+            false => String::new(),
+        };
+        Plan::Parse { sql, types, name }
     }
 
     /// Runs a plan, returning at most `max_rows` rows before pausing (0: all rows).
@@ -150,33 +224,36 @@ impl Wire {
         max_rows: i32,
         sink: &mut impl RowSink,
     ) -> Result<Step, Error> {
-        let mut f = self.start().await?;
-        let start = f.buf().len();
+        let mut f = self.begin("running a query", Closes::Inline)?;
         if let Err(e) = write_plan(&plan, params, max_rows, f.buf()) {
-            f.abandon_unsent(start);
+            f.abandon_unsent();
             return Err(e);
         }
         let streaming = max_rows > 0;
-        // A stream pauses at PortalSuspended, so Closes would be answered after it: keep
-        // them for an exchange that runs to its Sync.
-        let closing = match streaming {
-            true => Vec::new(),
-            false => write_closes(&mut f),
-        };
-        end_batch(&mut f, streaming);
+        match streaming {
+            // A streamed batch ends with Flush: its Sync goes out once the command ends.
+            true => frontend::flush(f.buf()),
+            false => f.sync(),
+        }
         f.flush().await?;
         let prepared = match &plan {
             Plan::Prepared(s) => Some(s.columns_arc().clone()),
             Plan::Parse { .. } => None,
         };
-        let answer = read_answer(&mut f, prepared, sink, streaming).await?;
-        drop(f);
-        self.requeue_closes(closing, answer.closes_done);
-        if streaming {
-            self.stream_columns = answer.columns.clone();
+        let mut reader = AnswerReader::new(sink, prepared, streaming);
+        let ended = f.read(&mut reader).await?;
+        let answer = reader.a;
+        let error = f.take_error();
+        if ended == Ended::Stopped {
+            let columns = answer
+                .columns
+                .clone()
+                .unwrap_or_else(|| Arc::from(Vec::new()));
+            f.pause(false, columns);
         }
-        self.settle_cache(plan, &answer);
-        match answer.error {
+        drop(f);
+        self.settle_cache(plan, &answer, error.as_ref());
+        match error {
             Some(e) => Err(e),
             None => Ok(answer.step()),
         }
@@ -194,10 +271,23 @@ impl Wire {
             StatementRef::Sql(sql) => self.plan_sql(sql, params),
             StatementRef::Prepared(stmt) => {
                 check_prepared(self.shared.id, stmt, params)?;
-                Plan::Prepared(stmt.clone())
+                prepared_plan(stmt)
             }
         };
-        self.run_limited(plan, params, max_rows, sink).await
+        let cached = matches!(plan, Plan::Prepared(_))
+            && matches!(statement.statement_ref(), StatementRef::Sql(_));
+        let idle = self.transaction_status() == TransactionStatus::Idle;
+        match self.run_limited(plan, params, max_rows, sink).await {
+            // As in `query_sql`: a stale cached statement ran nothing; prepare it afresh.
+            Err(e) if cached && idle && is_stale_statement(Some(&e)) => {
+                let StatementRef::Sql(sql) = statement.statement_ref() else {
+                    return Err(e);
+                };
+                let plan = self.plan_sql(sql, params);
+                self.run_limited(plan, params, max_rows, sink).await
+            }
+            other => other,
+        }
     }
 
     /// Fetches the next batch of a paused stream.
@@ -206,18 +296,21 @@ impl Wire {
         max_rows: i32,
         sink: &mut impl RowSink,
     ) -> Result<Step, Error> {
-        let columns = self.stream_columns.clone();
-        let prefetched = std::mem::take(&mut self.batch_in_flight);
-        let mut f = InFlight::resume(self)?;
+        let (mut f, prefetched, columns) = self.resume()?;
         if !prefetched {
             frontend::execute("", max_rows, f.buf())?;
-            end_batch(&mut f, true);
+            frontend::flush(f.buf());
             f.flush().await?;
         }
-        let answer = read_answer(&mut f, columns, sink, true).await?;
+        let mut reader = AnswerReader::new(sink, Some(columns.clone()), true);
+        let ended = f.read(&mut reader).await?;
+        let step = reader.a.step();
+        if ended == Ended::Stopped {
+            f.pause(false, columns);
+        }
+        let error = f.take_error();
         drop(f);
-        let step = answer.step();
-        match (answer.error, step) {
+        match (error, step) {
             (Some(e), _) => Err(e),
             (None, Step::Suspended) => {
                 self.stream_prefetch(max_rows).await?;
@@ -227,27 +320,32 @@ impl Wire {
         }
     }
 
-    /// Prepares `sql` as a named statement owned by the caller.
+    /// Prepares `sql` as a named statement owned by the caller (in pooler mode, a
+    /// statement parsed afresh at every use).
     pub(crate) async fn prepare(&mut self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
-        let name = self.next_statement_name("p");
         let oids: Vec<Oid> = types.iter().map(|t| t.oid()).collect();
-        let mut f = self.start().await?;
-        let start = f.buf().len();
-        let written = frontend::parse(&name, sql, &oids, f.buf())
-            .and_then(|()| frontend::describe(Target::Statement, &name, f.buf()));
-        if let Err(e) = written {
-            f.abandon_unsent(start);
-            return Err(e.into());
-        }
-        let closing = write_closes(&mut f);
-        f.sync();
-        f.flush().await?;
-        let answer = read_answer(&mut f, None, &mut Discard, false).await?;
-        drop(f);
-        self.requeue_closes(closing, answer.closes_done);
-        if let Some(e) = answer.error {
+        let name = match self.cache.enabled() {
+            true => {
+                let n = self.next_statement_number();
+                statement_name(&format!("p{n}_"), sql, &oids)
+            }
+            false => String::new(),
+        };
+        let mut f = self.begin("preparing a statement", Closes::Inline)?;
+        if let Err(e) = write_parse(&name, sql, &oids, f.buf()) {
+            f.abandon_unsent();
             return Err(e);
         }
+        f.sync();
+        f.flush().await?;
+        let mut discard = Discard;
+        let mut reader = AnswerReader::new(&mut discard, None, false);
+        f.read(&mut reader).await?;
+        if let Some(e) = f.take_error() {
+            return Err(e);
+        }
+        drop(f);
+        let answer = reader.a;
         let params = answer
             .param_types
             .unwrap_or_default()
@@ -255,18 +353,16 @@ impl Wire {
             .map(Type::from_oid)
             .collect();
         let columns = answer.columns.unwrap_or_else(|| Arc::from(Vec::new()));
+        if name.is_empty() {
+            return Ok(Statement::reparsed(sql, params, columns, self.shared.id));
+        }
         let owner = Some(Arc::downgrade(&self.shared));
         Ok(Statement::new(name, params, columns, self.shared.id, owner))
     }
 
-    /// Puts back the Close requests the server skipped because of an earlier error.
-    fn requeue_closes(&mut self, closing: Vec<String>, done: usize) {
-        self.to_close.extend(closing.into_iter().skip(done));
-    }
-
     /// Caches a freshly parsed statement, or forgets a cached one the server no longer
     /// accepts (its plan changed with the schema, or it is gone).
-    pub(super) fn settle_cache(&mut self, plan: Plan<'_>, answer: &Answer) {
+    pub(super) fn settle_cache(&mut self, plan: Plan<'_>, answer: &Answer, error: Option<&Error>) {
         match plan {
             Plan::Parse { sql, types, name } if answer.parsed && !name.is_empty() => {
                 let params = answer.param_types.clone().unwrap_or_default();
@@ -279,7 +375,7 @@ impl Wire {
                 let evicted = self.cache.insert(sql, types, stmt);
                 self.to_close.extend(evicted);
             }
-            Plan::Prepared(stmt) if is_stale_statement(answer.error.as_ref()) => {
+            Plan::Prepared(stmt) if is_stale_statement(error) => {
                 self.cache
                     .remove_statement(stmt.name())
                     .into_iter()
@@ -290,8 +386,41 @@ impl Wire {
     }
 }
 
+/// The plan for a prepared statement: Bind to its name, or parse it again (pooler mode).
+pub(super) fn prepared_plan(stmt: &Statement) -> Plan<'_> {
+    match stmt.reparse_sql() {
+        Some(sql) => Plan::Parse {
+            sql,
+            types: stmt.params().iter().map(|t| t.oid()).collect(),
+            name: String::new(),
+        },
+        None => Plan::Prepared(stmt.clone()),
+    }
+}
+
+/// A server-side statement name from a strong hash of the SQL and parameter types
+/// (SHA-256, 128 bits kept): the same statement gets the same name in every session,
+/// and different statements never share one.
+pub(crate) fn statement_name(prefix: &str, sql: &str, types: &[Oid]) -> String {
+    use std::fmt::Write;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(sql.as_bytes());
+    ctx.update(&[0]);
+    for oid in types {
+        ctx.update(&oid.to_be_bytes());
+    }
+    let digest = ctx.finish();
+    let mut name = String::with_capacity(8 + prefix.len() + 32);
+    name.push_str("pgkeel_");
+    name.push_str(prefix);
+    for b in &digest.as_ref()[..16] {
+        let _ = write!(name, "{b:02x}");
+    }
+    name
+}
+
 /// Whether a server error means a cached statement must be prepared again.
-fn is_stale_statement(error: Option<&Error>) -> bool {
+pub(super) fn is_stale_statement(error: Option<&Error>) -> bool {
     let Some(db) = error.and_then(Error::as_db_error) else {
         return false;
     };
@@ -306,15 +435,6 @@ impl Answer {
             true => Step::Suspended,
             false => Step::Done(self.rows_affected),
         }
-    }
-}
-
-/// Ends a batch of messages: Sync for a whole exchange; Flush for a streamed batch, which
-/// keeps the portal open (its Sync follows when the command completes).
-fn end_batch(f: &mut InFlight<'_>, streaming: bool) {
-    match streaming {
-        true => frontend::flush(f.buf()),
-        false => f.sync(),
     }
 }
 
@@ -368,6 +488,23 @@ pub(super) fn check_types(types: &[Type], params: Params<'_>) -> Result<(), Erro
     }
 }
 
+/// Appends Parse and Describe of `name`. A named statement is closed first in the same
+/// batch: a session that shares this server connection (behind a pooler) may have left
+/// the same statement there, and closing a name that does not exist is no error.
+pub(super) fn write_parse(
+    name: &str,
+    sql: &str,
+    types: &[Oid],
+    buf: &mut BytesMut,
+) -> Result<(), Error> {
+    if !name.is_empty() {
+        frontend::close(Target::Statement, name, buf)?;
+    }
+    frontend::parse(name, sql, types, buf)?;
+    frontend::describe(Target::Statement, name, buf)?;
+    Ok(())
+}
+
 fn write_plan(
     plan: &Plan<'_>,
     params: Params<'_>,
@@ -380,8 +517,7 @@ fn write_plan(
     let name = match plan {
         Plan::Prepared(stmt) => stmt.name(),
         Plan::Parse { sql, types, name } => {
-            frontend::parse(name, sql, types, buf)?;
-            frontend::describe(Target::Statement, name, buf)?;
+            write_parse(name, sql, types, buf)?;
             name
         }
     };
@@ -423,121 +559,4 @@ pub(super) fn encode_param(
             Err(Error::with_source(ErrorKind::Encode, msg, e))
         }
     }
-}
-
-/// Appends a Close for every statement waiting to be closed; returns their names.
-pub(crate) fn write_closes(f: &mut InFlight<'_>) -> Vec<String> {
-    let names = std::mem::take(&mut f.wire().to_close);
-    for name in &names {
-        // Names are ours and NUL-free, so this cannot fail.
-        let _ = frontend::close(Target::Statement, name, f.buf());
-    }
-    names
-}
-
-/// Reads the server's answer up to ReadyForQuery (or, for a streamed batch, up to
-/// PortalSuspended). A server error is kept in the answer (the exchange still runs to its
-/// end); a socket or protocol failure breaks the connection and is returned.
-async fn read_answer(
-    f: &mut InFlight<'_>,
-    columns: Option<Arc<[Column]>>,
-    sink: &mut impl RowSink,
-    streaming: bool,
-) -> Result<Answer, Error> {
-    let mut a = Answer {
-        columns,
-        ..Answer::default()
-    };
-    // A streamed batch ends with Flush; its Sync goes out once the command ends.
-    let mut need_sync = streaming;
-    loop {
-        match f.recv_after(&mut a.error).await? {
-            BackendMessage::DataRow(row) => match &a.columns {
-                Some(cols) if cols.len() == row.len() => sink.row(cols, row),
-                _ => {
-                    let msg = BackendMessage::DataRow(row);
-                    return Err(
-                        f.unexpected(&msg, "reading rows that do not match their description")
-                    );
-                }
-            },
-            BackendMessage::ParseComplete => a.parsed = true,
-            BackendMessage::ParameterDescription(oids) => a.param_types = Some(oids),
-            BackendMessage::RowDescription(fields) => {
-                a.columns = Some(fields.into_iter().map(Column::from_field).collect())
-            }
-            BackendMessage::NoData => a.columns = Some(Arc::from(Vec::new())),
-            BackendMessage::BindComplete => {}
-            BackendMessage::PortalSuspended if streaming && a.error.is_none() => {
-                f.pause();
-                a.suspended = true;
-                return Ok(a);
-            }
-            BackendMessage::PortalSuspended | BackendMessage::EmptyQueryResponse => {
-                send_sync_once(f, &mut need_sync).await?
-            }
-            BackendMessage::CommandComplete(tag) => {
-                a.rows_affected = rows_affected(&tag);
-                send_sync_once(f, &mut need_sync).await?;
-            }
-            BackendMessage::CloseComplete => a.closes_done += 1,
-            BackendMessage::ErrorResponse(fields) => {
-                keep_first(&mut a.error, Error::db(DbError::from_fields(fields)));
-                send_sync_once(f, &mut need_sync).await?;
-            }
-            BackendMessage::CopyInResponse(_) => {
-                need_sync = false;
-                refuse_copy_in(f, &mut a.error, true).await?;
-            }
-            BackendMessage::CopyOutResponse(_)
-            | BackendMessage::CopyData(_)
-            | BackendMessage::CopyDone => {}
-            BackendMessage::ReadyForQuery(status) => {
-                f.finish(status);
-                return Ok(a);
-            }
-            other => return Err(f.unexpected(&other, "running a query")),
-        }
-    }
-}
-
-/// Sends the Sync a streamed batch held back, once.
-async fn send_sync_once(f: &mut InFlight<'_>, need_sync: &mut bool) -> Result<(), Error> {
-    if std::mem::take(need_sync) {
-        f.sync();
-        f.flush().await?;
-    }
-    Ok(())
-}
-
-pub(crate) fn keep_first(slot: &mut Option<Error>, e: Error) {
-    if slot.is_none() {
-        *slot = Some(e);
-    }
-}
-
-/// A COPY FROM STDIN reached through a plain query: tell the server it gets no data.
-/// In the extended protocol the server ignores our Sync while in copy mode, so a new one
-/// must follow the CopyFail.
-pub(crate) async fn refuse_copy_in(
-    f: &mut InFlight<'_>,
-    error: &mut Option<Error>,
-    extended: bool,
-) -> Result<(), Error> {
-    let _ = frontend::copy_fail(
-        "COPY FROM STDIN is not supported through this call",
-        f.buf(),
-    );
-    if extended {
-        f.sync();
-    }
-    f.flush().await?;
-    keep_first(
-        error,
-        Error::new(
-            ErrorKind::Misuse,
-            "COPY FROM STDIN cannot run through query/execute/simple_query; it was refused",
-        ),
-    );
-    Ok(())
 }

@@ -3,7 +3,7 @@
 //! same-task re-entry into an error instead of a deadlock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -13,25 +13,36 @@ use crate::error::{Error, ErrorKind};
 use crate::protocol::TransactionStatus;
 use crate::transport::Killswitch;
 
+/// [`Shared::health`]: usable.
+const HEALTHY: u8 = 0;
+/// [`Shared::health`]: an exchange was abandoned and awaits recovery.
+const ABANDONED: u8 = 1;
+/// [`Shared::health`]: broken for good.
+const BROKEN: u8 = 2;
+
 /// State every handle of a connection can read without the wire lock.
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// The connection's own time limits.
     pub(crate) limits: Limits,
     pub(crate) id: u64,
-    /// Set once when an exchange is abandoned or fails mid-way; never cleared.
-    broken: AtomicBool,
+    /// The wire's health as other handles see it, mirrored from the ledger ([`HEALTHY`],
+    /// [`ABANDONED`], [`BROKEN`]). Broken is set once and never cleared; abandoned is
+    /// cleared only by a recovery that read everything the wire owed.
+    health: AtomicU8,
     /// Set by `close()`; never cleared.
     closed: AtomicBool,
     /// Opt-in (a pool's recovery policy): an abandoned exchange whose request went out
     /// whole is drained after a confirmed cancel instead of breaking the connection.
     pub(super) recoverable: AtomicBool,
-    /// An exchange was abandoned and awaits recovery; calls fail as if broken until then.
-    pub(super) abandoned: AtomicBool,
     /// The status byte of the last ReadyForQuery.
     tx_status: AtomicU8,
-    /// The task that holds the wire for a transaction or an open row stream, if any.
-    holder: StdMutex<Option<Caller>>,
+    /// The guard that holds the wire for a transaction or an open row stream, if any:
+    /// its token and the task that last used it.
+    holder: StdMutex<Option<(u64, Caller)>>,
+    next_holder_token: AtomicU64,
+    /// The task repeating CancelRequests for an abandoned exchange (Recover policy).
+    pub(super) canceller: StdMutex<Option<tokio::task::JoinHandle<Result<(), Error>>>>,
     pub(crate) params: StdMutex<HashMap<String, String>>,
     pub(crate) cancel: CancelToken,
     pub(super) killswitch: Killswitch,
@@ -39,7 +50,7 @@ pub(crate) struct Shared {
     dropped_statements: StdMutex<Vec<String>>,
     has_dropped_statements: AtomicBool,
     /// The task sending the cancel and closing the socket of a broken connection.
-    pub(super) drain: StdMutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(super) drain: StdMutex<Option<tokio::task::JoinHandle<bool>>>,
 }
 
 impl Shared {
@@ -53,12 +64,13 @@ impl Shared {
         Shared {
             id,
             limits,
-            broken: AtomicBool::new(false),
+            health: AtomicU8::new(HEALTHY),
             closed: AtomicBool::new(false),
             recoverable: AtomicBool::new(false),
-            abandoned: AtomicBool::new(false),
             tx_status: AtomicU8::new(TransactionStatus::Idle.as_byte()),
             holder: StdMutex::new(None),
+            next_holder_token: AtomicU64::new(1),
+            canceller: StdMutex::new(None),
             params: StdMutex::new(params),
             cancel,
             killswitch,
@@ -73,7 +85,7 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
-        if self.broken.load(Ordering::Acquire) || self.abandoned.load(Ordering::Acquire) {
+        if self.health.load(Ordering::Acquire) != HEALTHY {
             return Err(Error::broken());
         }
         Ok(())
@@ -86,17 +98,31 @@ impl Shared {
 
     /// Whether an abandoned exchange awaits [`Wire::recover`].
     pub(crate) fn is_abandoned(&self) -> bool {
-        self.abandoned.load(Ordering::Acquire)
+        self.health.load(Ordering::Acquire) == ABANDONED
     }
 
     /// Whether calls fail as broken: broken for good, or abandoned awaiting recovery.
     pub(crate) fn is_broken(&self) -> bool {
-        self.broken.load(Ordering::Acquire) || self.abandoned.load(Ordering::Acquire)
+        self.health.load(Ordering::Acquire) != HEALTHY
     }
 
     /// Whether the broken flag is set (abandoned connections may still be recovered).
     pub(crate) fn is_broken_for_good(&self) -> bool {
-        self.broken.load(Ordering::Acquire)
+        self.health.load(Ordering::Acquire) == BROKEN
+    }
+
+    /// Marks an exchange abandoned (never over broken).
+    pub(super) fn mark_abandoned(&self) {
+        let _ =
+            self.health
+                .compare_exchange(HEALTHY, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Clears the abandoned mark after a recovery (never clears broken).
+    pub(super) fn mark_recovered(&self) {
+        let _ =
+            self.health
+                .compare_exchange(ABANDONED, HEALTHY, Ordering::AcqRel, Ordering::Acquire);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -104,7 +130,7 @@ impl Shared {
     }
 
     pub(super) fn mark_broken(&self) {
-        self.broken.store(true, Ordering::Release);
+        self.health.store(BROKEN, Ordering::Release);
     }
 
     /// Marks the connection closed; returns whether it already was.
@@ -119,15 +145,49 @@ impl Shared {
 
     /// Ends our side of the session and waits (at most `limit`) until the server closes
     /// its side: the backend has then exited, so a pool slot can be reused without ever
-    /// running more backends than its size.
-    pub(super) async fn wait_server_gone(&self, io: &mut Io, limit: Duration) {
+    /// running more backends than its size. Returns whether it did.
+    ///
+    /// With `cancel`, a CancelRequest goes out first and is repeated every
+    /// [`CANCEL_REPEAT`] until then: PostgreSQL drops a cancel that lands between the
+    /// messages of an extended-protocol exchange, and a session that is never reused
+    /// cannot have a later query hit by a repeat.
+    pub(super) async fn close_until_gone(
+        &self,
+        io: &mut Io,
+        limit: Duration,
+        cancel: bool,
+    ) -> bool {
         use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + limit;
         self.killswitch.shutdown_write();
         let mut sink = [0u8; 1024];
-        let until_eof =
-            async { while matches!(io.get_mut().read(&mut sink).await, Ok(n) if n > 0) {} };
-        let _ = tokio::time::timeout(limit, until_eof).await;
+        let gone = loop {
+            if cancel {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let send = tokio::time::timeout(left, self.cancel.cancel_query());
+                if let Ok(Err(e)) = send.await {
+                    tracing::debug!(conn = self.id, error = %e, "cancel request failed");
+                }
+            }
+            let until = deadline.min(tokio::time::Instant::now() + CANCEL_REPEAT);
+            let read =
+                async { while matches!(io.get_mut().read(&mut sink).await, Ok(n) if n > 0) {} };
+            match tokio::time::timeout_at(until, read).await {
+                Ok(()) => break true,
+                Err(_) if tokio::time::Instant::now() >= deadline => break false,
+                Err(_) => {}
+            }
+        };
         self.killswitch.trip();
+        if !gone {
+            tracing::warn!(
+                conn = self.id,
+                pid = self.cancel.process_id,
+                ?limit,
+                "the backend did not end within the cancel timeout; it may still be running"
+            );
+        }
+        gone
     }
 
     pub(crate) fn transaction_status(&self) -> TransactionStatus {
@@ -139,17 +199,16 @@ impl Shared {
         self.tx_status.store(status.as_byte(), Ordering::Release);
     }
 
-    /// Records the task that now holds the wire for a long-lived guard.
-    pub(crate) fn set_holder(&self, task: Option<Caller>) {
-        *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = task;
+    fn holder(&self) -> std::sync::MutexGuard<'_, Option<(u64, Caller)>> {
+        self.holder.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Fails when the current task already holds the wire through a long-lived guard:
     /// waiting for the lock would wait for itself.
     pub(crate) fn check_not_holder(&self, what: &str) -> Result<(), Error> {
         let me = Caller::current();
-        let holder = *self.holder.lock().unwrap_or_else(|e| e.into_inner());
-        match holder == Some(me) {
+        let holder = *self.holder();
+        match holder.is_some_and(|(_, task)| task == me) {
             false => Ok(()),
             true => Err(Error::new(
                 ErrorKind::Misuse,
@@ -164,7 +223,7 @@ impl Shared {
     }
 
     /// Takes the task that cancels and closes a broken connection, if one runs.
-    pub(crate) fn take_drain(&self) -> Option<tokio::task::JoinHandle<()>> {
+    pub(crate) fn take_drain(&self) -> Option<tokio::task::JoinHandle<bool>> {
         self.drain.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
@@ -191,6 +250,9 @@ impl Shared {
     }
 }
 
+/// How often a CancelRequest is repeated while an abandoned backend keeps running.
+pub(crate) const CANCEL_REPEAT: Duration = Duration::from_millis(75);
+
 /// Time limits a connection applies to its own calls (none by default).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Limits {
@@ -201,25 +263,40 @@ pub(crate) struct Limits {
 }
 
 /// Marks the current task as the holder of a connection's wire for a long-lived guard
-/// (a transaction or a row stream); clears the mark when dropped.
+/// (a transaction or a row stream).
+///
+/// Invariant: the mark names the task that last used the guard. It carries a token, so
+/// it is re-stamped ([`HolderMark::refresh`], on every use) and cleared (on drop) only
+/// while it is still this guard's: a guard moved to another task moves its mark with its
+/// next use, and a late drop never wipes the next holder's mark.
 #[derive(Debug)]
-pub(crate) struct HolderMark(Arc<Shared>);
+pub(crate) struct HolderMark {
+    shared: Arc<Shared>,
+    token: u64,
+}
 
 impl HolderMark {
     pub(crate) fn new(shared: Arc<Shared>) -> HolderMark {
-        shared.set_holder(Some(Caller::current()));
-        HolderMark(shared)
+        let token = shared.next_holder_token.fetch_add(1, Ordering::Relaxed);
+        *shared.holder() = Some((token, Caller::current()));
+        HolderMark { shared, token }
     }
 
     /// Moves the mark to the current task (the guard may have moved between tasks).
     pub(crate) fn refresh(&self) {
-        self.0.set_holder(Some(Caller::current()));
+        let mut holder = self.shared.holder();
+        if holder.is_some_and(|(token, _)| token == self.token) {
+            *holder = Some((self.token, Caller::current()));
+        }
     }
 }
 
 impl Drop for HolderMark {
     fn drop(&mut self) {
-        self.0.set_holder(None);
+        let mut holder = self.shared.holder();
+        if holder.is_some_and(|(token, _)| token == self.token) {
+            *holder = None;
+        }
     }
 }
 

@@ -1,19 +1,20 @@
-//! The wire: the socket behind the wire lock, and the three small types that keep it
-//! honest.
+//! The wire: the socket behind the wire lock, the ledger of what it owes, and the small
+//! types that keep it honest.
 //!
-//! - [`Shared`] holds the **broken flag**: set once, never cleared. Every call checks it
-//!   first and fails with [`crate::ErrorKind::Broken`] at once; a pool evicts on sight.
+//! - [`Shared`] holds the **broken flag** (set once, never cleared) for handles that do
+//!   not hold the lock. Every call checks it first and fails with
+//!   [`crate::ErrorKind::Broken`] at once; a pool evicts on sight.
 //! - [`WireGuard`] is a **wire lock acquisition that names its purpose**. Whoever holds it
 //!   owns the socket; requests from different tasks never interleave.
-//! - [`InFlight`] is the **in-flight guard**: armed when the first byte of a request is
-//!   written, disarmed only at the ReadyForQuery that ends the exchange. Dropped while
-//!   armed (the caller's future was dropped mid-exchange), it marks the connection broken,
-//!   takes the socket away, and sends the server a CancelRequest before closing it.
+//! - [`Ledger`] is the wire's protocol state and the count of ReadyForQuery it owes; it
+//!   is only touched under the lock, by [`Wire::begin`] and the one reader in
+//!   [`InFlight`], the **in-flight guard**.
 //!
 //! Cancel safety: taking the lock (`tokio::sync::Mutex::lock_owned`) and reading the next
 //! message (bytes stay in the codec buffer until a frame is whole) are cancel safe. The
-//! exchange between the first write and ReadyForQuery is not: the server's reply would be
-//! left on the socket for the next caller. That span is exactly where [`InFlight`] is armed.
+//! exchange between the first write and its last ReadyForQuery is not: the server's
+//! reply would be left on the socket for the next caller. That span is exactly where
+//! [`InFlight`] is armed.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
@@ -27,18 +28,29 @@ use tokio_util::codec::Framed;
 
 use super::cache::StatementCache;
 use super::inflight::log_notice;
-pub(crate) use super::inflight::InFlight;
+pub(crate) use super::inflight::{Ended, Flow, Handler, InFlight};
+use super::ledger::{Ledger, State};
 pub(crate) use super::shared::{HolderMark, Shared};
 use crate::cancel::CancelOnDrop;
 use crate::codec::{Frontend, PgCodec};
 use crate::error::Error;
 use crate::protocol::frontend::{self, Target};
-use crate::protocol::{BackendMessage, ProtocolError, TransactionStatus};
+use crate::protocol::{BackendMessage, TransactionStatus};
 use crate::statement::Column;
 use crate::transport::{Peek, Stream};
 
 /// The socket as the codec sees it.
 pub(crate) type Io = Framed<Stream, PgCodec>;
+
+/// Where the Closes of queued statements go in a new exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closes {
+    /// First, ahead of the request, in the same extended-protocol batch.
+    Inline,
+    /// First, ended by their own Sync (ahead of a simple Query, which an earlier
+    /// extended-protocol error would otherwise make the server skip).
+    Synced,
+}
 
 /// The socket and what lives with it; only ever touched under the wire lock.
 #[derive(Debug)]
@@ -46,14 +58,10 @@ pub(crate) struct Wire {
     pub(super) io: Option<Io>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) cache: StatementCache,
-    /// Statements to Close on the next exchange (cache evictions and dropped statements).
+    /// Statements to Close at the start of the next exchange (cache evictions).
     pub(crate) to_close: Vec<String>,
-    /// A row stream stopped between batches: its portal is open and no Sync was sent.
-    pub(super) pending_sync: bool,
-    /// A prefetched Execute of a paused stream is outstanding: its rows come first.
-    pub(super) batch_in_flight: bool,
-    /// The columns of the statement a paused row stream is reading.
-    pub(crate) stream_columns: Option<Arc<[Column]>>,
+    /// What the wire owes the server's side of the conversation.
+    pub(crate) ledger: Ledger,
     next_name: u64,
 }
 
@@ -64,92 +72,119 @@ impl Wire {
             shared,
             cache: StatementCache::new(cache_capacity),
             to_close: Vec::new(),
-            pending_sync: false,
-            batch_in_flight: false,
-            stream_columns: None,
+            ledger: Ledger::default(),
             next_name: 0,
         }
     }
 
-    /// A fresh server-side statement name, unique on this connection.
-    pub(crate) fn next_statement_name(&mut self, prefix: &str) -> String {
+    /// A number unique on this connection, for the names of user-prepared statements.
+    pub(crate) fn next_statement_number(&mut self) -> u64 {
         self.next_name += 1;
-        format!("pgkeel_{prefix}{}", self.next_name)
+        self.next_name
     }
 
-    /// Arms the in-flight guard for a new exchange, after settling a portal that an
-    /// early-dropped row stream left open.
+    /// Begins an exchange: settles a portal a row stream left paused, writes the Closes
+    /// of queued statements first, and arms the in-flight guard. Nothing is sent until
+    /// the caller flushes.
     ///
     /// # Errors
-    /// [`ErrorKind::Closed`] or [`ErrorKind::Broken`] when the socket can no longer be used.
-    pub(crate) async fn start(&mut self) -> Result<InFlight<'_>, Error> {
-        if self.pending_sync {
-            self.settle().await?;
-        }
-        self.start_now()
-    }
-
-    pub(super) fn start_now(&mut self) -> Result<InFlight<'_>, Error> {
+    /// [`crate::ErrorKind::Closed`] or [`crate::ErrorKind::Broken`] when the socket can
+    /// no longer be used.
+    pub(crate) fn begin(
+        &mut self,
+        what: &'static str,
+        closes: Closes,
+    ) -> Result<InFlight<'_>, Error> {
         self.shared.check()?;
-        if self.io.is_none() {
+        let Some(io) = self.io.as_mut() else {
             return Err(Error::closed());
+        };
+        if !self.ledger.can_begin() {
+            return Err(Error::broken());
+        }
+        let before = (
+            io.write_buffer().len(),
+            self.ledger.state.clone(),
+            self.ledger.owed,
+            self.ledger.discard,
+        );
+        let buf = io.write_buffer_mut();
+        if self.ledger.is_paused() {
+            // Names are ours and NUL-free, so this cannot fail.
+            let _ = frontend::close(Target::Portal, "", buf);
+            frontend::sync(buf);
+            self.ledger.owe();
+            self.ledger.discard += 1;
         }
         let dropped = self.shared.take_dropped_statements();
         self.to_close.extend(dropped);
-        Ok(InFlight {
-            wire: self,
-            armed: true,
-            awaiting_ready: false,
-        })
+        let names = std::mem::take(&mut self.to_close);
+        for name in &names {
+            let _ = frontend::close(Target::Statement, name, buf);
+        }
+        if closes == Closes::Synced && !names.is_empty() {
+            frontend::sync(buf);
+            self.ledger.owe();
+        }
+        self.ledger.state = State::Exchange;
+        Ok(InFlight::new(self, names, what, before))
+    }
+
+    /// Resumes the exchange of a paused row stream; returns whether its next batch was
+    /// already requested, and the columns it reads.
+    pub(crate) fn resume(&mut self) -> Result<(InFlight<'_>, bool, Arc<[Column]>), Error> {
+        self.shared.check()?;
+        let State::PortalPaused {
+            prefetched,
+            columns,
+        } = self.ledger.state.clone()
+        else {
+            return Err(Error::broken());
+        };
+        let before = (
+            self.io.as_ref().map_or(0, |io| io.write_buffer().len()),
+            self.ledger.state.clone(),
+            self.ledger.owed,
+            self.ledger.discard,
+        );
+        self.ledger.state = State::Exchange;
+        Ok((
+            InFlight::new(self, Vec::new(), "reading a row stream", before),
+            prefetched,
+            columns,
+        ))
     }
 
     /// Ends an extended-protocol exchange that a row stream left paused between batches:
-    /// Close the portal, Sync, and read to ReadyForQuery.
+    /// Close the portal, Sync, and read to ReadyForQuery (a prefetched batch is dropped).
     pub(crate) async fn settle(&mut self) -> Result<(), Error> {
-        if !self.pending_sync {
+        if !self.ledger.is_paused() {
             return Ok(());
         }
-        self.pending_sync = false;
-        let prefetched = std::mem::take(&mut self.batch_in_flight);
-        let mut f = self.start_now()?;
-        if prefetched {
-            drain_batch(&mut f).await?;
-        }
-        // Names are ours and NUL-free, so this cannot fail.
-        let _ = frontend::close(Target::Portal, "", f.buf());
-        f.sync();
+        let mut f = self.begin("closing a paused row stream", Closes::Synced)?;
         f.flush().await?;
-        loop {
-            match f.recv().await? {
-                BackendMessage::ReadyForQuery(status) => {
-                    f.finish(status);
-                    break;
-                }
-                BackendMessage::CloseComplete | BackendMessage::ErrorResponse(_) => {}
-                other => return Err(f.unexpected(&other, "closing a paused row stream")),
-            }
-        }
+        f.read(&mut NoAnswer).await?;
         Ok(())
     }
 
     /// Sends the next Execute of a paused stream ahead of need, so the server produces
     /// the next batch while the caller consumes this one.
     pub(crate) async fn stream_prefetch(&mut self, max_rows: i32) -> Result<(), Error> {
-        let mut f = InFlight::resume(self)?;
+        let (mut f, prefetched, columns) = self.resume()?;
+        debug_assert!(!prefetched);
         frontend::execute("", max_rows, f.buf())?;
         frontend::flush(f.buf());
         f.flush().await?;
-        f.pause_with_batch_in_flight();
+        f.pause(true, columns);
         Ok(())
     }
 
     /// Settles a paused portal and, with `rollback`, ends an open transaction.
     pub(crate) async fn cleanup(&mut self, rollback: bool) -> Result<(), Error> {
-        self.settle().await?;
-        if rollback && self.transaction_status() != TransactionStatus::Idle {
-            self.simple_query("ROLLBACK").await?;
+        match rollback && self.transaction_status() != TransactionStatus::Idle {
+            true => self.simple_query("ROLLBACK").await.map(drop),
+            false => self.settle().await,
         }
-        Ok(())
     }
 
     /// The status byte of the last ReadyForQuery.
@@ -159,88 +194,115 @@ impl Wire {
 
     /// Whether a transaction is open or a portal paused, by the server's last word.
     pub(crate) fn needs_cleanup(&self) -> bool {
-        self.pending_sync || self.transaction_status() != TransactionStatus::Idle
+        self.ledger.is_paused() || self.transaction_status() != TransactionStatus::Idle
     }
 
     /// Whether the socket can still carry an exchange.
     pub(crate) fn is_usable(&self) -> bool {
-        self.io.is_some() && self.shared.check().is_ok()
+        self.io.is_some() && self.shared.check().is_ok() && self.ledger.can_begin()
     }
 
-    /// Gives the socket up: marks the connection broken, then (when a runtime is there)
-    /// sends a CancelRequest so an abandoned query stops on the server, and closes the
-    /// socket. A session that may have been sent a cancel is never used again: a late
-    /// cancel would hit whatever query ran next.
-    pub(crate) fn break_off(&mut self, why: &str) {
-        self.shared.mark_broken();
-        let Some(io) = self.io.take() else { return };
-        tracing::debug!(conn = self.shared.id, why, "connection broken");
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
+    pub(super) fn set_param(&mut self, name: String, value: String) {
+        let mut params = self.shared.params.lock().unwrap_or_else(|e| e.into_inner());
+        params.insert(name, value);
+    }
+
+    /// An exchange was dropped mid-way. With recovery opted in and the whole request
+    /// sent, it is left [`State::Abandoned`] and a CancelRequest goes out now; otherwise
+    /// the connection is broken.
+    pub(super) fn abandon(&mut self, recoverable: bool) {
+        let whole_request_sent = self
+            .io
+            .as_ref()
+            .is_some_and(|io| io.write_buffer().is_empty());
+        let opted_in = self.shared.recoverable.load(Ordering::Acquire);
+        let rt = tokio::runtime::Handle::try_current();
+        match (recoverable && opted_in && whole_request_sent, rt) {
+            (true, Ok(rt)) => {
+                self.ledger.state = State::Abandoned;
+                self.shared.mark_abandoned();
                 let shared = self.shared.clone();
-                let mut fallback = CancelOnDrop(Some(shared.cancel.clone()));
-                let drain = rt.spawn(async move {
-                    let mut io = io;
-                    // Polled at least once: the runtime is alive, the async cancel goes.
-                    fallback.disarm();
-                    if let Err(e) = shared.cancel.cancel_query().await {
-                        tracing::debug!(error = %e, "cancel request failed");
-                    }
-                    shared
-                        .wait_server_gone(&mut io, shared.cancel.timeout)
-                        .await;
-                });
-                *self.shared.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some(drain);
+                let cancel = rt.spawn(async move { shared.cancel.cancel_query().await });
+                *self
+                    .shared
+                    .canceller
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(cancel);
             }
-            Err(_) => {
-                self.shared.kill_socket();
-                drop(io)
-            }
+            _ => self.break_off("the caller's future was dropped mid-exchange"),
         }
     }
 
-    /// Recovers a connection whose exchange was abandoned (opt-in): sends a CancelRequest
-    /// and waits until the server has closed the cancel socket (by then the backend has
-    /// been signalled; a signal that finds it idle is discarded), then reads the
-    /// abandoned exchange to its ReadyForQuery. On any failure the connection is broken.
+    /// Gives the socket up: marks the connection broken, then (when a runtime is there)
+    /// sends CancelRequests until the server ends the session, so an abandoned query
+    /// stops on the server, and closes the socket. A session that may have been sent a
+    /// cancel is never used again: a late cancel would hit whatever query ran next.
+    pub(crate) fn break_off(&mut self, why: &str) {
+        let mid_exchange = !matches!(self.ledger.state, State::Ready) || self.ledger.owed > 0;
+        self.ledger.state = State::Broken;
+        self.shared.mark_broken();
+        let Some(io) = self.io.take() else { return };
+        tracing::debug!(conn = self.shared.id, why, "connection broken");
+        let shared = self.shared.clone();
+        let mut fallback = CancelOnDrop(mid_exchange.then(|| shared.cancel.clone()));
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            shared.kill_socket();
+            return drop(io);
+        };
+        let limit = shared.cancel.timeout;
+        let drain = rt.spawn(async move {
+            let mut io = io;
+            // Polled at least once: the runtime is alive, the async cancel goes.
+            fallback.disarm();
+            shared.close_until_gone(&mut io, limit, mid_exchange).await
+        });
+        *self.shared.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some(drain);
+    }
+
+    /// Recovers a connection whose exchange was abandoned (opt-in): waits until the
+    /// CancelRequest sent at the drop has been taken by the server, then reads everything
+    /// the ledger says is owed (ending a streamed batch with a Sync first) and drops it.
+    /// On any failure the connection is broken.
     ///
     /// # Errors
     /// The failure that made recovery impossible; the connection is then broken.
     pub(crate) async fn recover(&mut self) -> Result<(), Error> {
-        if !self.shared.is_abandoned() {
+        if !matches!(self.ledger.state, State::Abandoned) {
             return Ok(());
         }
         let result = self.drain_abandoned().await;
         match &result {
-            Ok(()) => self.shared.abandoned.store(false, Ordering::Release),
+            Ok(()) => self.shared.mark_recovered(),
             Err(e) => self.break_off(&e.to_string()),
         }
         result
     }
 
     async fn drain_abandoned(&mut self) -> Result<(), Error> {
-        self.shared.cancel.cancel_query().await?;
-        let io = self.io.as_mut().ok_or_else(Error::closed)?;
-        loop {
-            match io.next().await {
-                Some(Ok(BackendMessage::ReadyForQuery(status))) => {
-                    self.shared.set_transaction_status(status);
-                    return Ok(());
-                }
-                Some(Ok(
-                    m @ (BackendMessage::CopyInResponse(_) | BackendMessage::CopyBothResponse(_)),
-                )) => {
-                    return Err(ProtocolError::Unexpected {
-                        got: m.name(),
-                        during: "recovering an abandoned exchange",
-                    }
-                    .into());
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => return Err(Error::closed()),
-            }
+        let canceller = self
+            .shared
+            .canceller
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(cancel) = canceller {
+            cancel
+                .await
+                .map_err(|e| Error::new(crate::ErrorKind::Io, e.to_string()))??;
         }
+        self.ledger.state = State::Exchange;
+        let before = (0, State::Abandoned, self.ledger.owed, self.ledger.discard);
+        let mut f = InFlight::new(self, Vec::new(), "recovering an abandoned exchange", before);
+        f.no_recovery();
+        if f.wire().ledger.owed == 0 {
+            // A streamed batch ended with Flush: end its exchange.
+            f.sync();
+            f.flush().await?;
+        }
+        let ledger = &mut f.wire().ledger;
+        ledger.discard = ledger.owed;
+        f.read(&mut NoAnswer).await?;
+        Ok(())
     }
 
     /// Checks an idle connection without waiting: an idle session should have nothing to
@@ -254,7 +316,8 @@ impl Wire {
     pub(crate) fn check_idle(&mut self, look_at_socket: bool) -> bool {
         use futures::FutureExt;
         loop {
-            let Some(io) = self.io.as_mut().filter(|_| self.shared.check().is_ok()) else {
+            let usable = self.shared.check().is_ok() && matches!(self.ledger.state, State::Ready);
+            let Some(io) = self.io.as_mut().filter(|_| usable) else {
                 return false;
             };
             if look_at_socket && io.read_buffer().is_empty() {
@@ -266,10 +329,11 @@ impl Wire {
             }
             match io.next().now_or_never() {
                 None if !look_at_socket => return true,
-                Some(Some(Ok(BackendMessage::NoticeResponse(fields)))) => log_notice(fields),
+                Some(Some(Ok(BackendMessage::NoticeResponse(fields)))) => {
+                    log_notice(fields);
+                }
                 Some(Some(Ok(BackendMessage::ParameterStatus { name, value }))) => {
-                    let mut params = self.shared.params.lock().unwrap_or_else(|e| e.into_inner());
-                    params.insert(name, value);
+                    self.set_param(name, value)
                 }
                 Some(Some(Ok(BackendMessage::NotificationResponse { .. }))) => {}
                 // An error (a FATAL before the server hung up), end-of-file, or bytes the
@@ -283,17 +347,19 @@ impl Wire {
 
     /// Sends Terminate and closes the socket once the server has, for a clean `close()`.
     pub(crate) async fn terminate(&mut self) {
+        self.ledger.state = State::Broken;
         if let Some(mut io) = self.io.take() {
             let _ = io.send(Frontend::Terminate).await;
             let shared = self.shared.clone();
             shared
-                .wait_server_gone(&mut io, shared.cancel.timeout)
+                .close_until_gone(&mut io, shared.cancel.timeout, false)
                 .await;
         }
     }
 
     /// Writes Terminate without waiting and closes the socket; for `Drop`.
     pub(crate) fn terminate_nowait(&mut self) {
+        self.ledger.state = State::Broken;
         if let Some(io) = self.io.take() {
             let mut buf = BytesMut::with_capacity(5);
             frontend::terminate(&mut buf);
@@ -304,15 +370,28 @@ impl Wire {
     }
 }
 
+/// A handler for exchanges that expect nothing of their own (settling, recovery).
+struct NoAnswer;
+
+impl Handler for NoAnswer {
+    fn message(&mut self, msg: BackendMessage) -> Result<Flow, BackendMessage> {
+        match msg {
+            BackendMessage::CommandComplete(_) => Ok(Flow::Continue),
+            msg => Err(msg),
+        }
+    }
+}
+
 /// How long a cleanup step (rollback of a dropped transaction, closing a dropped stream's
 /// portal) may take before the connection is given up instead.
 pub(crate) const CLEANUP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Cleans up after a guard dropped with work outstanding: settles a paused portal and,
 /// with `rollback`, ends an open transaction. Runs in a spawned task that keeps the wire
-/// lock until done, so no one else sees the state in between; on failure or past
-/// [`CLEANUP_DEADLINE`], the connection is broken instead. With no runtime, a rollback
-/// cannot run, so the connection is broken (the server rolls back when the socket closes).
+/// lock until done, so no one else sees the state in between; on failure, past
+/// [`CLEANUP_DEADLINE`], or if the task itself is dropped unfinished (the runtime shut
+/// down), the connection is broken instead. With no runtime, a rollback cannot run, so
+/// the connection is broken (the server rolls back when the socket closes).
 pub(crate) fn spawn_cleanup(mut guard: WireGuard, rollback: bool) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         if rollback {
@@ -320,32 +399,37 @@ pub(crate) fn spawn_cleanup(mut guard: WireGuard, rollback: bool) {
         }
         return;
     };
+    let mut cleanup = CleanupGuard(Some(guard));
     rt.spawn(async move {
+        let guard = cleanup.0.as_mut().expect("set until done");
         let done = tokio::time::timeout(CLEANUP_DEADLINE, guard.cleanup(rollback)).await;
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(conn = guard.shared.id, error = %e, "cleanup failed; connection given up");
-                guard.break_off("cleanup failed");
-            }
-            Err(_) => {
-                tracing::warn!(conn = guard.shared.id, "cleanup timed out; connection given up");
-                guard.break_off("cleanup timed out");
-            }
-        }
+        let why = match done {
+            Ok(Ok(())) => return cleanup.done(),
+            Ok(Err(e)) => format!("cleanup failed: {e}"),
+            Err(_) => "cleanup timed out".to_owned(),
+        };
+        tracing::warn!(conn = guard.shared.id, why, "connection given up");
+        guard.break_off(&why);
+        cleanup.done();
     });
 }
 
-/// Reads and drops the rest of a prefetched batch nobody wants any more.
-async fn drain_batch(f: &mut InFlight<'_>) -> Result<(), Error> {
-    loop {
-        match f.recv().await? {
-            BackendMessage::DataRow(_) => {}
-            BackendMessage::PortalSuspended
-            | BackendMessage::CommandComplete(_)
-            | BackendMessage::EmptyQueryResponse
-            | BackendMessage::ErrorResponse(_) => return Ok(()),
-            other => return Err(f.unexpected(&other, "draining a prefetched batch")),
+/// Holds the wire for a cleanup; dropped before [`CleanupGuard::done`] (the cleanup task
+/// was dropped unfinished), it breaks the connection, so nobody sees a half-cleaned one.
+struct CleanupGuard(Option<WireGuard>);
+
+impl CleanupGuard {
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        if let Some(guard) = self.0.as_mut() {
+            if guard.needs_cleanup() || !guard.ledger.can_begin() {
+                guard.break_off("the cleanup task was dropped unfinished");
+            }
         }
     }
 }
