@@ -29,10 +29,34 @@ impl CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if let Some(token) = self.0.take() {
-            let _ = std::thread::Builder::new()
-                .name("pgkeel-cancel".into())
-                .spawn(move || token.cancel_blocking());
+            cancel_in_background(token);
         }
+    }
+}
+
+/// Sends a cancel from one shared background thread, one request after another: the
+/// runtime is gone, so no task can, and a thread per connection would be unbounded.
+fn cancel_in_background(token: CancelToken) {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::{Mutex, OnceLock};
+    static QUEUE: OnceLock<Mutex<Sender<CancelToken>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = channel::<CancelToken>();
+        let spawned = std::thread::Builder::new()
+            .name("pgkeel-cancel".into())
+            .spawn(move || {
+                for token in rx {
+                    let _ = token.cancel_blocking();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no thread for background cancels");
+        }
+        Mutex::new(tx)
+    });
+    let tx = queue.lock().unwrap_or_else(|e| e.into_inner());
+    if tx.send(token).is_err() {
+        tracing::warn!("the background cancel thread is gone; a cancel was not sent");
     }
 }
 

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use crate::error::Error;
 
+/// Statements each connection keeps prepared by default.
+const DEFAULT_STATEMENT_CACHE: usize = 256;
+
 /// Where a server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
@@ -54,6 +57,7 @@ pub struct Config {
     pub(crate) lock_timeout: Option<Duration>,
     pub(crate) keepalives_idle: Option<Duration>,
     pub(crate) statement_cache_capacity: usize,
+    pub(crate) pooler_mode: bool,
     pub(crate) max_message_len: usize,
     pub(crate) ssl_mode: SslMode,
 }
@@ -96,7 +100,8 @@ impl Config {
             query_timeout: None,
             lock_timeout: None,
             keepalives_idle: Some(Duration::from_secs(60)),
-            statement_cache_capacity: 256,
+            statement_cache_capacity: DEFAULT_STATEMENT_CACHE,
+            pooler_mode: false,
             max_message_len: crate::protocol::DEFAULT_MAX_MESSAGE_LEN,
             ssl_mode: SslMode::Disable,
         }
@@ -186,6 +191,27 @@ impl Config {
     pub fn keepalives_idle(&mut self, idle: Option<Duration>) -> &mut Config {
         self.keepalives_idle = idle;
         self
+    }
+
+    /// Pooler mode, for PgBouncer and other transaction-mode poolers (`pgbouncer=true`
+    /// or `prepare_threshold=0` in a URL): no statement is ever named on the server,
+    /// so nothing one session prepares can be seen by another that shares its server
+    /// connection. Queries parse as the unnamed statement in the same write as their
+    /// Bind (no extra round trip; the server parses every time), `prepare()` returns
+    /// statements parsed again at each use, and no session setting is sent at connect.
+    /// Turning it off restores the default statement cache.
+    pub fn pooler_mode(&mut self, on: bool) -> &mut Config {
+        self.pooler_mode = on;
+        self.statement_cache_capacity = match on {
+            true => 0,
+            false => DEFAULT_STATEMENT_CACHE,
+        };
+        self
+    }
+
+    /// Whether pooler mode is on.
+    pub fn get_pooler_mode(&self) -> bool {
+        self.pooler_mode
     }
 
     /// Sets how many prepared statements each connection caches (default 256; 0 disables
@@ -301,6 +327,18 @@ impl Config {
             "statement_cache_capacity" => {
                 self.statement_cache_capacity = parse_num(key, value)?;
             }
+            "pgbouncer" => match value {
+                "true" | "1" | "on" | "yes" => drop(self.pooler_mode(true)),
+                "false" | "0" | "off" | "no" => drop(self.pooler_mode(false)),
+                _ => return Err(Error::config(format!("invalid value for pgbouncer: {value:?} (true or false)"))),
+            },
+            // pgjdbc's name: 0 never names a statement on the server (pooler mode); 1 is
+            // what pgkeel does anyway (named and cached from the first use).
+            "prepare_threshold" => match parse_num(key, value)? {
+                0 => drop(self.pooler_mode(true)),
+                1 => drop(self.pooler_mode(false)),
+                n => return Err(Error::config(format!("prepare_threshold={n} is not supported: use 0 (pooler mode, unnamed statements only) or 1 (prepare and cache at first use)"))),
+            },
             "sslmode" => self.ssl_mode = parse_ssl_mode(value)?,
             // Accepted for libpq compatibility; they only matter with TLS.
             "sslrootcert" | "sslcert" | "sslkey" | "target_session_attrs" | "keepalives" => {}

@@ -132,6 +132,14 @@ impl StatementCache {
         self.len = 0;
     }
 
+    /// Forgets every statement and returns their server names, to be closed.
+    pub(crate) fn drain_names(&mut self) -> Vec<String> {
+        let names = self.by_sql.values().flatten();
+        let names = names.map(|e| e.statement.name().to_owned()).collect();
+        self.clear();
+        names
+    }
+
     /// Forgets the statement for `sql` and these types (after the server rejected it);
     /// returns its server name.
     pub(crate) fn remove(&mut self, sql: &str, param_types: &[Oid]) -> Option<String> {

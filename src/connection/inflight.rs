@@ -158,6 +158,9 @@ impl<'a> InFlight<'a> {
     /// paused).
     pub(crate) fn abandon_unsent(mut self) {
         let (len, state, owed, discard) = self.before.take().expect("taken once");
+        if !matches!(self.wire.ledger.state, State::Exchange) {
+            return; // broken on the way: nothing to restore
+        }
         self.buf().truncate(len);
         let ledger = &mut self.wire.ledger;
         (ledger.state, ledger.owed, ledger.discard) = (state, owed, discard);

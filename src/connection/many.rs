@@ -101,6 +101,8 @@ impl Wire {
             f.buf().extend_from_slice(bytes);
         } else if check_first {
             if let Err(e) = run.first_alone(&mut f, &name, &types, rows).await {
+                // An encoding failure sent nothing; a socket failure broke the wire.
+                f.abandon_unsent();
                 return Err(e);
             }
             if f.failed() {

@@ -12,6 +12,7 @@ mod inflight;
 mod ledger;
 mod many;
 mod query;
+mod seam;
 mod shared;
 mod simple;
 mod stream;
@@ -24,6 +25,7 @@ use tokio::sync::Mutex;
 
 pub(crate) use self::query::Discard;
 pub use self::query::Params;
+pub(crate) use self::seam::ReturnState;
 pub(crate) use self::stream::WireSlot;
 pub use self::stream::{RowStream, DEFAULT_BATCH_ROWS};
 use self::wire::HolderMark;
@@ -35,6 +37,9 @@ use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleQueryMessage};
 use crate::statement::Statement;
 use crate::types::Type;
+
+/// How often a server checks that the client is still there while a query runs.
+const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long `close()` waits for the wire lock before closing the socket by force.
 const CLOSE_LOCK_WAIT: Duration = Duration::from_millis(500);
@@ -202,7 +207,30 @@ impl Connection {
     /// Dropping the future drops the half-open socket; nothing else is left behind.
     pub async fn connect(config: impl IntoConfig) -> Result<Connection, Error> {
         let config = config.into_config()?;
-        connect::connect(&config).await
+        let conn = connect::connect(&config).await?;
+        if !config.pooler_mode {
+            conn.watch_for_client_gone().await?;
+        }
+        Ok(conn)
+    }
+
+    /// Asks the server (PostgreSQL 14 and later) to check for a vanished client every
+    /// [`CLIENT_CHECK_INTERVAL`] while a query runs, so a query whose connection was
+    /// given up stops even if every CancelRequest were lost. Skipped in pooler mode,
+    /// where session settings would leak to other clients.
+    async fn watch_for_client_gone(&self) -> Result<(), Error> {
+        let version = self.parameter("server_version").unwrap_or_default();
+        let major: u32 = version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        if major < 14 {
+            return Ok(());
+        }
+        let ms = CLIENT_CHECK_INTERVAL.as_millis();
+        let sql = format!("SET client_connection_check_interval = {ms}");
+        self.simple_query(&sql).await.map(drop)
     }
 
     /// Takes the wire lock for one exchange, naming its purpose for traces.

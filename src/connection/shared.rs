@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     /// its token and the task that last used it.
     holder: StdMutex<Option<(u64, Caller)>>,
     next_holder_token: AtomicU64,
+    /// Set when the connection broke mid-exchange and CancelRequests went out.
+    pub(crate) cancelled: AtomicBool,
     /// The task repeating CancelRequests for an abandoned exchange (Recover policy).
     pub(super) canceller: StdMutex<Option<tokio::task::JoinHandle<Result<(), Error>>>>,
     pub(crate) params: StdMutex<HashMap<String, String>>,
@@ -71,6 +73,7 @@ impl Shared {
             holder: StdMutex::new(None),
             next_holder_token: AtomicU64::new(1),
             canceller: StdMutex::new(None),
+            cancelled: AtomicBool::new(false),
             params: StdMutex::new(params),
             cancel,
             killswitch,

@@ -244,6 +244,7 @@ impl Wire {
         let Some(io) = self.io.take() else { return };
         tracing::debug!(conn = self.shared.id, why, "connection broken");
         let shared = self.shared.clone();
+        shared.cancelled.store(mid_exchange, Ordering::Release);
         let mut fallback = CancelOnDrop(mid_exchange.then(|| shared.cancel.clone()));
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             shared.kill_socket();

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
+use super::status::Gauge;
 use super::{EvictReason, Meta, PoolInner};
 
 /// Idle timeouts, lifetimes, `min_idle`, leak reports; ends when the pool is dropped.
@@ -49,25 +50,24 @@ impl PoolInner {
             let Ok(permit) = self.sem.clone().try_acquire_owned() else {
                 return;
             };
-            let conn = idle.remove(i).conn;
-            self.evicted(reason, &conn);
-            self.spawn_close_with_slot(conn, permit);
+            let gone = idle.remove(i);
+            self.evicted(reason, &gone.conn);
+            self.spawn_close_with_slot(gone.conn, permit, gone.gauge);
         }
     }
 
     fn refill(self: &Arc<Self>) {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).len();
-        let have = idle + self.gauges.opening.load(Ordering::Acquire);
+        let have = idle + self.gauges.get(Gauge::Opening);
         for _ in have..self.opts.min_idle {
             let Ok(permit) = self.sem.clone().try_acquire_owned() else {
                 return;
             };
             let inner = self.clone();
             tokio::spawn(async move {
-                if let Ok(conn) = inner.connect_new().await {
-                    inner
-                        .put_idle(conn, Meta::new(inner.opts.max_lifetime))
-                        .await;
+                if let Ok((conn, gauge)) = inner.connect_new().await {
+                    let meta = Meta::new(inner.opts.max_lifetime);
+                    inner.put_idle(conn, meta, gauge).await;
                 }
                 drop(permit);
             });

@@ -33,7 +33,7 @@ pub use self::pooled::{PoolTransaction, PooledConnection};
 pub use self::status::{EvictReason, Status};
 
 use self::options::PoolOptions;
-use self::status::{bump, Counters, GaugeGuard, Gauges};
+use self::status::{bump, Counters, Gauge, GaugeGuard, Gauges, InGauge};
 use crate::config::Config;
 use crate::connection::{Connection, IntoConfig, Params, ToStatement};
 use crate::error::{Error, ErrorKind, TimeoutKind};
@@ -55,6 +55,7 @@ pub(crate) struct Meta {
 struct Idle {
     conn: Connection,
     meta: Meta,
+    gauge: InGauge,
 }
 
 pub(crate) struct PoolInner {
@@ -195,7 +196,9 @@ impl Meta {
     fn new(lifetime: Option<Duration>) -> Meta {
         let now = Instant::now();
         // Up to 10 % early, so connections opened together do not all expire together.
-        let expires = lifetime.map(|l| now + l - l.mul_f64(jitter_fraction() * 0.1));
+        // A lifetime too long for the clock is no lifetime.
+        let expires =
+            lifetime.and_then(|l| now.checked_add(l - l.mul_f64(jitter_fraction() * 0.1)));
         Meta {
             expires,
             idle_since: now,
@@ -221,7 +224,7 @@ pub(crate) fn jitter_fraction() -> f64 {
     (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
 }
 
-type Checkout = (Connection, Meta, OwnedSemaphorePermit);
+type Checkout = (Connection, Meta, OwnedSemaphorePermit, InGauge);
 
 /// Idle longer than this, a connection's socket is peeked at checkout (one syscall);
 /// a connection in steady use is checked from what the runtime already knows.
@@ -236,15 +239,10 @@ struct Handoff {
 }
 
 impl Handoff {
-    fn new(
-        pool: &Arc<PoolInner>,
-        conn: Connection,
-        meta: Meta,
-        permit: OwnedSemaphorePermit,
-    ) -> Handoff {
+    fn new(pool: &Arc<PoolInner>, checkout: Checkout) -> Handoff {
         Handoff {
             pool: pool.clone(),
-            checkout: Some((conn, meta, permit)),
+            checkout: Some(checkout),
         }
     }
 
@@ -255,11 +253,11 @@ impl Handoff {
 
 impl Drop for Handoff {
     fn drop(&mut self) {
-        if let Some((conn, meta, permit)) = self.checkout.take() {
+        if let Some((conn, meta, permit, gauge)) = self.checkout.take() {
             match self.pool.closed.load(Ordering::Acquire) {
-                true => self.pool.spawn_close_with_slot(conn, permit),
+                true => self.pool.spawn_close_with_slot(conn, permit, gauge),
                 false => {
-                    self.pool.push_idle(conn, meta);
+                    self.pool.push_idle(conn, meta, gauge);
                     drop(permit);
                 }
             }
@@ -280,7 +278,7 @@ impl PoolInner {
             Some(checkout) => Ok(Ok(checkout)),
             None => tokio::time::timeout(limit, self.acquire_slot()).await,
         };
-        let (conn, meta, permit) = match slot {
+        let (conn, meta, permit, gauge) = match slot {
             Ok(r) => r?,
             Err(_) => {
                 bump(&self.counters.acquire_timeouts);
@@ -295,9 +293,7 @@ impl PoolInner {
         bump(&self.counters.acquires);
         Ok(PooledConnection::new(
             self.clone(),
-            conn,
-            meta,
-            permit,
+            (conn, meta, permit, gauge),
             caller,
         ))
     }
@@ -310,10 +306,10 @@ impl PoolInner {
         let idle = self.pop_idle()?;
         let idle_for = idle.meta.idle_since.elapsed();
         let no_ping = !matches!(self.opts.health_check_after, Some(t) if idle_for >= t);
-        let alive = idle_for < PEEK_AFTER_IDLE && no_ping && !idle.meta.expired() && {
-            let wire = idle.conn.inner.wire.try_lock();
-            wire.is_ok_and(|mut w| w.check_idle(false))
-        };
+        let alive = idle_for < PEEK_AFTER_IDLE
+            && no_ping
+            && !idle.meta.expired()
+            && idle.conn.quick_check(false);
         if !alive {
             // Back where it was; the slow path evicts or vouches for it properly.
             self.idle
@@ -322,7 +318,7 @@ impl PoolInner {
                 .push(idle);
             return None;
         }
-        Some((idle.conn, idle.meta, permit))
+        Some((idle.conn, idle.meta, permit, idle.gauge))
     }
 
     async fn acquire_slot(self: &Arc<Self>) -> Result<Checkout, Error> {
@@ -340,7 +336,7 @@ impl PoolInner {
                 return self.open(permit).await;
             };
             match self.usable_on_checkout(idle, permit).await {
-                Ok((idle, permit)) => return Ok((idle.conn, idle.meta, permit)),
+                Ok((idle, permit)) => return Ok((idle.conn, idle.meta, permit, idle.gauge)),
                 Err(p) => {
                     permit = p.ok_or_else(|| {
                         Error::new(
@@ -360,24 +356,51 @@ impl PoolInner {
     /// Puts a connection in the idle queue (or closes it if the pool has closed). The
     /// caller holds a slot and drops it afterwards, so the waiter that slot wakes finds
     /// the connection there, and a closing connection is still counted.
-    async fn put_idle(&self, conn: Connection, meta: Meta) {
+    async fn put_idle(&self, conn: Connection, meta: Meta, mut gauge: InGauge) {
         match self.closed.load(Ordering::Acquire) {
-            true => self.close_conn(conn).await,
-            false => self.push_idle(conn, meta),
+            true => {
+                gauge.shift(Gauge::Draining);
+                self.close_conn(conn).await
+            }
+            false => self.push_idle(conn, meta, gauge),
         }
     }
 
-    fn push_idle(&self, conn: Connection, mut meta: Meta) {
+    fn push_idle(&self, conn: Connection, mut meta: Meta, mut gauge: InGauge) {
         meta.idle_since = Instant::now();
+        gauge.shift(Gauge::Idle);
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Idle { conn, meta });
+            .push(Idle { conn, meta, gauge });
     }
 
-    /// Closes a connection and waits (bounded) until its backend has gone.
+    /// Closes a connection and waits (bounded by `drain_timeout`) until its backend has
+    /// gone, including the cancel and close of one that broke; past the bound, the
+    /// backend is counted as lingering.
     async fn close_conn(&self, conn: Connection) {
-        let _ = tokio::time::timeout(self.opts.drain_timeout, conn.close()).await;
+        let limit = self.opts.drain_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let _ = tokio::time::timeout_at(deadline, conn.close()).await;
+        if let Some(drain) = conn.take_drain() {
+            self.await_drain(drain, deadline).await;
+        }
+    }
+
+    /// Waits for the task that cancels and closes a broken connection.
+    async fn await_drain(
+        &self,
+        drain: tokio::task::JoinHandle<bool>,
+        deadline: tokio::time::Instant,
+    ) {
+        let gone = matches!(tokio::time::timeout_at(deadline, drain).await, Ok(Ok(true)));
+        if !gone {
+            bump(&self.counters.backends_lingering);
+            tracing::warn!(
+                limit = ?self.opts.drain_timeout,
+                "an evicted connection's backend was still running when its slot was freed"
+            );
+        }
     }
 
     /// Lifetime, a non-blocking look at the socket, and the optional ping. An unusable
@@ -390,15 +413,14 @@ impl PoolInner {
         permit: OwnedSemaphorePermit,
     ) -> Result<(Idle, OwnedSemaphorePermit), Option<OwnedSemaphorePermit>> {
         if idle.meta.expired() {
-            self.evict_now(idle.conn, EvictReason::Lifetime).await;
+            self.evict_now(idle.conn, EvictReason::Lifetime, idle.gauge)
+                .await;
             return Err(Some(permit));
         }
-        let alive = match idle.conn.inner.wire.try_lock() {
-            Ok(mut wire) => wire.check_idle(idle.meta.idle_since.elapsed() >= PEEK_AFTER_IDLE),
-            Err(_) => false,
-        };
-        if !alive {
-            self.evict_now(idle.conn, EvictReason::HealthCheck).await;
+        let peek = idle.meta.idle_since.elapsed() >= PEEK_AFTER_IDLE;
+        if !idle.conn.quick_check(peek) {
+            self.evict_now(idle.conn, EvictReason::HealthCheck, idle.gauge)
+                .await;
             return Err(Some(permit));
         }
         let stale = self
@@ -426,17 +448,20 @@ impl PoolInner {
             let limit = inner.opts.return_timeout;
             let ok = matches!(tokio::time::timeout(limit, ping).await, Ok(Ok(_)));
             if !ok {
-                inner.evict_now(idle.conn, EvictReason::HealthCheck).await;
+                inner
+                    .evict_now(idle.conn, EvictReason::HealthCheck, idle.gauge)
+                    .await;
                 let _ = tx.send(Err(permit));
                 return;
             }
             // A refused hand-off drops here, and its Drop returns the connection.
-            drop(tx.send(Ok(Handoff::new(&inner, idle.conn, idle.meta, permit))));
+            let checkout = (idle.conn, idle.meta, permit, idle.gauge);
+            drop(tx.send(Ok(Handoff::new(&inner, checkout))));
         });
         match rx.await {
             Ok(Ok(handoff)) => {
-                let (conn, meta, permit) = handoff.take();
-                Ok((Idle { conn, meta }, permit))
+                let (conn, meta, permit, gauge) = handoff.take();
+                Ok((Idle { conn, meta, gauge }, permit))
             }
             Ok(Err(permit)) => Err(Some(permit)),
             Err(_) => Err(None),
@@ -457,15 +482,22 @@ impl PoolInner {
     }
 
     /// Evicts a connection and waits (bounded) until its backend is gone.
-    async fn evict_now(&self, conn: Connection, reason: EvictReason) {
+    async fn evict_now(&self, conn: Connection, reason: EvictReason, mut gauge: InGauge) {
+        gauge.shift(Gauge::Draining);
         self.evicted(reason, &conn);
         self.close_conn(conn).await;
     }
 
     /// Closes a connection in the background under `permit`, counted as draining.
-    fn spawn_close_with_slot(self: &Arc<Self>, conn: Connection, permit: OwnedSemaphorePermit) {
+    fn spawn_close_with_slot(
+        self: &Arc<Self>,
+        conn: Connection,
+        permit: OwnedSemaphorePermit,
+        mut gauge: InGauge,
+    ) {
         let inner = self.clone();
-        self.spawn_with_slot(status::Gauge::Draining, permit, async move {
+        gauge.shift(Gauge::Draining);
+        self.spawn_with_slot(permit, Some(gauge), async move {
             inner.close_conn(conn).await;
         });
     }
@@ -477,9 +509,9 @@ impl PoolInner {
         let inner = self.clone();
         tokio::spawn(async move {
             let sent = match inner.connect_new().await {
-                Ok(conn) => {
+                Ok((conn, gauge)) => {
                     let meta = Meta::new(inner.opts.max_lifetime);
-                    tx.send(Ok(Handoff::new(&inner, conn, meta, permit)))
+                    tx.send(Ok(Handoff::new(&inner, (conn, meta, permit, gauge))))
                 }
                 Err(e) => {
                     drop(permit);
@@ -498,16 +530,16 @@ impl PoolInner {
         }
     }
 
-    async fn connect_new(&self) -> Result<Connection, Error> {
-        let _opening = GaugeGuard::new(&self.gauges.opening);
+    async fn connect_new(self: &Arc<Self>) -> Result<(Connection, InGauge), Error> {
+        let opening = InGauge::new(self, Gauge::Opening);
         let result = async {
             let conn = Connection::connect(&self.config).await?;
             let recover = self.opts.abandon_policy == AbandonPolicy::Recover;
-            conn.inner.shared.set_recoverable(recover);
+            conn.set_recoverable(recover);
             if let Some(hook) = &self.opts.after_connect {
                 hook(&conn).await?;
             }
-            Ok(conn)
+            Ok((conn, opening))
         }
         .await;
         match &result {
@@ -521,24 +553,18 @@ impl PoolInner {
     }
 
     fn status(&self) -> Status {
-        let g = &self.gauges;
         let c = &self.counters;
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).len();
-        let held = self
-            .opts
-            .max_size
-            .saturating_sub(self.sem.available_permits());
-        let load = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Acquire);
+        let [idle, in_use, opening, returning, draining] = self.gauges.snapshot();
         let count = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Status {
             max_size: self.opts.max_size,
-            size: held + idle,
+            size: idle + in_use + opening + returning + draining,
             idle,
-            in_use: load(&g.in_use),
-            opening: load(&g.opening),
-            returning: load(&g.returning),
-            draining: load(&g.draining),
-            waiting: load(&g.waiting),
+            in_use,
+            opening,
+            returning,
+            draining,
+            waiting: self.gauges.waiting.load(Ordering::Acquire),
             acquires: count(&c.acquires),
             acquire_timeouts: count(&c.acquire_timeouts),
             connects: count(&c.connects),
@@ -553,6 +579,7 @@ impl PoolInner {
             cancels_sent: count(&c.cancels_sent),
             recovered: count(&c.recovered),
             transaction_retries: count(&c.transaction_retries),
+            backends_lingering: count(&c.backends_lingering),
         }
     }
 
@@ -561,25 +588,30 @@ impl PoolInner {
             return;
         }
         self.sem.close();
-        let deadline = Instant::now() + self.opts.close_timeout;
-        while self.busy() > 0 && Instant::now() < deadline {
+        // A timeout too long for the clock is no timeout.
+        let deadline = Instant::now().checked_add(self.opts.close_timeout);
+        let before = |d: Option<Instant>| !d.is_some_and(|d| Instant::now() >= d);
+        while self.busy() > 0 && before(deadline) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let idle: Vec<Idle> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        let closes = idle.into_iter().map(|i| self.close_conn(i.conn));
+        let closes = idle.into_iter().map(|mut i| {
+            i.gauge.shift(Gauge::Draining);
+            async move {
+                self.close_conn(i.conn).await;
+                drop(i.gauge);
+            }
+        });
         futures::future::join_all(closes).await;
         // Connections returned meanwhile are closed by their own tasks; wait for those too.
-        while self.busy() > 0 && Instant::now() < deadline {
+        while self.busy() > 0 && before(deadline) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
     fn busy(&self) -> usize {
-        let g = &self.gauges;
-        [&g.in_use, &g.opening, &g.returning, &g.draining]
-            .iter()
-            .map(|a| a.load(Ordering::Acquire))
-            .sum()
+        let [_, in_use, opening, returning, draining] = self.gauges.snapshot();
+        in_use + opening + returning + draining
     }
 }

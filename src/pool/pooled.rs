@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::status::{bump, Gauge};
-use super::{EvictReason, Meta, Pool, PoolInner};
-use crate::connection::Connection;
+use super::status::{bump, Gauge, InGauge};
+use super::{Checkout, EvictReason, Meta, Pool, PoolInner};
+use crate::connection::{Connection, ReturnState};
 use crate::error::Error;
 use crate::transaction::{Transaction, TransactionBuilder};
 
@@ -20,6 +20,7 @@ pub struct PooledConnection {
     conn: Option<Connection>,
     meta: Meta,
     permit: Option<OwnedSemaphorePermit>,
+    gauge: Option<InGauge>,
     pool: Arc<PoolInner>,
     checkout: u64,
 }
@@ -27,12 +28,10 @@ pub struct PooledConnection {
 impl PooledConnection {
     pub(crate) fn new(
         pool: Arc<PoolInner>,
-        conn: Connection,
-        meta: Meta,
-        permit: OwnedSemaphorePermit,
+        (conn, meta, permit, mut gauge): Checkout,
         caller: &'static Location<'static>,
     ) -> PooledConnection {
-        pool.gauges.in_use.fetch_add(1, Ordering::AcqRel);
+        gauge.shift(Gauge::InUse);
         let checkout = pool.next_checkout.fetch_add(1, Ordering::Relaxed);
         if pool.opts.leak_threshold.is_some() {
             let mut leaks = pool.leaks.lock().unwrap_or_else(|e| e.into_inner());
@@ -42,6 +41,7 @@ impl PooledConnection {
             conn: Some(conn),
             meta,
             permit: Some(permit),
+            gauge: Some(gauge),
             pool,
             checkout,
         }
@@ -64,10 +64,10 @@ impl Drop for PooledConnection {
             let mut leaks = pool.leaks.lock().unwrap_or_else(|e| e.into_inner());
             leaks.retain(|(id, ..)| *id != self.checkout);
         }
-        if let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take()) {
-            pool.give_back(conn, self.meta, permit);
+        let (conn, permit, gauge) = (self.conn.take(), self.permit.take(), self.gauge.take());
+        if let (Some(conn), Some(permit), Some(gauge)) = (conn, permit, gauge) {
+            pool.give_back(conn, self.meta, permit, gauge);
         }
-        pool.gauges.in_use.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -78,165 +78,126 @@ impl std::fmt::Debug for PooledConnection {
 }
 
 impl PoolInner {
-    /// The return rule; decided synchronously from the connection's own state.
-    fn give_back(self: &Arc<Self>, conn: Connection, meta: Meta, permit: OwnedSemaphorePermit) {
-        let shared = &conn.inner.shared;
-        if shared.is_abandoned() && !shared.is_broken_for_good() && !conn.is_closed() {
-            return self.spawn_recover(conn, meta, permit);
-        }
-        if conn.is_broken() || conn.is_closed() {
-            return self.drain(conn, permit);
-        }
-        if Arc::strong_count(&conn.inner) > 1 {
+    /// The return pipeline, the same under every abandon policy: a kept clone, a dead
+    /// connection, a closed pool and an expired lifetime each end the connection; one
+    /// that is clean goes straight back to the idle queue; anything else (an abandoned
+    /// exchange, an open transaction, a paused portal, a reset to run) is restored in
+    /// the background within its deadline, or evicted.
+    fn give_back(
+        self: &Arc<Self>,
+        conn: Connection,
+        meta: Meta,
+        permit: OwnedSemaphorePermit,
+        gauge: InGauge,
+    ) {
+        let state = conn.return_state();
+        if conn.has_other_handles() {
             tracing::warn!(
                 pid = conn.backend_pid(),
                 "a clone of a pooled connection outlived its return; the pool closes it"
             );
             self.evicted(EvictReason::ClonedOut, &conn);
-            return self.spawn_close_with_slot(conn, permit);
+            return self.spawn_close_with_slot(conn, permit, gauge);
+        }
+        if state == ReturnState::Dead {
+            if conn.was_cancelled() {
+                bump(&self.counters.cancels_sent);
+            }
+            self.evicted(EvictReason::Broken, &conn);
+            return self.spawn_close_with_slot(conn, permit, gauge);
         }
         if self.closed.load(Ordering::Acquire) {
-            return self.spawn_close_with_slot(conn, permit);
+            return self.spawn_close_with_slot(conn, permit, gauge);
         }
         if meta.expired() {
             self.evicted(EvictReason::Lifetime, &conn);
-            return self.spawn_close_with_slot(conn, permit);
+            return self.spawn_close_with_slot(conn, permit, gauge);
         }
-        let clean = match conn.inner.wire.try_lock() {
-            Ok(wire) => wire.is_usable() && !wire.needs_cleanup(),
-            Err(_) => false,
-        };
-        if clean && self.opts.reset_on_return.is_none() {
-            self.push_idle(conn, meta);
+        if state == ReturnState::Clean && self.opts.reset_on_return.is_none() {
+            self.push_idle(conn, meta, gauge);
             drop(permit);
             return;
         }
-        self.spawn_return(conn, meta, permit);
+        self.spawn_restore(conn, meta, permit, gauge, state);
     }
 
     /// Runs `work` in a spawned task that keeps the slot, counted in `gauge`, until it is
-    /// done. With no runtime left nothing can be awaited: `work` is dropped unrun, and with
-    /// it the connection it owns (its socket closes) and the slot.
+    /// done (or panics, or is dropped). With no runtime left nothing can be awaited:
+    /// `work` is dropped unrun, and with it the connection it owns (its socket closes)
+    /// and the slot.
     pub(crate) fn spawn_with_slot(
         self: &Arc<Self>,
-        gauge: Gauge,
         permit: OwnedSemaphorePermit,
+        gauge: Option<InGauge>,
         work: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let inner = self.clone();
-        inner.gauges.get(gauge).fetch_add(1, Ordering::AcqRel);
         rt.spawn(async move {
+            // Dropped in this order on every path: the count, then the slot.
+            let _slot = permit;
+            let _gauge = gauge;
             work.await;
-            inner.gauges.get(gauge).fetch_sub(1, Ordering::AcqRel);
-            drop(permit);
         });
     }
 
-    /// Evicts a broken connection, keeping its slot until its cancel and close are done.
-    fn drain(self: &Arc<Self>, conn: Connection, permit: OwnedSemaphorePermit) {
-        self.evicted(EvictReason::Broken, &conn);
-        let drain = conn.inner.shared.take_drain();
-        if drain.is_some() {
+    /// Restores a returned connection in the background (recovery of an abandoned
+    /// exchange within `drain_timeout`; rollback and reset within `return_timeout`),
+    /// then puts it back idle; evicts it on any failure.
+    fn spawn_restore(
+        self: &Arc<Self>,
+        conn: Connection,
+        meta: Meta,
+        permit: OwnedSemaphorePermit,
+        mut gauge: InGauge,
+        state: ReturnState,
+    ) {
+        let abandoned = state == ReturnState::Abandoned;
+        if abandoned {
             bump(&self.counters.cancels_sent);
         }
-        let limit = self.opts.drain_timeout;
-        self.spawn_with_slot(Gauge::Draining, permit, async move {
-            if let Some(task) = drain {
-                let _ = tokio::time::timeout(limit, task).await;
-            }
-            drop(conn);
-        });
-    }
-
-    /// Rolls back (and resets) a returned connection in the background, within
-    /// `return_timeout` including the wait for its wire lock; evicts it on any failure.
-    fn spawn_return(self: &Arc<Self>, conn: Connection, meta: Meta, permit: OwnedSemaphorePermit) {
         let inner = self.clone();
-        let work = async move {
-            let limit = inner.opts.return_timeout;
-            match tokio::time::timeout(limit, inner.clean(&conn)).await {
-                Ok(Ok(())) => inner.put_idle(conn, meta).await,
-                Ok(Err(e)) => {
-                    tracing::warn!(pid = conn.backend_pid(), error = %e, "rollback on return failed; connection evicted");
-                    inner.evict_after_failed_return(conn).await;
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        pid = conn.backend_pid(),
-                        ?limit,
-                        "rollback on return timed out; connection evicted"
-                    );
-                    inner.evict_after_failed_return(conn).await;
-                }
-            }
+        let limit = match abandoned {
+            true => self.opts.drain_timeout + self.opts.return_timeout,
+            false => self.opts.return_timeout,
         };
-        self.spawn_with_slot(Gauge::Returning, permit, work);
-    }
-
-    /// Recovers an abandoned connection (`AbandonPolicy::Recover`) within `drain_timeout`,
-    /// then applies the usual return rules; evicts it on any failure.
-    fn spawn_recover(self: &Arc<Self>, conn: Connection, meta: Meta, permit: OwnedSemaphorePermit) {
-        bump(&self.counters.cancels_sent);
-        let inner = self.clone();
-        let limit = self.opts.drain_timeout;
+        gauge.shift(Gauge::Returning);
         let work = async move {
-            let wire = conn.inner.wire.clone();
-            let recovered = tokio::time::timeout(limit, async {
-                let mut wire = wire.lock_owned().await;
-                wire.recover().await?;
-                if wire.needs_cleanup() {
-                    bump(&inner.counters.rollbacks_on_return);
-                    wire.cleanup(true).await?;
+            let reset = inner.opts.reset_on_return.as_deref();
+            let restored = tokio::time::timeout(limit, conn.restore(reset)).await;
+            let why = match restored {
+                Ok(Ok(done)) if conn.return_state() == ReturnState::Clean => {
+                    if done.recovered {
+                        bump(&inner.counters.recovered);
+                    }
+                    if done.rolled_back {
+                        bump(&inner.counters.rollbacks_on_return);
+                    }
+                    return inner.put_idle(conn, meta, gauge).await;
                 }
-                Ok::<_, Error>(())
-            })
-            .await;
-            match recovered {
-                Ok(Ok(())) if !conn.is_broken() => {
-                    bump(&inner.counters.recovered);
-                    inner.put_idle(conn, meta).await;
-                }
-                failed => {
-                    let why = match failed {
-                        Ok(Ok(())) => "the connection broke".to_owned(),
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => format!("no ReadyForQuery within {limit:?}"),
-                    };
-                    tracing::debug!(
-                        pid = conn.backend_pid(),
-                        why,
-                        "recovery failed; connection evicted"
-                    );
-                    inner.evicted(EvictReason::Broken, &conn);
-                    conn.inner.shared.kill_socket();
-                }
-            }
+                Ok(Ok(_)) => "the connection broke".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("not done within {limit:?}"),
+            };
+            let reason = match abandoned {
+                true => EvictReason::Broken,
+                false => EvictReason::RollbackFailed,
+            };
+            tracing::warn!(
+                pid = conn.backend_pid(),
+                why,
+                "restoring a returned connection failed; connection evicted"
+            );
+            gauge.shift(Gauge::Draining);
+            inner.evicted(reason, &conn);
+            // Whoever still holds its wire (a leaked transaction) must not go on using it:
+            // close() takes the socket down by force when the lock does not come free.
+            inner.close_conn(conn).await;
         };
-        self.spawn_with_slot(Gauge::Draining, permit, work);
-    }
-
-    async fn clean(&self, conn: &Connection) -> Result<(), Error> {
-        let mut wire = conn.lock("pool return").await?;
-        if wire.needs_cleanup() {
-            bump(&self.counters.rollbacks_on_return);
-            wire.cleanup(true).await?;
-        }
-        if let Some(sql) = &self.opts.reset_on_return {
-            wire.simple_query(sql).await?;
-            // A reset such as DISCARD ALL drops the server's prepared statements.
-            wire.cache.clear();
-        }
-        Ok(())
-    }
-
-    async fn evict_after_failed_return(&self, conn: Connection) {
-        self.evicted(EvictReason::RollbackFailed, &conn);
-        // Whoever still holds its wire (a leaked transaction) must not go on using it:
-        // close() takes the socket down by force when the lock does not come free.
-        self.close_conn(conn).await;
+        // The gauge moves with the connection inside `work` (to the idle queue, or to
+        // draining), and is dropped with it if `work` panics.
+        self.spawn_with_slot(permit, None, work);
     }
 }
 

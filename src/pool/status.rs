@@ -20,30 +20,91 @@ pub enum EvictReason {
     ClonedOut,
 }
 
-/// The gauges a background task of the pool is counted in.
-#[derive(Debug, Clone, Copy)]
+/// Where a connection of the pool is; each one is counted in exactly one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gauge {
-    /// Rollback or reset of a returned connection.
-    Returning,
-    /// Cancel, recovery or close of an evicted connection.
-    Draining,
+    /// In the idle queue.
+    Idle = 0,
+    /// Checked out.
+    InUse = 1,
+    /// Being opened.
+    Opening = 2,
+    /// Returned and being cleaned up (recovery, rollback, reset).
+    Returning = 3,
+    /// Evicted; its cancel and close are still running.
+    Draining = 4,
 }
 
+/// Bits per gauge in [`Gauges::word`]; bounds `max_size`.
+const BITS: u32 = 12;
+/// The largest pool size the gauges can count.
+pub(crate) const MAX_POOL_SIZE: usize = (1 << BITS) - 1;
+
+fn unit(g: Gauge) -> u64 {
+    1 << (BITS * g as u32)
+}
+
+/// The pool's gauges. The five places a connection can be are packed in one atomic
+/// word, so a snapshot is one load: it always adds up, and a move from one place to
+/// another (one `fetch_add`) never counts a connection twice.
 #[derive(Debug, Default)]
 pub(crate) struct Gauges {
-    pub(crate) in_use: AtomicUsize,
+    word: AtomicU64,
     pub(crate) waiting: AtomicUsize,
-    pub(crate) opening: AtomicUsize,
-    pub(crate) returning: AtomicUsize,
-    pub(crate) draining: AtomicUsize,
 }
 
 impl Gauges {
-    pub(crate) fn get(&self, gauge: Gauge) -> &AtomicUsize {
-        match gauge {
-            Gauge::Returning => &self.returning,
-            Gauge::Draining => &self.draining,
+    pub(crate) fn add(&self, g: Gauge) {
+        self.word.fetch_add(unit(g), Ordering::AcqRel);
+    }
+
+    pub(crate) fn sub(&self, g: Gauge) {
+        self.word.fetch_sub(unit(g), Ordering::AcqRel);
+    }
+
+    /// Moves one connection from `from` to `to` in one step.
+    pub(crate) fn shift(&self, from: Gauge, to: Gauge) {
+        self.word
+            .fetch_add(unit(to).wrapping_sub(unit(from)), Ordering::AcqRel);
+    }
+
+    /// The five gauges, read at one instant: idle, in use, opening, returning, draining.
+    pub(crate) fn snapshot(&self) -> [usize; 5] {
+        let w = self.word.load(Ordering::Acquire);
+        std::array::from_fn(|i| ((w >> (BITS * i as u32)) & MAX_POOL_SIZE as u64) as usize)
+    }
+
+    pub(crate) fn get(&self, g: Gauge) -> usize {
+        self.snapshot()[g as usize]
+    }
+}
+
+/// Counts a connection in a gauge for as long as it lives, even if the work it guards
+/// panics or is dropped.
+pub(crate) struct InGauge {
+    pool: std::sync::Arc<super::PoolInner>,
+    gauge: Gauge,
+}
+
+impl InGauge {
+    pub(crate) fn new(pool: &std::sync::Arc<super::PoolInner>, gauge: Gauge) -> InGauge {
+        pool.gauges.add(gauge);
+        InGauge {
+            pool: pool.clone(),
+            gauge,
         }
+    }
+
+    /// Moves the count to another gauge.
+    pub(crate) fn shift(&mut self, to: Gauge) {
+        self.pool.gauges.shift(self.gauge, to);
+        self.gauge = to;
+    }
+}
+
+impl Drop for InGauge {
+    fn drop(&mut self) {
+        self.pool.gauges.sub(self.gauge);
     }
 }
 
@@ -63,6 +124,7 @@ pub(crate) struct Counters {
     pub(crate) cancels_sent: AtomicU64,
     pub(crate) recovered: AtomicU64,
     pub(crate) transaction_retries: AtomicU64,
+    pub(crate) backends_lingering: AtomicU64,
 }
 
 impl Counters {
@@ -148,6 +210,10 @@ pub struct Status {
     pub recovered: u64,
     /// Re-runs of `Pool::transaction` closures after retryable errors.
     pub transaction_retries: u64,
+    /// Evicted connections whose backend was still there when the pool stopped waiting
+    /// for it (`drain_timeout`): their slot was freed, so the server may briefly run more
+    /// backends than `max_size`. Each one is also logged at WARN.
+    pub backends_lingering: u64,
 }
 
 impl Status {
