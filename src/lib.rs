@@ -53,9 +53,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Features
+//! # Testing
 //!
-//! - `testkit`: `pgkeel::testkit`, a throwaway PostgreSQL cluster for tests.
+//! The `pgkeel-testkit` crate (in `testkit/`) starts a throwaway PostgreSQL cluster for
+//! your tests; add it as a dev-dependency.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -71,9 +72,6 @@ mod statement;
 mod transaction;
 mod transport;
 pub mod types;
-
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use cancel::CancelToken;
 pub use config::{Config, Host, SslMode};

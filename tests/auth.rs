@@ -5,8 +5,8 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pgkeel::testkit::{AuthMethod, TestDb};
 use pgkeel::{Connection, ErrorKind};
+use pgkeel_testkit::{AuthMethod, TestDb};
 
 /// Numbers the roles of this test binary; roles are cluster-wide, databases are not.
 static ROLE_COUNTER: AtomicUsize = AtomicUsize::new(0);

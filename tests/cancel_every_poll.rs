@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{wait_quiet, Cancellable, Outcome};
 use futures::StreamExt;
-use pgkeel::testkit::TestDb;
 use pgkeel::{Connection, Error, ErrorKind, SimpleQueryMessage, TransactionStatus, Type};
+use pgkeel_testkit::TestDb;
 
 /// More polls than any operation here needs; reaching it means a future never finishes.
 const MAX_POLLS: usize = 200;

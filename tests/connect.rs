@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use pgkeel::testkit::TestDb;
 use pgkeel::{Config, Connection, ErrorKind, TimeoutKind};
+use pgkeel_testkit::TestDb;
 
 /// `(current_database, current_user, client address is NULL)` as the server sees them.
 async fn whoami(conn: &Connection) -> (String, String, bool) {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::backend_state;
-use pgkeel::testkit::TestDb;
 use pgkeel::{Connection, Error, Pool, Transaction, TransactionStatus};
+use pgkeel_testkit::TestDb;
 use tokio::sync::Barrier;
 use tokio::time::timeout;
 

@@ -31,7 +31,7 @@ fn first_value(messages: &[SimpleQueryMessage]) -> String {
         .expect("a row")
 }
 
-async fn db_with_table() -> (pgkeel::testkit::TestDb, Connection) {
+async fn db_with_table() -> (pgkeel_testkit::TestDb, Connection) {
     let (db, conn) = common::db().await;
     conn.batch_execute("CREATE TABLE t (id int4 PRIMARY KEY)")
         .await

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use pgkeel::{Connection, Error, ErrorKind};
 use tokio::sync::oneshot;
 
-async fn db_with_table() -> (pgkeel::testkit::TestDb, Connection) {
+async fn db_with_table() -> (pgkeel_testkit::TestDb, Connection) {
     let (db, conn) = common::db().await;
     conn.batch_execute("CREATE TABLE t (id int4 PRIMARY KEY)")
         .await

@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use pgkeel::testkit::TestDb;
 use pgkeel::Connection;
+use pgkeel_testkit::TestDb;
 
 /// A fresh database and a connection to it.
 pub async fn db() -> (TestDb, Connection) {
