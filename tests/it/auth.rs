@@ -1,7 +1,7 @@
 //! Authentication against the real server: trust, cleartext password, MD5 and
 //! SCRAM-SHA-256, with right, wrong and missing passwords.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,7 +1,7 @@
 //! The per-connection statement cache, seen from the server: `pg_prepared_statements`
 //! on the same session shows what is prepared.
 
-mod common;
+use crate::common;
 
 use pgkeel::{Connection, ErrorKind, SimpleQueryMessage, Type};
 

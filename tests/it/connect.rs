@@ -1,7 +1,7 @@
 //! Opening sessions: URL, key=value string, `Config` builder, Unix socket, host lists,
 //! `connect_timeout`, startup errors, and what a session reports about itself; `close()`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! safe, and the pool's limits, hooks, maintenance, close and leak reports do what they
 //! say.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -3,11 +3,11 @@
 //! through a long-lived guard gets `ErrorKind::Misuse` at once instead of waiting for
 //! itself forever.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::backend_state;
+use crate::common::backend_state;
 use futures::StreamExt;
 use pgkeel::{Connection, Error, ErrorKind};
 use tokio::sync::oneshot;

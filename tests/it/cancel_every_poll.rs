@@ -7,11 +7,11 @@
 //!
 //! Run with `--nocapture` to see how many drop points each operation has.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{wait_quiet, Cancellable, Outcome};
+use crate::common::{wait_quiet, Cancellable, Outcome};
 use futures::StreamExt;
 use pgkeel::{Connection, Error, ErrorKind, SimpleQueryMessage, TransactionStatus, Type};
 use pgkeel_testkit::TestDb;

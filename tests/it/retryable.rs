@@ -2,7 +2,7 @@
 //! real with two connections in lock step, say `is_retryable()`; other server errors
 //! (a unique violation) do not.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! The connection's own limits: `query_timeout` and `lock_timeout` say which was hit.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
