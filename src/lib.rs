@@ -61,11 +61,15 @@
 #![warn(missing_docs)]
 
 mod cancel;
+// Public for the integration tests (tests/it/codec_chunks.rs), but not a documented
+// stable layer: hidden from the docs. The same holds for `protocol`.
+#[doc(hidden)]
 pub mod codec;
 mod config;
 mod connection;
 mod error;
 pub mod pool;
+#[doc(hidden)]
 pub mod protocol;
 mod row;
 mod statement;
