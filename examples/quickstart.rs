@@ -14,7 +14,7 @@ use pgkeel::{Connection, ErrorKind};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. A server: DATABASE_URL, or a throwaway cluster kept alive by `_cluster`.
-    let (url, _cluster) = pgkeel::testkit::database_url_or_throwaway()?;
+    let (url, _cluster) = pgkeel_testkit::database_url_or_throwaway()?;
     println!("connecting to {}", redact(&url));
 
     // 2. Connect. A Connection is cheap to clone and safe to share between tasks.

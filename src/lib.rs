@@ -53,27 +53,29 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Features
+//! # Testing
 //!
-//! - `testkit`: `pgkeel::testkit`, a throwaway PostgreSQL cluster for tests.
+//! The `pgkeel-testkit` crate (in `testkit/`) starts a throwaway PostgreSQL cluster for
+//! your tests; add it as a dev-dependency.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod cancel;
+// Public for the integration tests (tests/it/codec_chunks.rs), but not a documented
+// stable layer: hidden from the docs. The same holds for `protocol`.
+#[doc(hidden)]
 pub mod codec;
 mod config;
 mod connection;
 mod error;
 pub mod pool;
+#[doc(hidden)]
 pub mod protocol;
 mod row;
 mod statement;
 mod transaction;
 mod transport;
 pub mod types;
-
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use cancel::CancelToken;
 pub use config::{Config, Host, SslMode};

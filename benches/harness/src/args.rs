@@ -146,7 +146,7 @@ usage: cargo run --release -p pgkeel-bench -- [--quick] [--only W[,W...]] [--rep
   --drivers D,...  only these drivers: pgkeel, tokio-postgres, sqlx (default: all; for
                  profiling one driver with perf or strace, the ratios need all three)
 
-Starts a throwaway PostgreSQL cluster (pgkeel::testkit), runs each workload for pgkeel,
+Starts a throwaway PostgreSQL cluster (pgkeel-testkit), runs each workload for pgkeel,
 tokio-postgres (+ deadpool-postgres) and sqlx in alternation, runs pgbench as the
 reference, and prints one markdown table. PGKEEL_PG_BINDIR picks the PostgreSQL binaries.";
 

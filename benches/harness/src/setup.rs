@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use pgkeel::testkit::{Cluster, ClusterBuilder};
+use pgkeel_testkit::{Cluster, ClusterBuilder};
 
 use crate::args::{Sizes, Workload};
 

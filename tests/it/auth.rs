@@ -1,12 +1,12 @@
 //! Authentication against the real server: trust, cleartext password, MD5 and
 //! SCRAM-SHA-256, with right, wrong and missing passwords.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pgkeel::testkit::{AuthMethod, TestDb};
 use pgkeel::{Connection, ErrorKind};
+use pgkeel_testkit::{AuthMethod, TestDb};
 
 /// Numbers the roles of this test binary; roles are cluster-wide, databases are not.
 static ROLE_COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -2,11 +2,11 @@
 //! sent a CancelRequest so the abandoned query stops; one dropped while still waiting
 //! for the wire lock leaves nothing behind.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cancellable, Outcome};
+use crate::common::{Cancellable, Outcome};
 use pgkeel::{Connection, ErrorKind};
 
 /// How long the next call on a broken connection may take to say so.
@@ -110,14 +110,15 @@ async fn a_query_in_an_aborted_task_breaks_the_connection_and_is_cancelled_on_th
         .expect("the CancelRequest must stop the abandoned pg_sleep within 1 s");
 }
 
-/// Waits (up to 5 s) until some backend actively runs a query containing `needle`.
+/// Waits (up to 5 s) until some backend of the watcher's database actively runs a
+/// query containing `needle`.
 async fn wait_query_running(watcher: &Connection, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let running: i64 = watcher
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
-                 AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+                 AND datname = current_database() AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
                 &[&needle],
             )
             .await

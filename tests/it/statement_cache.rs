@@ -1,7 +1,7 @@
 //! The per-connection statement cache, seen from the server: `pg_prepared_statements`
 //! on the same session shows what is prepared.
 
-mod common;
+use crate::common;
 
 use pgkeel::{Connection, ErrorKind, SimpleQueryMessage, Type};
 
@@ -33,7 +33,7 @@ async fn prepared_statements(conn: &Connection) -> Vec<String> {
 }
 
 /// Connects to the test database with `?statement_cache_capacity=<n>`.
-async fn connect_with_capacity(db: &pgkeel::testkit::TestDb, n: usize) -> Connection {
+async fn connect_with_capacity(db: &pgkeel_testkit::TestDb, n: usize) -> Connection {
     let url = format!("{}?statement_cache_capacity={n}", db.url());
     Connection::connect(url).await.expect("connect")
 }

@@ -1,12 +1,12 @@
 //! Opening sessions: URL, key=value string, `Config` builder, Unix socket, host lists,
 //! `connect_timeout`, startup errors, and what a session reports about itself; `close()`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use pgkeel::testkit::TestDb;
 use pgkeel::{Config, Connection, ErrorKind, TimeoutKind};
+use pgkeel_testkit::TestDb;
 
 /// `(current_database, current_user, client address is NULL)` as the server sees them.
 async fn whoami(conn: &Connection) -> (String, String, bool) {

@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use pgkeel::testkit::TestDb;
 use pgkeel::Connection;
+use pgkeel_testkit::TestDb;
 
 /// A fresh database and a connection to it.
 pub async fn db() -> (TestDb, Connection) {
@@ -54,7 +54,8 @@ pub async fn wait_quiet(watcher: &Connection, pid: i32, within: Duration) -> Res
     }
 }
 
-/// Waits until no backend runs a query containing `needle` (other than this check).
+/// Waits until no backend of the watcher's database runs a query containing `needle`
+/// (other than this check); other tests' databases are not looked at.
 pub async fn wait_query_gone(
     watcher: &Connection,
     needle: &str,
@@ -64,7 +65,8 @@ pub async fn wait_query_gone(
     loop {
         let rows = watcher
             .query(
-                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND datname = current_database() \
+                 AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
                 &[&needle],
             )
             .await

@@ -1,7 +1,7 @@
 //! Every core type round-trips through the server in binary, as a parameter and back
 //! (`SELECT $1::type`) and through a table column; mismatches are typed errors.
 
-mod common;
+use crate::common;
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! Server errors arrive with their SQLSTATE and fields, leave the connection usable, and
 //! row-count mismatches are typed errors of their own.
 
-mod common;
+use crate::common;
 
 use pgkeel::{sqlstate, Connection, ErrorKind, SimpleQueryMessage};
 

@@ -4,15 +4,15 @@
 //! serialization failures and deadlocks until both sides commit (seed 003), and only on
 //! the errors it is told to.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::backend_state;
-use pgkeel::testkit::TestDb;
+use crate::common::backend_state;
 use pgkeel::{Connection, Error, Pool, Transaction, TransactionStatus};
+use pgkeel_testkit::TestDb;
 use tokio::sync::Barrier;
 use tokio::time::timeout;
 

@@ -1,11 +1,11 @@
 //! `close()`: prompt even when another task is busy on the connection, idempotent, and
 //! every later call fails with `ErrorKind::Closed`; dropping the last handle never blocks.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{backend_state, wait_query_gone};
+use crate::common::{backend_state, wait_query_gone};
 use futures::StreamExt;
 use pgkeel::{Connection, ErrorKind};
 use tokio::sync::oneshot;
@@ -22,14 +22,14 @@ async fn wait_gone(watcher: &Connection, pid: i32, within: Duration) {
     }
 }
 
-/// Waits until some backend runs a query containing `needle`.
+/// Waits until some backend of the watcher's database runs a query containing `needle`.
 async fn wait_running(watcher: &Connection, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let n: i64 = watcher
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
-                 AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+                 AND datname = current_database() AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
                 &[&needle],
             )
             .await

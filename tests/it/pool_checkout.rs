@@ -4,7 +4,7 @@
 //! safe, and the pool's limits, hooks, maintenance, close and leak reports do what they
 //! say.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use pgkeel::testkit::TestDb;
 use pgkeel::{Connection, ErrorKind, Pool, SimpleQueryMessage, TimeoutKind, TransactionStatus};
+use pgkeel_testkit::TestDb;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
@@ -1022,7 +1022,7 @@ async fn an_acquire_dropped_during_its_health_check_loses_no_connection() {
 /// drained: it is let go (its socket closes), with no panic and no gauge left counting.
 #[test]
 fn connections_returned_after_the_runtime_is_gone_are_let_go_without_a_panic() {
-    let db = pgkeel::testkit::TestDb::new();
+    let db = pgkeel_testkit::TestDb::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

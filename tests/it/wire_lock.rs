@@ -3,16 +3,16 @@
 //! through a long-lived guard gets `ErrorKind::Misuse` at once instead of waiting for
 //! itself forever.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::backend_state;
+use crate::common::backend_state;
 use futures::StreamExt;
 use pgkeel::{Connection, Error, ErrorKind};
 use tokio::sync::oneshot;
 
-async fn db_with_table() -> (pgkeel::testkit::TestDb, Connection) {
+async fn db_with_table() -> (pgkeel_testkit::TestDb, Connection) {
     let (db, conn) = common::db().await;
     conn.batch_execute("CREATE TABLE t (id int4 PRIMARY KEY)")
         .await

@@ -4,7 +4,7 @@
 //! `max_size`, nothing may be left running or idle in transaction afterwards, and the
 //! pool must be healthy when the storm is over.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,11 +4,11 @@
 //! transaction dropped mid-exchange breaks its connection instead of leaving a session
 //! `idle in transaction`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{backend_state, wait_query_gone, wait_quiet};
+use crate::common::{backend_state, wait_query_gone, wait_quiet};
 use pgkeel::{Connection, ErrorKind, IsolationLevel, SimpleQueryMessage, TransactionStatus};
 
 /// The ids in table `t`, in order, as seen by `conn`.
@@ -31,7 +31,7 @@ fn first_value(messages: &[SimpleQueryMessage]) -> String {
         .expect("a row")
 }
 
-async fn db_with_table() -> (pgkeel::testkit::TestDb, Connection) {
+async fn db_with_table() -> (pgkeel_testkit::TestDb, Connection) {
     let (db, conn) = common::db().await;
     conn.batch_execute("CREATE TABLE t (id int4 PRIMARY KEY)")
         .await

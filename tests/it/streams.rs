@@ -3,11 +3,11 @@
 //! the connection breaks and the server is told to cancel. A server error mid-stream
 //! arrives after the rows before it, and the connection goes on.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{wait_query_gone, wait_quiet};
+use crate::common::{wait_query_gone, wait_quiet};
 use futures::StreamExt;
 use pgkeel::{Connection, ErrorKind, RowStream, TransactionStatus};
 

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgkeel::testkit::Cluster;
 use pgkeel::{Error, ErrorKind, Pool};
+use pgkeel_testkit::Cluster;
 
 const APP: &str = "pool_restart";
 
@@ -31,7 +31,7 @@ async fn own_cluster() -> Option<Arc<Cluster>> {
 /// polling its sockets meanwhile, as it would in an application.
 async fn on_cluster<F>(cluster: &Arc<Cluster>, what: &str, f: F)
 where
-    F: FnOnce(&Cluster) -> Result<(), pgkeel::testkit::TestkitError> + Send + 'static,
+    F: FnOnce(&Cluster) -> Result<(), pgkeel_testkit::TestkitError> + Send + 'static,
 {
     let c = cluster.clone();
     tokio::task::spawn_blocking(move || f(&c))

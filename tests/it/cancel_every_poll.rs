@@ -7,14 +7,14 @@
 //!
 //! Run with `--nocapture` to see how many drop points each operation has.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{wait_quiet, Cancellable, Outcome};
+use crate::common::{wait_quiet, Cancellable, Outcome};
 use futures::StreamExt;
-use pgkeel::testkit::TestDb;
 use pgkeel::{Connection, Error, ErrorKind, SimpleQueryMessage, TransactionStatus, Type};
+use pgkeel_testkit::TestDb;
 
 /// More polls than any operation here needs; reaching it means a future never finishes.
 const MAX_POLLS: usize = 200;

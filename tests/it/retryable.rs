@@ -2,14 +2,14 @@
 //! real with two connections in lock step, say `is_retryable()`; other server errors
 //! (a unique violation) do not.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
 use pgkeel::{sqlstate, Connection, Error, ErrorKind, IsolationLevel, TransactionStatus};
 use tokio::sync::Barrier;
 
-async fn setup(sql: &str) -> (pgkeel::testkit::TestDb, Connection, Connection) {
+async fn setup(sql: &str) -> (pgkeel_testkit::TestDb, Connection, Connection) {
     let (db, a) = common::db().await;
     a.batch_execute(sql).await.unwrap();
     let b = common::connect(&db).await;

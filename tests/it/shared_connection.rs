@@ -1,7 +1,7 @@
 //! One `Connection`, cloned into many tasks on a multi-thread runtime: every task gets
 //! exactly its own answers, with no error and no hang.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `execute_many`: many parameter sets, pipelined, as one unit.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

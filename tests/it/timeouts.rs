@@ -1,12 +1,12 @@
 //! The connection's own limits: `query_timeout` and `lock_timeout` say which was hit.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
 use pgkeel::{Config, Connection, ErrorKind, TimeoutKind};
 
-fn config(db: &pgkeel::testkit::TestDb) -> Config {
+fn config(db: &pgkeel_testkit::TestDb) -> Config {
     db.url().parse().unwrap()
 }
 
@@ -99,7 +99,7 @@ async fn the_limits_can_be_set_in_the_url_in_milliseconds() {
 /// cancel task never gets to run, so its drop sends the cancel from a thread of its own.
 #[test]
 fn a_query_abandoned_as_its_runtime_shuts_down_is_still_cancelled_on_the_server() {
-    let db = pgkeel::testkit::TestDb::new();
+    let db = pgkeel_testkit::TestDb::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
