@@ -330,14 +330,28 @@ impl Cluster {
 
     /// A postgres:// URL for `user` with an optional `password` to `dbname` over TCP.
     pub(crate) fn url_for(&self, user: &str, password: Option<&str>, dbname: &str) -> String {
-        match &self.backend {
+        let url = match &self.backend {
             Backend::External(ext) => ext.url(user, password, dbname),
             Backend::Local(_) => {
                 let userinfo = userinfo(user, password);
                 let dbname = percent_encode(dbname);
                 format!("postgres://{userinfo}@{LOCALHOST}:{}/{dbname}", self.port)
             }
+        };
+        with_driver_settings(url)
+    }
+}
+
+/// Adds the driver settings a whole test run is asked to use through the environment:
+/// `PGKEEL_TEST_STATEMENT_CACHE=N` sets every connection's statement cache to `N`
+/// statements (1 keeps a statement Close queued at nearly every exchange).
+fn with_driver_settings(url: String) -> String {
+    match std::env::var("PGKEEL_TEST_STATEMENT_CACHE") {
+        Ok(n) if !n.is_empty() => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}statement_cache_capacity={n}")
         }
+        _ => url,
     }
 }
 

@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 use pgkeel::Connection;
 use pgkeel_testkit::TestDb;
 
+/// `url` with one more query parameter (`?` or `&` as the URL needs).
+pub fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
 /// A fresh database and a connection to it.
 pub async fn db() -> (TestDb, Connection) {
     let db = TestDb::new();

@@ -45,7 +45,7 @@ async fn connects_by_url_over_tcp() {
 async fn connects_by_url_with_the_postgresql_scheme_and_application_name() {
     let (db, _conn) = common::db().await;
     let url = db.url().replacen("postgres://", "postgresql://", 1);
-    let conn = Connection::connect(format!("{url}?application_name=pgkeel%20url"))
+    let conn = Connection::connect(common::with_param(&url, "application_name=pgkeel%20url"))
         .await
         .unwrap();
     assert_tcp_session_to(&conn, &db).await;

@@ -16,6 +16,7 @@ mod connect;
 mod dropped_query;
 mod errors;
 mod execute_many;
+mod ledger;
 mod malformed_backend;
 mod pool_checkout;
 mod pool_restart;
@@ -29,3 +30,31 @@ mod timeouts;
 mod transactions;
 mod types;
 mod wire_lock;
+
+/// The whole suite once more with a one-statement cache, so a statement Close is queued
+/// at nearly every exchange (run as a child process of this binary).
+#[test]
+fn suite_again_with_a_one_statement_cache() {
+    if std::env::var_os("PGKEEL_TEST_STATEMENT_CACHE").is_some() {
+        return; // this is the run again
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .env("PGKEEL_TEST_STATEMENT_CACHE", "1")
+        .args(["--skip", "suite_again"])
+        .output()
+        .expect("run the suite again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .filter(|l| l.starts_with("test result"))
+        .collect::<Vec<_>>();
+    println!("with statement_cache_capacity=1: {summary:?}");
+    if !out.status.success() {
+        let failed: Vec<_> = stdout.lines().filter(|l| l.ends_with("FAILED")).collect();
+        panic!(
+            "the suite failed with statement_cache_capacity=1: {failed:#?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -22,7 +22,7 @@ const EVENTUALLY: Duration = Duration::from_secs(3);
 
 /// The test database's URL with an application_name that marks this pool's backends.
 fn pool_url(db: &TestDb, app: &str) -> String {
-    format!("{}?application_name={app}", db.url())
+    common::with_param(&db.url(), &format!("application_name={app}"))
 }
 
 async fn db_with_table() -> (TestDb, Connection) {

@@ -5,6 +5,7 @@
 //!
 //! These tests restart the server, so each starts its own cluster instead of the shared one.
 
+use crate::common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,10 +42,8 @@ where
 }
 
 fn pool_for(cluster: &Cluster) -> Pool {
-    let url = format!(
-        "{}?application_name={APP}",
-        cluster.url(cluster.superuser(), "postgres")
-    );
+    let base = cluster.url(cluster.superuser(), "postgres");
+    let url = common::with_param(&base, &format!("application_name={APP}"));
     Pool::builder(url)
         .max_size(4)
         .acquire_timeout(Duration::from_secs(5))

@@ -333,11 +333,14 @@ async fn storm(policy: AbandonPolicy, app: &'static str) -> pgkeel::pool::Status
         )
         .await
         .unwrap();
-    let pool = Pool::builder(format!("{}?application_name={app}", db.url()))
-        .max_size(MAX_SIZE)
-        .abandon_policy(policy)
-        .build()
-        .unwrap();
+    let pool = Pool::builder(common::with_param(
+        &db.url(),
+        &format!("application_name={app}"),
+    ))
+    .max_size(MAX_SIZE)
+    .abandon_policy(policy)
+    .build()
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_backends(common::connect(&db).await, stop.clone(), app);
     let tally = Arc::new(Tally::default());

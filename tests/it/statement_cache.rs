@@ -34,7 +34,7 @@ async fn prepared_statements(conn: &Connection) -> Vec<String> {
 
 /// Connects to the test database with `?statement_cache_capacity=<n>`.
 async fn connect_with_capacity(db: &pgkeel_testkit::TestDb, n: usize) -> Connection {
-    let url = format!("{}?statement_cache_capacity={n}", db.url());
+    let url = common::with_param(&db.url(), &format!("statement_cache_capacity={n}"));
     Connection::connect(url).await.expect("connect")
 }
 
@@ -46,7 +46,9 @@ async fn assert_returns(conn: &Connection, sql: &str, expected: i32) {
 
 #[tokio::test]
 async fn repeated_sql_is_parsed_once_and_the_server_count_stays_flat() {
-    let (_db, conn) = common::db().await;
+    // The default capacity, whatever the run sets (PGKEEL_TEST_STATEMENT_CACHE).
+    let db = pgkeel_testkit::TestDb::new();
+    let conn = connect_with_capacity(&db, 256).await;
     let target = "SELECT $1::int4 * 2";
     let count_sql = "SELECT count(*), count(*) FILTER (WHERE statement = $1) \
                      FROM pg_prepared_statements";
@@ -168,7 +170,9 @@ async fn capacity_zero_set_through_config_builder_prepares_nothing() {
 
 #[tokio::test]
 async fn the_same_sql_with_different_parameter_rust_types_is_prepared_once_per_type() {
-    let (_db, conn) = common::db().await;
+    // The default capacity, whatever the run sets (PGKEEL_TEST_STATEMENT_CACHE).
+    let db = pgkeel_testkit::TestDb::new();
+    let conn = connect_with_capacity(&db, 256).await;
     let sql = "SELECT $1 AS v";
     for _ in 0..3 {
         let row = conn.query_one(sql, &[&7i32]).await.unwrap();
@@ -198,7 +202,9 @@ async fn the_same_sql_with_different_parameter_rust_types_is_prepared_once_per_t
 /// more: the caller never sees the error.
 #[tokio::test]
 async fn a_cached_select_star_after_alter_table_add_column_is_re_prepared_transparently() {
-    let (_db, conn) = common::db().await;
+    // The default capacity, whatever the run sets (PGKEEL_TEST_STATEMENT_CACHE).
+    let db = pgkeel_testkit::TestDb::new();
+    let conn = connect_with_capacity(&db, 256).await;
     conn.batch_execute("CREATE TABLE t (a int4); INSERT INTO t VALUES (1)")
         .await
         .unwrap();

@@ -89,7 +89,7 @@ async fn lock_timeout_fails_a_call_waiting_behind_a_transaction_and_leaves_the_c
 #[tokio::test]
 async fn the_limits_can_be_set_in_the_url_in_milliseconds() {
     let (db, _conn) = common::db().await;
-    let url = format!("{}?query_timeout_ms=100&lock_timeout_ms=0", db.url());
+    let url = common::with_param(&db.url(), "query_timeout_ms=100&lock_timeout_ms=0");
     let conn = Connection::connect(url.as_str()).await.unwrap();
     let err = conn.simple_query("SELECT pg_sleep(30)").await.unwrap_err();
     assert_eq!(err.timeout_kind(), Some(TimeoutKind::Query), "{err}");

@@ -2,34 +2,25 @@
 //! (a one-statement cache), abandoned exchanges recovered or evicted, COPY reached
 //! through a plain call, long pipelined runs with large answers, stale statements.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Cancellable, Outcome};
-use pgkeel::testkit::TestDb;
+use crate::common::{self, Cancellable, Outcome};
 use pgkeel::pool::AbandonPolicy;
 use pgkeel::{Connection, ErrorKind, Pool};
-
-/// `url` with one more query parameter.
-fn with_param(url: &str, param: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{param}")
-}
+use pgkeel_testkit::TestDb;
 
 /// A connection whose cache holds one statement: every new SQL text queues a Close.
 async fn tiny_cache(db: &TestDb) -> Connection {
-    Connection::connect(with_param(&db.url(), "statement_cache_capacity=1"))
+    Connection::connect(common::with_param(&db.url(), "statement_cache_capacity=1"))
         .await
         .expect("connect")
 }
-
 
 #[tokio::test]
 async fn recovered_connection_after_a_dropped_simple_query_with_a_queued_close_returns_its_own_rows(
 ) {
     let db = TestDb::new();
-    let pool = Pool::builder(with_param(&db.url(), "statement_cache_capacity=1"))
+    let pool = Pool::builder(common::with_param(&db.url(), "statement_cache_capacity=1"))
         .max_size(1)
         .abandon_policy(AbandonPolicy::Recover)
         .build()
@@ -38,8 +29,12 @@ async fn recovered_connection_after_a_dropped_simple_query_with_a_queued_close_r
         {
             let conn = pool.get().await.unwrap();
             // Two texts through a one-statement cache: the first one's Close is queued.
-            conn.query_one("SELECT $1::int8 + 1", &[&1i64]).await.unwrap();
-            conn.query_one("SELECT $1::int8 * 2", &[&1i64]).await.unwrap();
+            conn.query_one("SELECT $1::int8 + 1", &[&1i64])
+                .await
+                .unwrap();
+            conn.query_one("SELECT $1::int8 * 2", &[&1i64])
+                .await
+                .unwrap();
             let slow = conn.simple_query("SELECT 'theirs', pg_sleep(0.05)");
             let _ = tokio::time::timeout(Duration::from_millis(5), slow).await;
         }
@@ -59,7 +54,7 @@ async fn next_exchange_after_a_drop_at_every_poll_returns_exactly_its_own_answer
     let db = TestDb::new();
     for policy in [AbandonPolicy::Evict, AbandonPolicy::Recover] {
         for close_queued in [false, true] {
-            let pool = Pool::builder(with_param(&db.url(), "statement_cache_capacity=1"))
+            let pool = Pool::builder(common::with_param(&db.url(), "statement_cache_capacity=1"))
                 .max_size(1)
                 .abandon_policy(policy)
                 .build()
@@ -70,7 +65,9 @@ async fn next_exchange_after_a_drop_at_every_poll_returns_exactly_its_own_answer
                     let conn = pool.get().await.unwrap();
                     if close_queued {
                         conn.query_one("SELECT $1::int4", &[&1i32]).await.unwrap();
-                        conn.query_one("SELECT $1::int4 + 0", &[&1i32]).await.unwrap();
+                        conn.query_one("SELECT $1::int4 + 0", &[&1i32])
+                            .await
+                            .unwrap();
                     }
                     let op = async {
                         let simple = conn.simple_query("SELECT 'other', pg_sleep(0.002)");
@@ -105,7 +102,10 @@ async fn copy_from_stdin_through_query_with_a_queued_close_is_a_clean_misuse_err
     conn.query("SELECT $1::int4 + 2", &[&1i32]).await.unwrap(); // queues another
     let err = conn.simple_query("COPY t FROM STDIN").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Misuse, "{err}");
-    let row = conn.query_one("SELECT 41 + $1::int4", &[&1i32]).await.unwrap();
+    let row = conn
+        .query_one("SELECT 41 + $1::int4", &[&1i32])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
 }
 
@@ -114,7 +114,7 @@ async fn copy_from_stdin_through_query_with_a_queued_close_is_a_clean_misuse_err
 #[tokio::test]
 async fn execute_many_returning_large_rows_does_not_stall() {
     let db = TestDb::new();
-    for url in [db.url(), with_param(&db.url(), "host=127.0.0.1")] {
+    for url in [db.url(), common::with_param(&db.url(), "host=127.0.0.1")] {
         let conn = Connection::connect(&url).await.unwrap();
         conn.batch_execute("DROP TABLE IF EXISTS big; CREATE TABLE big (id int8, body text)")
             .await
@@ -132,7 +132,10 @@ async fn execute_many_returning_large_rows_does_not_stall() {
             .expect("execute_many stalled")
             .unwrap();
         assert_eq!(n, 2000);
-        let row = conn.query_one("SELECT count(*), sum(id) FROM big", &[]).await.unwrap();
+        let row = conn
+            .query_one("SELECT count(*), sum(id) FROM big", &[])
+            .await
+            .unwrap();
         assert_eq!(row.get::<_, i64>(0), 2000);
     }
 }
@@ -148,7 +151,9 @@ async fn stale_cached_statement_is_reprepared_by_execute_many_and_query_raw() {
     let params: [&dyn pgkeel::ToSql; 1] = [&1i32];
     conn.execute_many(insert, [&params[..]]).await.unwrap();
     conn.query("SELECT * FROM s", &[]).await.unwrap();
-    conn.batch_execute("ALTER TABLE s ADD COLUMN b text").await.unwrap();
+    conn.batch_execute("ALTER TABLE s ADD COLUMN b text")
+        .await
+        .unwrap();
     let rows: Vec<_> = conn
         .query_raw("SELECT * FROM s", &[])
         .await
@@ -158,8 +163,13 @@ async fn stale_cached_statement_is_reprepared_by_execute_many_and_query_raw() {
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].len(), 2);
-    conn.batch_execute("ALTER TABLE s ALTER COLUMN a TYPE int8").await.unwrap();
-    let n = conn.execute_many(insert, [&params[..], &params[..]]).await.unwrap();
+    conn.batch_execute("ALTER TABLE s ALTER COLUMN a TYPE int8")
+        .await
+        .unwrap();
+    let n = conn
+        .execute_many(insert, [&params[..], &params[..]])
+        .await
+        .unwrap();
     assert_eq!(n, 2);
 }
 
@@ -201,10 +211,12 @@ async fn row_stream_moved_to_another_task_carries_its_holder_mark() {
         .await
         .unwrap();
     let c2 = conn.clone();
+    let (polled, first_polled) = tokio::sync::oneshot::channel();
     let consumer = tokio::spawn(async move {
         let mut stream = stream;
         let first = stream.next().await.unwrap().unwrap();
         assert_eq!(first.get::<_, i32>(0), 1);
+        polled.send(()).unwrap();
         let direct = tokio::time::timeout(Duration::from_secs(5), c2.query("SELECT 1", &[]))
             .await
             .expect("a stream's own task must get an error, not a deadlock");
@@ -216,7 +228,9 @@ async fn row_stream_moved_to_another_task_carries_its_holder_mark() {
         }
         n
     });
-    // This task no longer holds the stream: it waits its turn, no false Misuse.
+    // Once the stream has been used in its new task, this task no longer holds it: it
+    // waits its turn, with no false Misuse.
+    first_polled.await.unwrap();
     let row = tokio::time::timeout(Duration::from_secs(10), conn.query_one("SELECT 7", &[]))
         .await
         .expect("the old task waits, then runs")
@@ -305,7 +319,9 @@ fn rollback_task_dropped_by_a_runtime_shutdown_breaks_the_connection() {
         let conn = Connection::connect(db.url()).await.unwrap();
         let pid = conn.backend_pid();
         let mut tx = conn.transaction().await.unwrap();
-        tx.execute("CREATE TABLE left_behind (a int)", &[]).await.unwrap();
+        tx.execute("CREATE TABLE left_behind (a int)", &[])
+            .await
+            .unwrap();
         drop(tx); // spawns the rollback, which never gets to run
         (conn, pid)
     });
@@ -318,12 +334,17 @@ fn rollback_task_dropped_by_a_runtime_shutdown_breaks_the_connection() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let watcher = Connection::connect(db.url()).await.unwrap();
-        common::wait_quiet(&watcher, pid, Duration::from_secs(5)).await.unwrap();
+        common::wait_quiet(&watcher, pid, Duration::from_secs(5))
+            .await
+            .unwrap();
         let row = watcher
             .query_one("SELECT to_regclass('left_behind') IS NULL", &[])
             .await
             .unwrap();
-        assert!(row.get::<_, bool>(0), "the transaction must not have committed");
+        assert!(
+            row.get::<_, bool>(0),
+            "the transaction must not have committed"
+        );
     });
 }
 
@@ -340,8 +361,10 @@ async fn cpu_heavy_query_dropped_early_stops_and_backends_stay_within_max_size()
         .max_size(2)
         .after_connect(|c| {
             Box::pin(async move {
-                c.batch_execute("SET jit = on; SET jit_above_cost = 0; SET jit_optimize_above_cost = 0")
-                    .await
+                c.batch_execute(
+                    "SET jit = on; SET jit_above_cost = 0; SET jit_optimize_above_cost = 0",
+                )
+                .await
             })
         })
         .build()
