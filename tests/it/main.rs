@@ -17,6 +17,7 @@ mod dropped_query;
 mod errors;
 mod execute_many;
 mod malformed_backend;
+mod pgbouncer;
 mod pool_checkout;
 mod pool_restart;
 mod pool_storm;
