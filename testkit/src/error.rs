@@ -8,6 +8,8 @@ use std::io;
 pub enum TestkitError {
     /// No PostgreSQL binaries (or no `postgres` OS user to run them as root) were found.
     NoBinaries(String),
+    /// No PgBouncer binary was found (only the PgBouncer tests need one).
+    NoPgbouncer(String),
     /// A command (initdb, pg_ctl, psql, ...) failed; `output` is what it printed.
     Command {
         /// What was being done.
@@ -29,6 +31,12 @@ impl fmt::Display for TestkitError {
                 "{msg}: install PostgreSQL (Debian: apt-get install postgresql), set \
                  PGKEEL_PG_BINDIR to the directory holding initdb and pg_ctl, or set \
                  PGKEEL_TEST_URL to a superuser's postgres:// URL of an existing server"
+            ),
+            Self::NoPgbouncer(msg) => write!(
+                f,
+                "{msg}: install PgBouncer (Debian: apt-get install pgbouncer), set \
+                 PGKEEL_PGBOUNCER to its path, or set PGKEEL_SKIP_PGBOUNCER=1 to skip the \
+                 tests that need it"
             ),
             Self::Command { what, output } => write!(
                 f,
@@ -81,5 +89,7 @@ mod tests {
         assert!(err.contains("apt-get install postgresql") && err.contains("PGKEEL_PG_BINDIR"));
         let err = TestkitError::External("Cluster::restart".into()).to_string();
         assert!(err.contains("PGKEEL_TEST_URL"));
+        let err = TestkitError::NoPgbouncer("no pgbouncer".into()).to_string();
+        assert!(err.contains("apt-get install pgbouncer") && err.contains("PGKEEL_SKIP_PGBOUNCER"));
     }
 }

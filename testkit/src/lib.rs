@@ -19,6 +19,14 @@
 //! Put your integration tests in one test binary (`tests/it/main.rs` with one module per
 //! area) so that they share one cluster: each test binary starts its own.
 //!
+//! # PgBouncer
+//!
+//! [`Pgbouncer::builder`] starts a real PgBouncer (transaction pooling by default) in
+//! front of a cluster, for tests of the driver behind a pooler. Without a `pgbouncer`
+//! binary (`PGKEEL_PGBOUNCER`, `PATH`, `/usr/sbin`) it fails, saying what to install;
+//! [`PgbouncerBuilder::start_or_skip`] skips instead, loudly, when
+//! `PGKEEL_SKIP_PGBOUNCER=1`.
+//!
 //! # Finding PostgreSQL
 //!
 //! The server binaries are taken from `PGKEEL_PG_BINDIR`, else `initdb` on `PATH`,
@@ -45,6 +53,7 @@ mod command;
 mod error;
 mod external;
 mod local;
+mod pgbouncer;
 mod programs;
 mod test_db;
 #[cfg(test)]
@@ -52,6 +61,7 @@ mod tests;
 
 pub use cluster::{AuthMethod, Cluster, ClusterBuilder};
 pub use error::TestkitError;
+pub use pgbouncer::{Pgbouncer, PgbouncerBuilder, PoolMode, SKIP_ENV as SKIP_PGBOUNCER_ENV};
 pub use test_db::{database_url_or_throwaway, TestDb};
 
 /// The superuser of a throwaway cluster, and the OS user that runs it as root.

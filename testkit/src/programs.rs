@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::command::{run, sh_quote};
-use crate::error::TestkitError;
+use crate::error::{command_error, TestkitError};
 use crate::SUPERUSER;
 
 /// The paths of the PostgreSQL programs used.
@@ -185,4 +185,35 @@ pub(crate) fn as_owner(owner: Option<Owner>, program: &Path, args: &[&str]) -> C
             cmd
         }
     }
+}
+
+/// The PgBouncer binary: `PGKEEL_PGBOUNCER`, else `pgbouncer` on PATH or in /usr/sbin.
+pub(crate) fn find_pgbouncer() -> Result<PathBuf, TestkitError> {
+    if let Some(path) = env::var_os("PGKEEL_PGBOUNCER").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return match is_executable(&path) {
+            true => Ok(path),
+            false => Err(TestkitError::NoPgbouncer(format!(
+                "PGKEEL_PGBOUNCER={} is not an executable file",
+                path.display()
+            ))),
+        };
+    }
+    find_program("pgbouncer")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/pgbouncer")).filter(|p| is_executable(p)))
+        .ok_or_else(|| TestkitError::NoPgbouncer("no pgbouncer on PATH or in /usr/sbin".into()))
+}
+
+/// The version `pgbouncer --version` prints on its first line ("PgBouncer 1.18.0").
+pub(crate) fn pgbouncer_version(program: &Path) -> Result<String, TestkitError> {
+    let out = run(
+        Command::new(program).arg("--version"),
+        "pgbouncer --version",
+    )?;
+    let first = out.lines().next().unwrap_or_default();
+    first
+        .split_whitespace()
+        .nth(1)
+        .map(str::to_string)
+        .ok_or_else(|| command_error("pgbouncer --version", &out))
 }

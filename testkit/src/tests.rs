@@ -180,3 +180,47 @@ fn external_mode_refuses_what_needs_a_local_cluster() {
     );
     assert!(!format!("{cluster:?}").contains("se%3Acret"));
 }
+
+#[test]
+fn pgbouncer_runs_with_the_builders_settings_and_leaves_nothing_behind() {
+    let Some(cluster) = local_cluster(ClusterBuilder::new()) else {
+        return;
+    };
+    let builder = Pgbouncer::builder()
+        .pool_mode(PoolMode::Statement)
+        .default_pool_size(3)
+        .max_client_conn(77);
+    let Some(bouncer) = builder.start_or_skip(&cluster) else {
+        return;
+    };
+    let admin = bouncer.url("postgres", "pgbouncer");
+    let mut cmd = Command::new(Bins::find().unwrap().psql);
+    cmd.args(["-d", &admin]);
+    let config = run_psql(cmd, "SHOW CONFIG").unwrap();
+    let value = |key: &str| {
+        let line = config.lines().find(|l| l.starts_with(&format!("{key}|")));
+        line.unwrap_or_else(|| panic!("no {key} in\n{config}"))
+            .split('|')
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(value("pool_mode"), "statement");
+    assert_eq!(value("default_pool_size"), "3");
+    assert_eq!(value("max_client_conn"), "77");
+    assert_eq!(value("listen_addr"), "127.0.0.1");
+    assert_eq!(
+        value("ignore_startup_parameters"),
+        "extra_float_digits,options"
+    );
+    let db_url = bouncer.url("postgres", "postgres");
+    assert!(tcp_login(&db_url), "a query through PgBouncer");
+    let port = bouncer.port();
+    let log = bouncer.log();
+    assert!(
+        log.contains(&format!("listening on 127.0.0.1:{port}")),
+        "{log}"
+    );
+    drop(bouncer);
+    assert!(TcpStream::connect((LOCALHOST, port)).is_err());
+}

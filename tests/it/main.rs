@@ -18,6 +18,7 @@ mod errors;
 mod execute_many;
 mod ledger;
 mod malformed_backend;
+mod pgbouncer;
 mod pool_checkout;
 mod pool_restart;
 mod pool_storm;
