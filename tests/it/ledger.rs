@@ -47,6 +47,46 @@ async fn recovered_connection_after_a_dropped_simple_query_with_a_queued_close_r
     }
 }
 
+/// The same with a query that finishes at once: its whole answer (rows included) is
+/// already on its way when the caller drops, and all of it must be read by recovery.
+#[tokio::test]
+async fn recovery_reads_every_owed_ready_for_query_not_just_the_first() {
+    let db = TestDb::new();
+    let pool = Pool::builder(common::with_param(&db.url(), "statement_cache_capacity=1"))
+        .max_size(1)
+        .abandon_policy(AbandonPolicy::Recover)
+        .build()
+        .unwrap();
+    for polls in 1..4 {
+        for round in 0..10 {
+            {
+                let conn = pool.get().await.unwrap();
+                conn.query_one("SELECT $1::int8 + 1", &[&1i64])
+                    .await
+                    .unwrap();
+                conn.query_one("SELECT $1::int8 * 2", &[&1i64])
+                    .await
+                    .unwrap();
+                let theirs = conn.simple_query("SELECT 'theirs'");
+                if let Outcome::Done(r) = Cancellable::new(theirs, polls).await {
+                    r.unwrap();
+                }
+            }
+            let conn = pool.get().await.unwrap();
+            let mine = format!("mine-{polls}-{round}");
+            let rows = conn
+                .simple_query(&format!("SELECT '{mine}'"))
+                .await
+                .unwrap();
+            let got = rows.iter().find_map(|m| match m {
+                pgkeel::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            });
+            assert_eq!(got.as_deref(), Some(mine.as_str()));
+        }
+    }
+}
+
 /// For every drop point of a query, with and without a queued Close, under both
 /// policies: the next exchange on the pooled connection returns exactly its own answer.
 #[tokio::test]

@@ -9,6 +9,7 @@
 mod common;
 
 mod auth;
+mod behind_pooler;
 mod cancel_every_poll;
 mod close;
 mod codec_chunks;

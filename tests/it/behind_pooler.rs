@@ -1,0 +1,164 @@
+//! pgkeel behind a real PgBouncer in transaction mode, where many client connections take
+//! turns on a few server connections: statement names must never make one client run
+//! another client's statement, with the default settings (named, cached statements) and
+//! with pooler mode (nothing named on the server).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::common;
+use pgkeel::{Connection, Pool};
+use pgkeel_testkit::{Pgbouncer, PoolMode, TestDb};
+
+/// Distinct SQL texts whose results differ for the same parameter.
+fn texts() -> Vec<(String, fn(i64) -> i64)> {
+    let mut out: Vec<(String, fn(i64) -> i64)> = Vec::new();
+    out.push(("SELECT $1::int8 * 2".into(), |x| x * 2));
+    out.push(("SELECT $1::int8 + 1".into(), |x| x + 1));
+    out.push(("SELECT $1::int8 - 7".into(), |x| x - 7));
+    out.push(("SELECT $1::int8 * 3 + 1".into(), |x| x * 3 + 1));
+    out.push(("SELECT -$1::int8".into(), |x| -x));
+    out.push(("SELECT $1::int8 / 2".into(), |x| x / 2));
+    out.push(("SELECT $1::int8 % 97".into(), |x| x % 97));
+    out.push(("SELECT $1::int8 * $1::int8".into(), |x| x * x));
+    out
+}
+
+/// Runs `per_task` queries from each of 8 tasks, each on its own client connection
+/// through `bouncer`; returns (wrong results, errors).
+async fn hammer(url: &str, per_task: u64) -> (u64, u64, Vec<String>) {
+    let wrong = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let url = url.to_owned();
+        let (wrong, errors, seen) = (wrong.clone(), errors.clone(), seen.clone());
+        tasks.push(tokio::spawn(async move {
+            let conn = Connection::connect(&url)
+                .await
+                .expect("connect through PgBouncer");
+            let texts = texts();
+            for i in 0..per_task {
+                let (sql, expect) = &texts[((t * 7 + i * 3) % texts.len() as u64) as usize];
+                let x = 31_000 + (t * 1000 + i) as i64;
+                match conn.query_one(sql.as_str(), &[&x]).await {
+                    Ok(row) if row.get::<_, i64>(0) == expect(x) => {}
+                    Ok(_) => {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        seen.lock().unwrap().push(e.to_string());
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    (
+        wrong.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        seen,
+    )
+}
+
+fn bouncer(db: &TestDb) -> Option<Pgbouncer> {
+    Pgbouncer::builder()
+        .pool_mode(PoolMode::Transaction)
+        .default_pool_size(2)
+        .start_or_skip(db.cluster())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_settings_never_run_another_clients_statement() {
+    let db = TestDb::new();
+    let Some(bouncer) = bouncer(&db) else { return };
+    let url = bouncer.url(db.cluster().superuser(), db.name());
+    let (wrong, errors, seen) = hammer(&url, 250).await;
+    assert_eq!((wrong, errors), (0, 0), "{seen:?}\n{}", bouncer.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churning_statement_cache_behind_pgbouncer_recovers_every_clash() {
+    let db = TestDb::new();
+    let Some(bouncer) = bouncer(&db) else { return };
+    let base = bouncer.url(db.cluster().superuser(), db.name());
+    let url = common::with_param(&base, "statement_cache_capacity=2");
+    let (wrong, errors, seen) = hammer(&url, 250).await;
+    assert_eq!((wrong, errors), (0, 0), "{seen:?}\n{}", bouncer.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooler_mode_is_safe_for_queries_prepared_statements_transactions_and_batches() {
+    let db = TestDb::new();
+    let Some(bouncer) = bouncer(&db) else { return };
+    let base = bouncer.url(db.cluster().superuser(), db.name());
+    for setting in ["pgbouncer=true", "prepare_threshold=0"] {
+        let url = common::with_param(&base, setting);
+        let (wrong, errors, seen) = hammer(&url, 250).await;
+        assert_eq!(
+            (wrong, errors),
+            (0, 0),
+            "{setting}: {seen:?}\n{}",
+            bouncer.log()
+        );
+    }
+    let url = common::with_param(&base, "pgbouncer=true");
+    let setup = Connection::connect(&url).await.unwrap();
+    setup
+        .batch_execute("CREATE TABLE IF NOT EXISTS acct (id int8 PRIMARY KEY, bal int8)")
+        .await
+        .unwrap();
+    let pool = Pool::builder(url.as_str()).max_size(6).build().unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..6i64 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let conn = pool.get().await.unwrap();
+            // A prepared statement is parsed again at every use: no name to clash.
+            let stmt = conn.prepare("SELECT $1::int8 * 10").await.unwrap();
+            for i in 0..50i64 {
+                let row = conn.query_one(&stmt, &[&(t * 100 + i)]).await.unwrap();
+                assert_eq!(row.get::<_, i64>(0), (t * 100 + i) * 10);
+            }
+            let mut tx = conn.transaction().await.unwrap();
+            tx.execute("INSERT INTO acct VALUES ($1, $2)", &[&t, &100i64])
+                .await
+                .unwrap();
+            let row = tx
+                .query_one("SELECT bal FROM acct WHERE id = $1", &[&t])
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, i64>(0), 100);
+            tx.commit().await.unwrap();
+            let ids: Vec<i64> = (1000 + t * 100..1000 + t * 100 + 100).collect();
+            let params: Vec<[&dyn pgkeel::ToSql; 2]> =
+                ids.iter().map(|id| [id as _, id as _]).collect();
+            let sets: Vec<&[&dyn pgkeel::ToSql]> = params.iter().map(|p| &p[..]).collect();
+            let sql = "INSERT INTO acct VALUES ($1, $2)";
+            let n = conn.execute_many(sql, sets).await.unwrap();
+            assert_eq!(n, 100);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let row = setup
+        .query_one("SELECT count(*) FROM acct", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 6 + 600);
+    let row = setup
+        .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        0,
+        "pooler mode names nothing on the server"
+    );
+}
