@@ -10,18 +10,21 @@ use crate::common;
 use pgkeel::{Connection, Pool};
 use pgkeel_testkit::{Pgbouncer, PoolMode, TestDb};
 
+/// A statement and the result it must give for a parameter.
+type Case = (&'static str, fn(i64) -> i64);
+
 /// Distinct SQL texts whose results differ for the same parameter.
-fn texts() -> Vec<(String, fn(i64) -> i64)> {
-    let mut out: Vec<(String, fn(i64) -> i64)> = Vec::new();
-    out.push(("SELECT $1::int8 * 2".into(), |x| x * 2));
-    out.push(("SELECT $1::int8 + 1".into(), |x| x + 1));
-    out.push(("SELECT $1::int8 - 7".into(), |x| x - 7));
-    out.push(("SELECT $1::int8 * 3 + 1".into(), |x| x * 3 + 1));
-    out.push(("SELECT -$1::int8".into(), |x| -x));
-    out.push(("SELECT $1::int8 / 2".into(), |x| x / 2));
-    out.push(("SELECT $1::int8 % 97".into(), |x| x % 97));
-    out.push(("SELECT $1::int8 * $1::int8".into(), |x| x * x));
-    out
+fn texts() -> Vec<Case> {
+    vec![
+        ("SELECT $1::int8 * 2", |x| x * 2),
+        ("SELECT $1::int8 + 1", |x| x + 1),
+        ("SELECT $1::int8 - 7", |x| x - 7),
+        ("SELECT $1::int8 * 3 + 1", |x| x * 3 + 1),
+        ("SELECT -$1::int8", |x| -x),
+        ("SELECT $1::int8 / 2", |x| x / 2),
+        ("SELECT $1::int8 % 97", |x| x % 97),
+        ("SELECT $1::int8 * $1::int8", |x| x * x),
+    ]
 }
 
 /// Runs `per_task` queries from each of 8 tasks, each on its own client connection
@@ -42,7 +45,7 @@ async fn hammer(url: &str, per_task: u64) -> (u64, u64, Vec<String>) {
             for i in 0..per_task {
                 let (sql, expect) = &texts[((t * 7 + i * 3) % texts.len() as u64) as usize];
                 let x = 31_000 + (t * 1000 + i) as i64;
-                match conn.query_one(sql.as_str(), &[&x]).await {
+                match conn.query_one(*sql, &[&x]).await {
                     Ok(row) if row.get::<_, i64>(0) == expect(x) => {}
                     Ok(_) => {
                         wrong.fetch_add(1, Ordering::Relaxed);
