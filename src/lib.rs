@@ -19,7 +19,9 @@
 //!   its ReadyForQuery, so requests from different tasks never interleave.
 //! - **One round trip per query.** Parameters are typed by their Rust types, so Parse,
 //!   Describe, Bind, Execute and Sync go out together; statements are cached per
-//!   connection (bounded LRU, [`Config::statement_cache_capacity`]).
+//!   connection (bounded LRU, [`Config::statement_cache_capacity`]) under names derived
+//!   from a hash of their SQL, so they are safe behind connection poolers; with a
+//!   transaction-mode pooler, [`Config::pooler_mode`] names nothing on the server.
 //! - **Typed errors.** [`Error::kind`], [`Error::code`] (SQLSTATE, see [`sqlstate`]),
 //!   [`Error::as_db_error`] with every field the server sent.
 //!
@@ -27,8 +29,10 @@
 //!
 //! A query future dropped after its request was written (by `tokio::time::timeout`,
 //! `select!`, an aborted task) marks the connection **broken**: the server is sent a
-//! CancelRequest so the abandoned query stops, the socket is closed, and every later call
-//! on that connection fails at once with [`ErrorKind::Broken`]. It never returns rows
+//! CancelRequest (repeated until the server ends the session, so a cancel that lands
+//! between the messages of an exchange cannot be lost) so the abandoned query stops, the
+//! socket is closed, and every later call on that connection fails at once with
+//! [`ErrorKind::Broken`]. It never returns rows
 //! that belonged to the abandoned call. A future dropped while still waiting for the wire
 //! lock leaves nothing behind. See `docs/CANCELLATION.md`.
 //!
