@@ -9,6 +9,25 @@ use pgkeel::pool::AbandonPolicy;
 use pgkeel::{Connection, ErrorKind, Pool};
 use pgkeel_testkit::TestDb;
 
+/// A pool of one connection with a one-statement cache and the Recover policy.
+fn recovering_pool(db: &TestDb) -> Pool {
+    Pool::builder(common::with_param(&db.url(), "statement_cache_capacity=1"))
+        .max_size(1)
+        .abandon_policy(AbandonPolicy::Recover)
+        .build()
+        .unwrap()
+}
+
+/// Runs two texts through a one-statement cache: the first one's Close is queued.
+async fn queue_a_close(conn: &Connection) {
+    conn.query_one("SELECT $1::int8 + 1", &[&1i64])
+        .await
+        .unwrap();
+    conn.query_one("SELECT $1::int8 * 2", &[&1i64])
+        .await
+        .unwrap();
+}
+
 /// A connection whose cache holds one statement: every new SQL text queues a Close.
 async fn tiny_cache(db: &TestDb) -> Connection {
     Connection::connect(common::with_param(&db.url(), "statement_cache_capacity=1"))
@@ -20,21 +39,11 @@ async fn tiny_cache(db: &TestDb) -> Connection {
 async fn recovered_connection_after_a_dropped_simple_query_with_a_queued_close_returns_its_own_rows(
 ) {
     let db = TestDb::new();
-    let pool = Pool::builder(common::with_param(&db.url(), "statement_cache_capacity=1"))
-        .max_size(1)
-        .abandon_policy(AbandonPolicy::Recover)
-        .build()
-        .unwrap();
+    let pool = recovering_pool(&db);
     for round in 0..20 {
         {
             let conn = pool.get().await.unwrap();
-            // Two texts through a one-statement cache: the first one's Close is queued.
-            conn.query_one("SELECT $1::int8 + 1", &[&1i64])
-                .await
-                .unwrap();
-            conn.query_one("SELECT $1::int8 * 2", &[&1i64])
-                .await
-                .unwrap();
+            queue_a_close(&conn).await;
             let slow = conn.simple_query("SELECT 'theirs', pg_sleep(0.05)");
             let _ = tokio::time::timeout(Duration::from_millis(5), slow).await;
         }
@@ -52,21 +61,12 @@ async fn recovered_connection_after_a_dropped_simple_query_with_a_queued_close_r
 #[tokio::test]
 async fn recovery_reads_every_owed_ready_for_query_not_just_the_first() {
     let db = TestDb::new();
-    let pool = Pool::builder(common::with_param(&db.url(), "statement_cache_capacity=1"))
-        .max_size(1)
-        .abandon_policy(AbandonPolicy::Recover)
-        .build()
-        .unwrap();
+    let pool = recovering_pool(&db);
     for polls in 1..4 {
         for round in 0..10 {
             {
                 let conn = pool.get().await.unwrap();
-                conn.query_one("SELECT $1::int8 + 1", &[&1i64])
-                    .await
-                    .unwrap();
-                conn.query_one("SELECT $1::int8 * 2", &[&1i64])
-                    .await
-                    .unwrap();
+                queue_a_close(&conn).await;
                 let theirs = conn.simple_query("SELECT 'theirs'");
                 if let Outcome::Done(r) = Cancellable::new(theirs, polls).await {
                     r.unwrap();
