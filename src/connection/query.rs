@@ -449,6 +449,7 @@ pub(super) fn check_prepared(
             "this statement was prepared on another connection",
         ));
     }
+    check_count(stmt.params(), params)?;
     check_types(stmt.params(), params)
 }
 

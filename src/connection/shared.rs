@@ -162,15 +162,17 @@ impl Shared {
     ) -> bool {
         use tokio::io::AsyncReadExt;
         let deadline = tokio::time::Instant::now() + limit;
+        // The first cancel goes out while the session is still open: a pooler in between
+        // (PgBouncer) forwards a cancel only for a client it still has.
+        let mut first = cancel;
+        if first {
+            self.send_cancel(deadline).await;
+        }
         self.killswitch.shutdown_write();
         let mut sink = [0u8; 1024];
         let gone = loop {
-            if cancel {
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let send = tokio::time::timeout(left, self.cancel.cancel_query());
-                if let Ok(Err(e)) = send.await {
-                    tracing::debug!(conn = self.id, error = %e, "cancel request failed");
-                }
+            if cancel && !std::mem::take(&mut first) {
+                self.send_cancel(deadline).await;
             }
             let until = deadline.min(tokio::time::Instant::now() + CANCEL_REPEAT);
             let read =
@@ -191,6 +193,14 @@ impl Shared {
             );
         }
         gone
+    }
+
+    /// Sends one CancelRequest, giving up at `deadline`.
+    async fn send_cancel(&self, deadline: tokio::time::Instant) {
+        let send = tokio::time::timeout_at(deadline, self.cancel.cancel_query());
+        if let Ok(Err(e)) = send.await {
+            tracing::debug!(conn = self.id, error = %e, "cancel request failed");
+        }
     }
 
     pub(crate) fn transaction_status(&self) -> TransactionStatus {

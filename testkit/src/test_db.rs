@@ -35,7 +35,15 @@ impl TestDb {
     }
 
     /// URL of this database as the superuser over TCP.
+    ///
+    /// With `PGKEEL_TEST_VIA_PGBOUNCER=1`, the URL leads through one PgBouncer in
+    /// transaction mode in front of the shared cluster, with pgkeel's pooler mode on.
     pub fn url(&self) -> String {
+        if env::var("PGKEEL_TEST_VIA_PGBOUNCER").is_ok_and(|v| v == "1") {
+            let bouncer = shared_bouncer();
+            let url = bouncer.url(self.cluster.superuser(), &self.name);
+            return format!("{url}?pgbouncer=true");
+        }
         self.cluster.url(self.cluster.superuser(), &self.name)
     }
 
@@ -50,6 +58,27 @@ impl TestDb {
     /// A [`TestkitError::Command`] with psql's output when the SQL fails.
     pub fn psql(&self, sql: &str) -> Result<String, TestkitError> {
         self.cluster.psql(&self.name, sql)
+    }
+}
+
+/// The PgBouncer (transaction mode) in front of the shared cluster, started on first use.
+fn shared_bouncer() -> &'static crate::Pgbouncer {
+    static SHARED: std::sync::OnceLock<Result<crate::Pgbouncer, String>> =
+        std::sync::OnceLock::new();
+    let started = SHARED.get_or_init(|| {
+        crate::Pgbouncer::builder()
+            .pool_mode(crate::PoolMode::Transaction)
+            .default_pool_size(4)
+            .max_client_conn(2000)
+            // Every test has a database of its own: server connections to finished
+            // ones must not pile up against the cluster's max_connections.
+            .setting("server_idle_timeout", "1")
+            .start(Cluster::shared())
+            .map_err(|e| e.to_string())
+    });
+    match started {
+        Ok(bouncer) => bouncer,
+        Err(msg) => panic!("pgkeel testkit: could not start the shared PgBouncer: {msg}"),
     }
 }
 

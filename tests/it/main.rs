@@ -33,30 +33,62 @@ mod transactions;
 mod types;
 mod wire_lock;
 
-/// The whole suite once more with a one-statement cache, so a statement Close is queued
-/// at nearly every exchange (run as a child process of this binary).
-#[test]
-fn suite_again_with_a_one_statement_cache() {
-    if std::env::var_os("PGKEEL_TEST_STATEMENT_CACHE").is_some() {
+/// Runs this test binary again as a child process with `env` set, on the tests matching
+/// `filters` (all but these re-runs when empty), and fails with the child's failures.
+fn run_again(what: &str, env: (&str, &str), filters: &[&str]) {
+    if std::env::var_os(env.0).is_some() {
         return; // this is the run again
     }
     let exe = std::env::current_exe().expect("the test binary");
     let out = std::process::Command::new(exe)
-        .env("PGKEEL_TEST_STATEMENT_CACHE", "1")
+        .env(env.0, env.1)
+        .args(filters)
         .args(["--skip", "suite_again"])
         .output()
         .expect("run the suite again");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary = stdout
+    let summary: Vec<_> = stdout
         .lines()
         .filter(|l| l.starts_with("test result"))
-        .collect::<Vec<_>>();
-    println!("with statement_cache_capacity=1: {summary:?}");
+        .collect();
+    println!("{what}: {summary:?}");
     if !out.status.success() {
         let failed: Vec<_> = stdout.lines().filter(|l| l.ends_with("FAILED")).collect();
-        panic!(
-            "the suite failed with statement_cache_capacity=1: {failed:#?}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        panic!("the suite failed {what}: {failed:#?}\n{stderr}");
     }
+}
+
+/// The whole suite once more with a one-statement cache, so a statement Close is queued
+/// at nearly every exchange.
+#[test]
+fn suite_again_with_a_one_statement_cache() {
+    run_again(
+        "with statement_cache_capacity=1",
+        ("PGKEEL_TEST_STATEMENT_CACHE", "1"),
+        &[],
+    );
+}
+
+/// The modules that do not watch server backends by pid or keep session state, once
+/// more through a PgBouncer in transaction mode with pgkeel's pooler mode on. (Behind a
+/// pooler, `backend_pid()` is the pooler's, and sessions are shared between clients.)
+#[test]
+fn suite_again_through_pgbouncer_in_transaction_mode() {
+    if std::env::var("PGKEEL_SKIP_PGBOUNCER").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let modules = [
+        "types::",
+        "errors::",
+        "execute_many::",
+        "cancel_every_poll::",
+        "retryable::",
+        "behind_pooler::",
+    ];
+    run_again(
+        "through PgBouncer",
+        ("PGKEEL_TEST_VIA_PGBOUNCER", "1"),
+        &modules,
+    );
 }
