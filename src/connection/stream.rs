@@ -12,6 +12,11 @@
 //! - **while a batch is in flight**: the in-flight guard breaks the connection and the
 //!   server is sent a CancelRequest, exactly as for any other abandoned exchange.
 //! - **after the last row**: nothing; the exchange already ended at ReadyForQuery.
+//!
+//! A stream can move to another task. The task that uses it last is the one that holds
+//! the connection: from its first `next()` there, that task calling the connection
+//! directly gets [`crate::ErrorKind::Misuse`] at once (it would wait for itself), and the
+//! task the stream came from waits its turn like any other.
 
 use std::collections::VecDeque;
 use std::future::Future;
