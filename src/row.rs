@@ -109,7 +109,7 @@ impl Row {
             )
         })?;
         let column = &self.columns[i];
-        let ty = column.type_();
+        let ty = column.type_().base();
         let decode_error = |e: crate::types::BoxError| {
             let rust = std::any::type_name::<T>();
             let msg = format!(
@@ -120,7 +120,7 @@ impl Row {
         };
         if !T::accepts(ty) {
             return Err(decode_error(Box::new(crate::types::WrongType {
-                ty,
+                ty: ty.clone(),
                 rust_type: std::any::type_name::<T>(),
             })));
         }

@@ -20,7 +20,7 @@ impl Column {
     pub(crate) fn from_field(f: FieldDescription) -> Column {
         Column {
             name: f.name,
-            type_: Type::from_oid(f.type_oid),
+            type_: Type::for_oid(f.type_oid),
             table_oid: (f.table_oid != 0).then_some(f.table_oid),
             column_id: (f.column_id != 0).then_some(f.column_id),
         }
@@ -32,8 +32,8 @@ impl Column {
     }
 
     /// The column's PostgreSQL type.
-    pub fn type_(&self) -> Type {
-        self.type_
+    pub fn type_(&self) -> &Type {
+        &self.type_
     }
 
     /// The OID of the table the column comes from, if it comes from one.

@@ -309,7 +309,7 @@ impl Connection {
     /// ```no_run
     /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
     /// let people = [(1i64, "Ada"), (2, "Grace")];
-    /// let params: Vec<[&dyn pgkeel::ToSql; 2]> = people.iter().map(|(id, name)| [id as _, name as _]).collect();
+    /// let params: Vec<[&(dyn pgkeel::ToSql + Sync); 2]> = people.iter().map(|(id, name)| [id as _, name as _]).collect();
     /// let n = conn
     ///     .execute_many("INSERT INTO people (id, name) VALUES ($1, $2)", params.iter().map(|p| &p[..]))
     ///     .await?;
