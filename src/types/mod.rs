@@ -7,11 +7,13 @@ use std::fmt;
 pub use bytes::BytesMut;
 
 mod builtin;
+mod numeric;
 mod option;
 mod primitives;
 mod text;
 mod ty;
 
+pub use self::numeric::{Numeric, ParseNumericError};
 pub use self::ty::{Field, Kind, Type};
 
 /// A PostgreSQL type OID.
