@@ -7,12 +7,16 @@ use std::fmt;
 pub use bytes::BytesMut;
 
 mod builtin;
+mod datetime;
 mod numeric;
 mod option;
 mod primitives;
 mod text;
 mod ty;
 
+pub use self::datetime::{
+    Date, Interval, PgDate, PgTime, PgTimeTz, PgTimestamp, PgTimestampTz, Timestamp,
+};
 pub use self::numeric::{Numeric, ParseNumericError};
 pub use self::ty::{Field, Kind, Type};
 
