@@ -6,12 +6,69 @@ use std::fmt;
 
 pub use bytes::BytesMut;
 
+/// Implements ToSql and FromSql for an owned Rust type from an encoder and a decoder:
+/// `sql_impl!(Rust, SENT_AS, [ACCEPTED, ...], encode, decode)`. The type check runs first.
+macro_rules! sql_impl {
+    ($rust:ty, $sql:ident, [$($pg:ident),+], $enc:expr, $dec:expr) => {
+        impl $crate::types::ToSql for $rust {
+            fn sql_type() -> $crate::types::Type {
+                $crate::types::Type::$sql
+            }
+
+            fn accepts(ty: &$crate::types::Type) -> bool {
+                $(*ty == $crate::types::Type::$pg)||+
+            }
+
+            fn to_sql(
+                &self,
+                ty: &$crate::types::Type,
+                out: &mut ::bytes::BytesMut,
+            ) -> Result<$crate::types::IsNull, $crate::types::BoxError> {
+                $crate::types::ensure_accepts::<Self>(ty)?;
+                let encode: fn(
+                    &$rust,
+                    &$crate::types::Type,
+                    &mut ::bytes::BytesMut,
+                ) -> Result<(), $crate::types::BoxError> = $enc;
+                encode(self, ty, out)?;
+                Ok($crate::types::IsNull::No)
+            }
+
+            $crate::to_sql_checked!();
+        }
+
+        impl<'a> $crate::types::FromSql<'a> for $rust {
+            fn from_sql(
+                ty: &$crate::types::Type,
+                raw: &'a [u8],
+            ) -> Result<Self, $crate::types::BoxError> {
+                if !<Self as $crate::types::FromSql>::accepts(ty) {
+                    return Err($crate::types::wrong_type::<Self>(ty));
+                }
+                let decode: fn(
+                    &$crate::types::Type,
+                    &[u8],
+                ) -> Result<$rust, $crate::types::BoxError> = $dec;
+                decode(ty, raw)
+            }
+
+            fn accepts(ty: &$crate::types::Type) -> bool {
+                $(*ty == $crate::types::Type::$pg)||+
+            }
+        }
+    };
+}
+
 mod builtin;
+#[cfg(feature = "chrono")]
+mod chrono;
 mod datetime;
 mod numeric;
 mod option;
 mod primitives;
 mod text;
+#[cfg(feature = "time")]
+mod time;
 mod ty;
 
 pub use self::datetime::{
