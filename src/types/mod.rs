@@ -63,6 +63,10 @@ mod builtin;
 #[cfg(feature = "chrono")]
 mod chrono;
 mod datetime;
+mod json;
+mod lsn;
+mod money;
+mod net;
 mod numeric;
 mod option;
 mod primitives;
@@ -70,12 +74,20 @@ mod text;
 #[cfg(feature = "time")]
 mod time;
 mod ty;
+mod uuid;
 
 pub use self::datetime::{
     Date, Interval, PgDate, PgTime, PgTimeTz, PgTimestamp, PgTimestampTz, Timestamp,
 };
+#[cfg(feature = "serde_json")]
+pub use self::json::Json;
+pub use self::json::RawJson;
+pub use self::lsn::PgLsn;
+pub use self::money::Money;
+pub use self::net::{IpNet, MacAddr, MacAddr8};
 pub use self::numeric::{Numeric, ParseNumericError};
 pub use self::ty::{Field, Kind, Type};
+pub use self::uuid::PgUuid;
 
 /// A PostgreSQL type OID.
 pub type Oid = u32;

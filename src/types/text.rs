@@ -9,9 +9,10 @@ fn text_param(ty: &Type) -> bool {
     ty.is_text_like()
 }
 
-/// Whether a Rust string can be decoded from a column of type `ty` (json's binary format is its text).
+/// Whether a Rust string can be decoded from a column of type `ty` (json's binary format
+/// is its text, jsonb's a version byte and its text).
 fn text_column(ty: &Type) -> bool {
-    text_param(ty) || ty == Type::JSON
+    text_param(ty) || super::json::is_json(ty)
 }
 
 /// Fails unless a value of `len` bytes fits the protocol's signed 32-bit length prefix.
@@ -38,6 +39,7 @@ fn get_str<'a, T>(ty: &Type, raw: &'a [u8]) -> Result<&'a str, BoxError> {
     if !text_column(ty) {
         return Err(wrong_type::<T>(ty));
     }
+    let raw = super::json::json_text(ty, raw)?;
     std::str::from_utf8(raw).map_err(|e| invalid(ty, format!("invalid UTF-8: {e}")))
 }
 
@@ -236,13 +238,10 @@ mod tests {
         assert!(
             <String as FromSql>::accepts(&Type::JSON) && <&str as FromSql>::accepts(&Type::JSON)
         );
-        for ty in [
-            &Type::JSONB,
-            &Type::BYTEA,
-            &Type::INT4,
-            &Type::CHAR,
-            &Type::TEXT_ARRAY,
-        ] {
+        assert!(
+            !<String as ToSql>::accepts(&Type::JSONB) && <String as FromSql>::accepts(&Type::JSONB)
+        );
+        for ty in [&Type::BYTEA, &Type::INT4, &Type::CHAR, &Type::TEXT_ARRAY] {
             assert!(!<String as ToSql>::accepts(ty) && !<String as FromSql>::accepts(ty));
         }
         for ty in [&Type::TEXT, &Type::INT4, &Type::UNKNOWN, &Type::BYTEA_ARRAY] {
