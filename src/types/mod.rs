@@ -59,6 +59,8 @@ macro_rules! sql_impl {
     };
 }
 
+mod array;
+mod bits;
 mod builtin;
 #[cfg(feature = "chrono")]
 mod chrono;
@@ -70,12 +72,15 @@ mod net;
 mod numeric;
 mod option;
 mod primitives;
+mod range;
 mod text;
 #[cfg(feature = "time")]
 mod time;
 mod ty;
 mod uuid;
 
+pub use self::array::{Array, Dimension};
+pub use self::bits::BitString;
 pub use self::datetime::{
     Date, Interval, PgDate, PgTime, PgTimeTz, PgTimestamp, PgTimestampTz, Timestamp,
 };
@@ -86,6 +91,7 @@ pub use self::lsn::PgLsn;
 pub use self::money::Money;
 pub use self::net::{IpNet, MacAddr, MacAddr8};
 pub use self::numeric::{Numeric, ParseNumericError};
+pub use self::range::{Multirange, Range};
 pub use self::ty::{Field, Kind, Type};
 pub use self::uuid::PgUuid;
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use super::builtin::{builtin_index, BUILTINS};
+use super::builtin::{array_index_of, builtin_index, range_index_of, BUILTINS};
 use super::Oid;
 
 /// A PostgreSQL type: OID, name, schema and [`Kind`].
@@ -169,6 +169,26 @@ impl Type {
         }
     }
 
+    /// The built-in array type whose elements are this type (`int4` -> `_int4`).
+    pub fn array_type(&self) -> Option<Type> {
+        array_index_of(self.oid()).map(Type::builtin)
+    }
+
+    /// The built-in range type over this type (`int4` -> `int4range`).
+    pub fn range_type(&self) -> Option<Type> {
+        range_index_of(self.oid()).map(Type::builtin)
+    }
+
+    /// The built-in multirange type over this range type (`int4range` -> `int4multirange`).
+    pub fn multirange_type(&self) -> Option<Type> {
+        let oid = self.oid();
+        let index = BUILTINS.iter().position(|b| match &b.kind {
+            Kind::Multirange(r) => r.oid() == oid,
+            _ => false,
+        })?;
+        Some(Type::builtin(index as u16))
+    }
+
     /// Whether values of the type are text that `&str` and `String` bind to and read:
     /// the string category (text, varchar, bpchar, name), unknown, citext, ltree, and enums.
     pub fn is_text_like(&self) -> bool {
@@ -260,6 +280,11 @@ mod tests {
         assert_eq!(Type::ANYELEMENT.kind(), &Kind::Pseudo);
         assert_eq!(Type::UUID.kind(), &Kind::Simple);
         assert_eq!(Type::from_oid(0), None);
+        assert_eq!(Type::INT4.array_type(), Some(Type::INT4_ARRAY));
+        assert_eq!(Type::TEXT.array_type(), Some(Type::TEXT_ARRAY));
+        assert_eq!(Type::INT4_ARRAY.array_type(), None);
+        assert_eq!(Type::NUMERIC.range_type(), Some(Type::NUM_RANGE));
+        assert_eq!(Type::TEXT.range_type(), None);
         assert_eq!(Type::from_oid(12345), None);
     }
 
