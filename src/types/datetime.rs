@@ -418,11 +418,11 @@ impl ToSql for SystemTime {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
         ensure_accepts::<Self>(ty)?;
         let unix = match self.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_micros()).ok(),
-            Err(e) => i64::try_from(e.duration().as_micros()).ok().map(|m| -m),
+            Ok(d) => i128::try_from(d.as_micros()).ok(),
+            Err(e) => i128::try_from(e.duration().as_micros()).ok().map(|m| -m),
         };
         let pg = unix
-            .and_then(|m| m.checked_sub(UNIX_TO_PG_MICROS))
+            .and_then(|m| i64::try_from(m - i128::from(UNIX_TO_PG_MICROS)).ok())
             .filter(|m| *m != i64::MAX && *m != i64::MIN)
             .ok_or_else(|| invalid(ty, format!("{self:?} is out of range")))?;
         out.put_i64(pg);
