@@ -26,6 +26,14 @@ impl Column {
         }
     }
 
+    /// The same column with its type replaced (by the catalogue's resolved type).
+    pub(crate) fn with_type(&self, type_: Type) -> Column {
+        Column {
+            type_,
+            ..self.clone()
+        }
+    }
+
     /// The column's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -106,6 +114,23 @@ impl Statement {
     /// The columns of the rows the statement returns (empty if it returns none).
     pub fn columns(&self) -> &[Column] {
         &self.0.columns
+    }
+
+    /// The statement with every parameter and column type passed through `f` (to put in
+    /// the catalogue's resolved types). Only a statement no one else holds yet is changed.
+    pub(crate) fn map_types(self, f: impl Fn(&Type) -> Type) -> Statement {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.params = inner.params.iter().map(&f).collect();
+                inner.columns = inner
+                    .columns
+                    .iter()
+                    .map(|c| c.with_type(f(c.type_())))
+                    .collect();
+                Statement(Arc::new(inner))
+            }
+            Err(shared) => Statement(shared),
+        }
     }
 
     pub(crate) fn columns_arc(&self) -> &Arc<[Column]> {

@@ -358,10 +358,11 @@ impl Connection {
     /// # Cancel safety
     /// As [`Connection::query`].
     pub async fn prepare_typed(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
-        bounded_call!(self.inner.shared.limits.query, {
+        let stmt = bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("prepare").await?;
             wire.prepare(sql, types).await
-        })
+        })?;
+        crate::types::catalog::resolve_statement(self, stmt).await
     }
 
     /// Streams a statement's rows in bounded batches of [`DEFAULT_BATCH_ROWS`], holding

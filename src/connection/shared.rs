@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     has_dropped_statements: AtomicBool,
     /// The task sending the cancel and closing the socket of a broken connection.
     pub(super) drain: StdMutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Types of this database looked up by OID (enums, composites, domains, extensions).
+    pub(crate) types: StdMutex<crate::types::catalog::TypeCatalog>,
 }
 
 impl Shared {
@@ -65,6 +67,7 @@ impl Shared {
             dropped_statements: StdMutex::new(Vec::new()),
             has_dropped_statements: AtomicBool::new(false),
             drain: StdMutex::new(None),
+            types: StdMutex::default(),
         }
     }
 

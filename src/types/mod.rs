@@ -62,6 +62,7 @@ macro_rules! sql_impl {
 mod array;
 mod bits;
 mod builtin;
+pub mod catalog;
 #[cfg(feature = "chrono")]
 mod chrono;
 mod datetime;
@@ -73,6 +74,7 @@ mod numeric;
 mod option;
 mod primitives;
 mod range;
+mod record;
 mod text;
 #[cfg(feature = "time")]
 mod time;
@@ -92,6 +94,7 @@ pub use self::money::Money;
 pub use self::net::{IpNet, MacAddr, MacAddr8};
 pub use self::numeric::{Numeric, ParseNumericError};
 pub use self::range::{Multirange, Range};
+pub use self::record::Record;
 pub use self::ty::{Field, Kind, Type};
 pub use self::uuid::PgUuid;
 
