@@ -53,9 +53,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Types
+//!
+//! Every common PostgreSQL type binds and decodes in binary, losslessly, with `Option<T>`
+//! for NULL: see [`types`] and `docs/TYPES.md` for the full table. Enums, composites,
+//! domains and extension types are looked up once per connection.
+//!
 //! # Features
 //!
 //! - `testkit`: `pgkeel::testkit`, a throwaway PostgreSQL cluster for tests.
+//! - `chrono`, `time`: their date and time types.
+//! - `uuid`: `uuid::Uuid`.
+//! - `serde_json`: `serde_json::Value` and `types::Json<T>` for json/jsonb.
+//! - `rust_decimal`: `rust_decimal::Decimal` for numeric.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -163,3 +163,55 @@ async fn one_lookup_resolves_a_batch_and_unknown_oids_stay_placeholders() {
         .get(0);
     assert_eq!(n, 1);
 }
+
+/// An impl as written for tokio-postgres: no `sql_type`, so the server infers the type.
+#[derive(Debug)]
+struct Mood(String);
+
+impl ToSql for Mood {
+    fn to_sql(
+        &self,
+        _ty: &pgkeel::Type,
+        out: &mut pgkeel::types::BytesMut,
+    ) -> Result<pgkeel::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(pgkeel::types::IsNull::No)
+    }
+
+    fn accepts(ty: &pgkeel::Type) -> bool {
+        ty.name() == "mood"
+    }
+
+    pgkeel::to_sql_checked!();
+}
+
+impl<'a> pgkeel::types::FromSql<'a> for Mood {
+    fn from_sql(
+        _ty: &pgkeel::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Mood(std::str::from_utf8(raw)?.to_owned()))
+    }
+
+    fn accepts(ty: &pgkeel::Type) -> bool {
+        ty.name() == "mood"
+    }
+}
+
+#[tokio::test]
+async fn an_impl_ported_from_tokio_postgres_binds_through_a_prepared_statement() {
+    let (_db, conn) = common::db().await;
+    conn.batch_execute(SCHEMA).await.unwrap();
+    let stmt = conn
+        .prepare("SELECT $1::mood AS m, $1::mood::text AS t")
+        .await
+        .unwrap();
+    let sad = Mood("sad".into());
+    let params: Vec<&(dyn ToSql + Sync)> = vec![&sad];
+    let row = conn.query_one(&stmt, &params).await.unwrap();
+    assert_eq!(row.get::<_, Mood>("m").0, "sad");
+    assert_eq!(row.get::<_, String>("t"), "sad");
+    let wrong = conn.prepare("SELECT $1::int4").await.unwrap();
+    let err = conn.query_one(&wrong, &params).await.unwrap_err();
+    assert!(err.to_string().contains("int4"), "{err}");
+}

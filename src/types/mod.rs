@@ -1,4 +1,8 @@
-//! Binary-format conversions between Rust values and PostgreSQL types.
+//! Binary-format conversions between Rust values and PostgreSQL types: [`Type`] (OID,
+//! name, schema, [`Kind`]), the [`ToSql`]/[`FromSql`] traits with tokio-postgres's
+//! signatures, and the value types for what std has no type for ([`Numeric`],
+//! [`Interval`], [`Array`], [`Range`], ...). The table of which Rust type goes with which
+//! PostgreSQL type is in `docs/TYPES.md`.
 #![forbid(unsafe_code)]
 
 use std::error::Error;
