@@ -66,6 +66,7 @@
 //! - `uuid`: `uuid::Uuid`.
 //! - `serde_json`: `serde_json::Value` and `types::Json<T>` for json/jsonb.
 //! - `rust_decimal`: `rust_decimal::Decimal` for numeric.
+//! - `derive`: `#[derive(FromRow)]` for structs (by column name, `#[pgkeel(rename = "..")]`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -91,8 +92,14 @@ pub use connection::{Connection, IntoConfig, Params, RowStream, ToStatement, DEF
 pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};
 pub use pool::{Pool, PoolTransaction, PooledConnection};
 pub use protocol::TransactionStatus;
-pub use row::{Row, RowIndex, SimpleColumn, SimpleQueryMessage, SimpleQueryRow, SimpleRowIndex};
+pub use row::{
+    FromRow, Row, RowIndex, SimpleColumn, SimpleQueryMessage, SimpleQueryRow, SimpleRowIndex,
+};
 pub use statement::{Column, Statement};
 pub use transaction::{IsolationLevel, Savepoint, Transaction, TransactionBuilder};
 pub use transport::PeerAddr;
 pub use types::{FromSql, ToSql, Type};
+
+/// `#[derive(FromRow)]`: a struct built from a row by column name (feature `derive`).
+#[cfg(feature = "derive")]
+pub use pgkeel_derive::FromRow;
