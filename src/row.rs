@@ -59,6 +59,14 @@ impl Row {
         Row { columns, data }
     }
 
+    /// The same values under `columns` (the catalogue's resolved types).
+    pub(crate) fn with_columns(self, columns: Arc<[Column]>) -> Row {
+        Row {
+            columns,
+            data: self.data,
+        }
+    }
+
     /// The row's columns.
     pub fn columns(&self) -> &[Column] {
         &self.columns

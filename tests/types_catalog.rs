@@ -215,3 +215,34 @@ async fn an_impl_ported_from_tokio_postgres_binds_through_a_prepared_statement()
     let err = conn.query_one(&wrong, &params).await.unwrap_err();
     assert!(err.to_string().contains("int4"), "{err}");
 }
+
+#[tokio::test]
+async fn a_query_by_sql_text_reads_enum_citext_and_composite_columns() {
+    let (_db, conn) = common::db().await;
+    conn.batch_execute(SCHEMA).await.unwrap();
+    conn.execute(
+        "INSERT INTO people VALUES (1, 'Ann@X.org', 'happy'), (2, NULL, 'sad')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let rows = conn
+        .query(
+            "SELECT mail, feeling, ROW(feeling, id, 'x', '{}')::pair AS p FROM people ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[0].get::<_, Option<String>>("mail").as_deref(),
+        Some("Ann@X.org")
+    );
+    assert_eq!(rows[1].get::<_, Option<String>>("mail"), None);
+    assert_eq!(rows[1].get::<_, String>("feeling"), "sad");
+    assert_eq!(rows[0].columns()[1].type_().name(), "mood");
+    let p: Record = rows[0].get("p");
+    assert_eq!(p.get::<String>(0).unwrap(), "happy");
+    // The second time the types come from the connection's cache.
+    let again = conn.query_one("SELECT 'ok'::mood", &[]).await.unwrap();
+    assert_eq!(again.get::<_, String>(0), "ok");
+}

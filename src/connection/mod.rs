@@ -239,12 +239,13 @@ impl Connection {
         statement: &T,
         params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
-        bounded_call!(self.inner.shared.limits.query, {
+        let rows = bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("query").await?;
             let mut rows = Vec::new();
             run_on(&mut wire, statement, params, &mut rows).await?;
             Ok(rows)
-        })
+        })?;
+        crate::types::catalog::resolve_rows(self, rows).await
     }
 
     /// Runs a statement that must return exactly one row.

@@ -11,15 +11,17 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Field, Kind, Oid, Type};
-use crate::error::Error;
-use crate::row::Row;
-use crate::statement::Statement;
+use crate::error::{Error, ErrorKind};
+use crate::row::{Row, SimpleQueryMessage, SimpleQueryRow};
+use crate::statement::{Column, Statement};
 use crate::Connection;
 
-/// The closure of type rows needed to describe the OIDs in `$1` (an `oid[]`).
+/// The closure of type rows needed to describe the OIDs in `$1` (an `oid[]` literal).
 ///
-/// Works on PostgreSQL 10 and later: the multirange column of `pg_range` (14+) is read
-/// through `to_jsonb` so older servers simply have none.
+/// It runs as a simple query, so it needs no types of its own (and cannot recurse into
+/// the lookup); names and labels come back hex-encoded, lists comma-separated. Works on
+/// PostgreSQL 10 and later: the multirange column of `pg_range` (14+) is read through
+/// `to_jsonb` so older servers simply have none.
 pub const LOOKUP_SQL: &str = "\
 WITH RECURSIVE wanted(oid) AS (
     SELECT unnest($1::oid[])
@@ -37,21 +39,29 @@ WITH RECURSIVE wanted(oid) AS (
             WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
     ) dep(oid)
 )
-SELECT t.oid, t.typname::text, n.nspname::text, t.typtype::text,
+SELECT t.oid, encode(convert_to(t.typname::text, 'UTF8'), 'hex'),
+    encode(convert_to(n.nspname::text, 'UTF8'), 'hex'), t.typtype,
     CASE WHEN t.typelem <> 0 AND t.typlen = -1 THEN t.typelem ELSE 0::oid END,
     t.typbasetype,
     coalesce((SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid), 0::oid),
     coalesce((SELECT r.rngtypid FROM pg_catalog.pg_range r
         WHERE (to_jsonb(r) ->> 'rngmultitypid')::oid = t.oid), 0::oid),
-    coalesce((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
-        FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), '{}'),
-    coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
-        WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
-    coalesce((SELECT array_agg(a.atttypid ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
-        WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '{}')
+    coalesce((SELECT string_agg(encode(convert_to(e.enumlabel::text, 'UTF8'), 'hex'), ','
+        ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), ''),
+    coalesce((SELECT string_agg(encode(convert_to(a.attname::text, 'UTF8'), 'hex'), ','
+        ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+        WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), ''),
+    coalesce((SELECT string_agg(a.atttypid::text, ',' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+        WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '')
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 WHERE t.oid IN (SELECT oid FROM wanted)";
+
+/// [`LOOKUP_SQL`] for these OIDs (numbers only, so the literal needs no escaping).
+pub fn lookup_sql(oids: &[Oid]) -> String {
+    let list: Vec<String> = oids.iter().map(Oid::to_string).collect();
+    LOOKUP_SQL.replace("$1", &format!("'{{{}}}'", list.join(",")))
+}
 
 /// One row of [`LOOKUP_SQL`]: a `pg_type` entry and what its kind needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,26 +91,58 @@ pub struct TypeRow {
 }
 
 impl TypeRow {
-    /// Reads one row of [`LOOKUP_SQL`].
+    /// Reads one row of [`LOOKUP_SQL`] (as text, from a simple query).
     ///
     /// # Errors
     /// A decode error if the row does not have the lookup's shape.
-    pub fn from_row(row: &Row) -> Result<TypeRow, Error> {
-        let typtype: String = row.try_get(3)?;
+    pub fn from_text(row: &SimpleQueryRow) -> Result<TypeRow, Error> {
+        let col = |i: usize| row.try_get(i).map(Option::unwrap_or_default);
+        let oid = |i: usize| -> Result<Oid, Error> { col(i)?.parse().map_err(|_| shape(i)) };
+        let hex_list = |i: usize| -> Result<Vec<String>, Error> {
+            split(col(i)?)
+                .map(|h| unhex(h).ok_or_else(|| shape(i)))
+                .collect()
+        };
+        let one = |i: usize| -> Result<String, Error> { unhex(col(i)?).ok_or_else(|| shape(i)) };
         Ok(TypeRow {
-            oid: row.try_get(0)?,
-            name: row.try_get(1)?,
-            schema: row.try_get(2)?,
-            typtype: typtype.bytes().next().unwrap_or(b'b'),
-            element: row.try_get(4)?,
-            base: row.try_get(5)?,
-            range_subtype: row.try_get(6)?,
-            multirange_of: row.try_get(7)?,
-            enum_labels: row.try_get(8)?,
-            field_names: row.try_get(9)?,
-            field_types: row.try_get(10)?,
+            oid: oid(0)?,
+            name: one(1)?,
+            schema: one(2)?,
+            typtype: col(3)?.bytes().next().unwrap_or(b'b'),
+            element: oid(4)?,
+            base: oid(5)?,
+            range_subtype: oid(6)?,
+            multirange_of: oid(7)?,
+            enum_labels: hex_list(8)?,
+            field_names: hex_list(9)?,
+            field_types: split(col(10)?)
+                .map(|o| o.parse().map_err(|_| shape(10)))
+                .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// The comma-separated items of a lookup column (none for an empty string).
+fn split(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').filter(|p| !p.is_empty())
+}
+
+/// Decodes the hex of a UTF-8 string.
+fn unhex(hex: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// The error of a lookup row that does not have the expected shape.
+fn shape(column: usize) -> Error {
+    Error::new(
+        ErrorKind::Decode,
+        format!("unexpected value in column {column} of the type lookup"),
+    )
 }
 
 /// Turns lookup rows into types, resolving each dependency from `known`, the built-ins
@@ -228,10 +270,13 @@ impl Connection {
                 .collect()
         };
         if !missing.is_empty() {
-            let rows = self.query(LOOKUP_SQL, &[&missing]).await?;
-            let rows = rows
+            let messages = self.simple_query(&lookup_sql(&missing)).await?;
+            let rows = messages
                 .iter()
-                .map(TypeRow::from_row)
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => Some(TypeRow::from_text(r)),
+                    _ => None,
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             self.catalog().insert_rows(&rows);
         }
@@ -273,9 +318,57 @@ pub(crate) async fn resolve_statement(
     Ok(stmt.map_types(|t| catalog.resolved(t).unwrap_or_else(|| t.clone())))
 }
 
+/// Puts the catalogue's types into the columns of rows whose column types are not all
+/// resolved, looking up the missing ones in one query (rows of built-in types are
+/// returned as they are, with no work).
+pub(crate) async fn resolve_rows(conn: &Connection, rows: Vec<Row>) -> Result<Vec<Row>, Error> {
+    let Some(first) = rows.first() else {
+        return Ok(rows);
+    };
+    let unresolved: Vec<Oid> = first
+        .columns()
+        .iter()
+        .map(Column::type_)
+        .filter(|t| !t.is_resolved())
+        .map(Type::oid)
+        .collect();
+    if unresolved.is_empty() {
+        return Ok(rows);
+    }
+    conn.resolve_types(&unresolved).await?;
+    let columns: std::sync::Arc<[Column]> = {
+        let catalog = conn.catalog();
+        let resolve = |c: &Column| {
+            catalog
+                .resolved(c.type_())
+                .unwrap_or_else(|| c.type_().clone())
+        };
+        first
+            .columns()
+            .iter()
+            .map(|c| c.with_type(resolve(c)))
+            .collect()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| r.with_columns(columns.clone()))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_text_helpers() {
+        assert_eq!(unhex("c3a92075").as_deref(), Some("é u"));
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("ff"), None, "not UTF-8");
+        assert_eq!(split("").count(), 0);
+        assert_eq!(split("1,2").collect::<Vec<_>>(), ["1", "2"]);
+        let sql = lookup_sql(&[1, 22]);
+        assert!(sql.contains("unnest('{1,22}'::oid[])") && !sql.contains("$1"));
+    }
 
     fn row(oid: Oid, name: &str, typtype: u8) -> TypeRow {
         TypeRow {
