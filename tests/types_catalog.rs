@@ -246,3 +246,20 @@ async fn a_query_by_sql_text_reads_enum_citext_and_composite_columns() {
     let again = conn.query_one("SELECT 'ok'::mood", &[]).await.unwrap();
     assert_eq!(again.get::<_, String>(0), "ok");
 }
+
+#[tokio::test]
+async fn rows_read_inside_a_transaction_resolve_their_types_on_the_held_wire() {
+    let (_db, conn) = common::db().await;
+    conn.batch_execute(SCHEMA).await.unwrap();
+    let mut tx = conn.transaction().await.unwrap();
+    let rows = tx
+        .query(
+            "SELECT 'Ann@X.org'::email::citext AS m, 'ok'::mood AS f",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>("m"), "Ann@X.org");
+    assert_eq!(rows[0].get::<_, String>("f"), "ok");
+    tx.commit().await.unwrap();
+}

@@ -239,13 +239,12 @@ impl Connection {
         statement: &T,
         params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
-        let rows = bounded_call!(self.inner.shared.limits.query, {
+        bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("query").await?;
             let mut rows = Vec::new();
             run_on(&mut wire, statement, params, &mut rows).await?;
-            Ok(rows)
-        })?;
-        crate::types::catalog::resolve_rows(self, rows).await
+            crate::types::catalog::resolve_rows(&mut wire, rows).await
+        })
     }
 
     /// Runs a statement that must return exactly one row.
@@ -359,11 +358,11 @@ impl Connection {
     /// # Cancel safety
     /// As [`Connection::query`].
     pub async fn prepare_typed(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
-        let stmt = bounded_call!(self.inner.shared.limits.query, {
+        bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("prepare").await?;
-            wire.prepare(sql, types).await
-        })?;
-        crate::types::catalog::resolve_statement(self, stmt).await
+            let stmt = wire.prepare(sql, types).await?;
+            crate::types::catalog::resolve_statement(&mut wire, stmt).await
+        })
     }
 
     /// Streams a statement's rows in bounded batches of [`DEFAULT_BATCH_ROWS`], holding

@@ -9,8 +9,11 @@
 //! for the life of the connection.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::MutexGuard;
 
 use super::{Field, Kind, Oid, Type};
+use crate::connection::bounded_call;
+use crate::connection::wire::{Shared, Wire};
 use crate::error::{Error, ErrorKind};
 use crate::row::{Row, SimpleQueryMessage, SimpleQueryRow};
 use crate::statement::{Column, Statement};
@@ -242,10 +245,10 @@ impl Connection {
     /// database (`pg_type`, `pg_enum`, `pg_attribute`, `pg_range`) and cached.
     ///
     /// # Errors
-    /// As [`Connection::query`].
+    /// As [`Connection::simple_query`].
     ///
     /// # Cancel safety
-    /// As [`Connection::query`]: the lookup is one ordinary query.
+    /// As [`Connection::query`]: the lookup is one ordinary exchange.
     pub async fn resolve_type(&self, oid: Oid) -> Result<Type, Error> {
         let types = self.resolve_types(&[oid]).await?;
         Ok(types
@@ -257,50 +260,67 @@ impl Connection {
     /// The types with these OIDs, looking up in one query those not yet known.
     ///
     /// # Errors
-    /// As [`Connection::query`].
+    /// As [`Connection::simple_query`].
     ///
     /// # Cancel safety
     /// As [`Connection::query`].
     pub async fn resolve_types(&self, oids: &[Oid]) -> Result<Vec<Type>, Error> {
-        let missing: Vec<Oid> = {
-            let catalog = self.catalog();
-            oids.iter()
-                .copied()
-                .filter(|o| catalog.get(*o).is_none())
-                .collect()
-        };
-        if !missing.is_empty() {
-            let messages = self.simple_query(&lookup_sql(&missing)).await?;
-            let rows = messages
-                .iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::Row(r) => Some(TypeRow::from_text(r)),
-                    _ => None,
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            self.catalog().insert_rows(&rows);
+        let shared = self.inner.shared.clone();
+        if oids.iter().any(|o| catalog(&shared).get(*o).is_none()) {
+            bounded_call!(shared.limits.query, {
+                let mut wire = self.lock("resolve_types").await?;
+                look_up(&mut wire, oids).await
+            })?;
         }
-        let catalog = self.catalog();
+        let catalog = catalog(&shared);
         Ok(oids
             .iter()
             .map(|o| catalog.get(*o).unwrap_or_else(|| Type::for_oid(*o)))
             .collect())
     }
+}
 
-    fn catalog(&self) -> std::sync::MutexGuard<'_, TypeCatalog> {
-        // A panic while holding this lock leaves a cache that is still consistent.
-        self.inner
-            .shared
-            .types
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+/// The catalogue of a connection.
+fn catalog(shared: &Shared) -> MutexGuard<'_, TypeCatalog> {
+    // A panic while holding this lock leaves a cache that is still consistent.
+    shared.types.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Looks up, on a wire the caller has locked, the OIDs the catalogue does not know yet.
+///
+/// The lookup is a simple query on the same wire, run after the caller's exchange has
+/// reached ReadyForQuery; in an aborted transaction block it fails like any query.
+pub(crate) async fn look_up(wire: &mut Wire, oids: &[Oid]) -> Result<(), Error> {
+    let missing: Vec<Oid> = {
+        let catalog = catalog(&wire.shared);
+        let mut m: Vec<Oid> = oids
+            .iter()
+            .copied()
+            .filter(|o| catalog.get(*o).is_none())
+            .collect();
+        m.sort_unstable();
+        m.dedup();
+        m
+    };
+    if missing.is_empty() {
+        return Ok(());
     }
+    let messages = wire.simple_query(&lookup_sql(&missing)).await?;
+    let rows = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(TypeRow::from_text(r)),
+            _ => None,
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    catalog(&wire.shared).insert_rows(&rows);
+    Ok(())
 }
 
 /// Replaces the unresolved parameter and column types of a freshly prepared statement
-/// with their catalogue types, looking up the missing ones in one query.
+/// with their catalogue types, looking up the missing ones on the same locked wire.
 pub(crate) async fn resolve_statement(
-    conn: &Connection,
+    wire: &mut Wire,
     stmt: Statement,
 ) -> Result<Statement, Error> {
     let unresolved: Vec<Oid> = stmt
@@ -313,15 +333,15 @@ pub(crate) async fn resolve_statement(
     if unresolved.is_empty() {
         return Ok(stmt);
     }
-    conn.resolve_types(&unresolved).await?;
-    let catalog = conn.catalog();
+    look_up(wire, &unresolved).await?;
+    let catalog = catalog(&wire.shared);
     Ok(stmt.map_types(|t| catalog.resolved(t).unwrap_or_else(|| t.clone())))
 }
 
 /// Puts the catalogue's types into the columns of rows whose column types are not all
-/// resolved, looking up the missing ones in one query (rows of built-in types are
-/// returned as they are, with no work).
-pub(crate) async fn resolve_rows(conn: &Connection, rows: Vec<Row>) -> Result<Vec<Row>, Error> {
+/// resolved, looking up the missing ones on the same locked wire (rows of built-in
+/// types are returned as they are, with no work).
+pub(crate) async fn resolve_rows(wire: &mut Wire, rows: Vec<Row>) -> Result<Vec<Row>, Error> {
     let Some(first) = rows.first() else {
         return Ok(rows);
     };
@@ -335,9 +355,9 @@ pub(crate) async fn resolve_rows(conn: &Connection, rows: Vec<Row>) -> Result<Ve
     if unresolved.is_empty() {
         return Ok(rows);
     }
-    conn.resolve_types(&unresolved).await?;
+    look_up(wire, &unresolved).await?;
     let columns: std::sync::Arc<[Column]> = {
-        let catalog = conn.catalog();
+        let catalog = catalog(&wire.shared);
         let resolve = |c: &Column| {
             catalog
                 .resolved(c.type_())
