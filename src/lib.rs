@@ -57,6 +57,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Types
+//!
+//! Every common PostgreSQL type binds and decodes in binary, losslessly, with `Option<T>`
+//! for NULL: see [`types`] and `docs/TYPES.md` for the full table. Enums, composites,
+//! domains and extension types are looked up once per connection.
+//!
+//! # Features
+//!
+//! - `chrono`, `time`: their date and time types.
+//! - `uuid`: `uuid::Uuid`.
+//! - `serde_json`: `serde_json::Value` and `types::Json<T>` for json/jsonb.
+//! - `rust_decimal`: `rust_decimal::Decimal` for numeric.
+//! - `derive`: `#[derive(FromRow)]` for structs (by column name, `#[pgkeel(rename = "..")]`).
+//!
 //! # Testing
 //!
 //! The `pgkeel-testkit` crate (in `testkit/`) starts a throwaway PostgreSQL cluster for
@@ -87,8 +101,14 @@ pub use connection::{Connection, IntoConfig, Params, RowStream, ToStatement, DEF
 pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};
 pub use pool::{Pool, PoolTransaction, PooledConnection};
 pub use protocol::TransactionStatus;
-pub use row::{Row, RowIndex, SimpleColumn, SimpleQueryMessage, SimpleQueryRow, SimpleRowIndex};
+pub use row::{
+    FromRow, Row, RowIndex, SimpleColumn, SimpleQueryMessage, SimpleQueryRow, SimpleRowIndex,
+};
 pub use statement::{Column, Statement};
 pub use transaction::{IsolationLevel, Savepoint, Transaction, TransactionBuilder};
 pub use transport::PeerAddr;
 pub use types::{FromSql, ToSql, Type};
+
+/// `#[derive(FromRow)]`: a struct built from a row by column name (feature `derive`).
+#[cfg(feature = "derive")]
+pub use pgkeel_derive::FromRow;

@@ -59,6 +59,14 @@ impl Row {
         Row { columns, data }
     }
 
+    /// The same values under `columns` (the catalogue's resolved types).
+    pub(crate) fn with_columns(self, columns: Arc<[Column]>) -> Row {
+        Row {
+            columns,
+            data: self.data,
+        }
+    }
+
     /// The row's columns.
     pub fn columns(&self) -> &[Column] {
         &self.columns
@@ -109,7 +117,7 @@ impl Row {
             )
         })?;
         let column = &self.columns[i];
-        let ty = column.type_();
+        let ty = column.type_().base();
         let decode_error = |e: crate::types::BoxError| {
             let rust = std::any::type_name::<T>();
             let msg = format!(
@@ -120,7 +128,7 @@ impl Row {
         };
         if !T::accepts(ty) {
             return Err(decode_error(Box::new(crate::types::WrongType {
-                ty,
+                ty: ty.clone(),
                 rust_type: std::any::type_name::<T>(),
             })));
         }
@@ -141,6 +149,63 @@ impl fmt::Debug for Row {
         }
         d.finish()
     }
+}
+
+/// A Rust value built from a whole row: tuples (by position, up to 16 columns) here,
+/// structs by column name with `#[derive(FromRow)]` (feature `derive`).
+pub trait FromRow: Sized {
+    /// Builds the value from `row`.
+    ///
+    /// # Errors
+    /// As [`Row::try_get`] for each column; a tuple whose length is not the row's is
+    /// [`ErrorKind::Decode`].
+    fn from_row(row: &Row) -> Result<Self, Error>;
+}
+
+impl Row {
+    /// The row as a `T`: a tuple by position, or a struct that derives [`FromRow`].
+    ///
+    /// # Errors
+    /// As [`FromRow::from_row`].
+    pub fn to<T: FromRow>(&self) -> Result<T, Error> {
+        T::from_row(self)
+    }
+}
+
+/// Implements FromRow for a tuple of FromSqlOwned types, one per column.
+macro_rules! tuple_from_row {
+    ($($len:literal => ($($t:ident $i:tt),+);)*) => {$(
+        impl<$($t: crate::types::FromSqlOwned),+> FromRow for ($($t,)+) {
+            fn from_row(row: &Row) -> Result<Self, Error> {
+                if row.len() != $len {
+                    return Err(Error::new(
+                        ErrorKind::Decode,
+                        format!("a row of {} columns into a tuple of {}", row.len(), $len),
+                    ));
+                }
+                Ok(($(row.try_get::<usize, $t>($i)?,)+))
+            }
+        }
+    )*};
+}
+
+tuple_from_row! {
+    1 => (A 0);
+    2 => (A 0, B 1);
+    3 => (A 0, B 1, C 2);
+    4 => (A 0, B 1, C 2, D 3);
+    5 => (A 0, B 1, C 2, D 3, E 4);
+    6 => (A 0, B 1, C 2, D 3, E 4, F 5);
+    7 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+    8 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+    9 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+    10 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+    11 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+    12 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+    13 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
+    14 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
+    15 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
+    16 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);
 }
 
 /// A column of a simple-protocol row.

@@ -20,9 +20,17 @@ impl Column {
     pub(crate) fn from_field(f: FieldDescription) -> Column {
         Column {
             name: f.name,
-            type_: Type::from_oid(f.type_oid),
+            type_: Type::for_oid(f.type_oid),
             table_oid: (f.table_oid != 0).then_some(f.table_oid),
             column_id: (f.column_id != 0).then_some(f.column_id),
+        }
+    }
+
+    /// The same column with its type replaced (by the catalogue's resolved type).
+    pub(crate) fn with_type(&self, type_: Type) -> Column {
+        Column {
+            type_,
+            ..self.clone()
         }
     }
 
@@ -32,8 +40,8 @@ impl Column {
     }
 
     /// The column's PostgreSQL type.
-    pub fn type_(&self) -> Type {
-        self.type_
+    pub fn type_(&self) -> &Type {
+        &self.type_
     }
 
     /// The OID of the table the column comes from, if it comes from one.
@@ -133,6 +141,23 @@ impl Statement {
     /// The columns of the rows the statement returns (empty if it returns none).
     pub fn columns(&self) -> &[Column] {
         &self.0.columns
+    }
+
+    /// The statement with every parameter and column type passed through `f` (to put in
+    /// the catalogue's resolved types). Only a statement no one else holds yet is changed.
+    pub(crate) fn map_types(self, f: impl Fn(&Type) -> Type) -> Statement {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.params = inner.params.iter().map(&f).collect();
+                inner.columns = inner
+                    .columns
+                    .iter()
+                    .map(|c| c.with_type(f(c.type_())))
+                    .collect();
+                Statement(Arc::new(inner))
+            }
+            Err(shared) => Statement(shared),
+        }
     }
 
     pub(crate) fn columns_arc(&self) -> &Arc<[Column]> {

@@ -166,8 +166,9 @@ macro_rules! statement_methods {
             let limit = self.core()?.wire.shared.limits.query;
             bounded_call!(limit, {
                 let mut rows = Vec::new();
-                run_on(self.core()?.ready().await?, statement, params, &mut rows).await?;
-                Ok(rows)
+                let wire = self.core()?.ready().await?;
+                run_on(wire, statement, params, &mut rows).await?;
+                crate::types::catalog::resolve_rows(wire, rows).await
             })
         }
 

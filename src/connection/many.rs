@@ -250,7 +250,7 @@ fn plan_target(plan: &Plan<'_>) -> (String, Vec<Type>) {
         Plan::Prepared(stmt) => (stmt.name().to_owned(), stmt.params().to_vec()),
         Plan::Parse { types, name, .. } => (
             name.clone(),
-            types.iter().map(|&o| Type::from_oid(o)).collect(),
+            types.iter().map(|&o| Type::for_oid(o)).collect(),
         ),
     }
 }

@@ -272,7 +272,7 @@ impl Connection {
             let mut wire = self.lock("query").await?;
             let mut rows = Vec::new();
             run_on(&mut wire, statement, params, &mut rows).await?;
-            Ok(rows)
+            crate::types::catalog::resolve_rows(&mut wire, rows).await
         })
     }
 
@@ -338,7 +338,7 @@ impl Connection {
     /// ```no_run
     /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
     /// let people = [(1i64, "Ada"), (2, "Grace")];
-    /// let params: Vec<[&dyn pgkeel::ToSql; 2]> = people.iter().map(|(id, name)| [id as _, name as _]).collect();
+    /// let params: Vec<[&(dyn pgkeel::ToSql + Sync); 2]> = people.iter().map(|(id, name)| [id as _, name as _]).collect();
     /// let n = conn
     ///     .execute_many("INSERT INTO people (id, name) VALUES ($1, $2)", params.iter().map(|p| &p[..]))
     ///     .await?;
@@ -389,7 +389,8 @@ impl Connection {
     pub async fn prepare_typed(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
         bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("prepare").await?;
-            wire.prepare(sql, types).await
+            let stmt = wire.prepare(sql, types).await?;
+            crate::types::catalog::resolve_statement(&mut wire, stmt).await
         })
     }
 

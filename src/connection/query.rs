@@ -20,7 +20,7 @@ use crate::statement::{Column, Statement};
 use crate::types::{IsNull, Oid, ToSql, Type};
 
 /// Query parameters: any mix of Rust values that implement [`ToSql`].
-pub type Params<'a> = &'a [&'a dyn ToSql];
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// Where the rows of an exchange go.
 pub(crate) trait RowSink {
@@ -350,7 +350,7 @@ impl Wire {
             .param_types
             .unwrap_or_default()
             .into_iter()
-            .map(Type::from_oid)
+            .map(Type::for_oid)
             .collect();
         let columns = answer.columns.unwrap_or_else(|| Arc::from(Vec::new()));
         if name.is_empty() {
@@ -366,7 +366,7 @@ impl Wire {
         match plan {
             Plan::Parse { sql, types, name } if answer.parsed && !name.is_empty() => {
                 let params = answer.param_types.clone().unwrap_or_default();
-                let params = params.into_iter().map(Type::from_oid).collect();
+                let params = params.into_iter().map(Type::for_oid).collect();
                 let columns = answer
                     .columns
                     .clone()
@@ -475,7 +475,7 @@ pub(super) fn check_types(types: &[Type], params: Params<'_>) -> Result<(), Erro
         .iter()
         .zip(types)
         .enumerate()
-        .find(|(_, (p, &ty))| !p.dyn_accepts(ty));
+        .find(|(_, (p, ty))| !p.dyn_accepts(ty));
     match mismatch {
         None => Ok(()),
         Some((i, (p, ty))) => Err(Error::new(
@@ -546,9 +546,9 @@ pub(super) fn encode_param(
     buf: &mut BytesMut,
 ) -> Result<bool, Error> {
     let ty = types
-        .and_then(|t| t.get(i).copied())
+        .and_then(|t| t.get(i).cloned())
         .unwrap_or_else(|| p.dyn_sql_type());
-    match p.to_sql(ty, buf) {
+    match p.to_sql_checked(&ty, buf) {
         Ok(IsNull::Yes) => Ok(true),
         Ok(IsNull::No) => Ok(false),
         Err(e) => {

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     has_dropped_statements: AtomicBool,
     /// The task sending the cancel and closing the socket of a broken connection.
     pub(super) drain: StdMutex<Option<tokio::task::JoinHandle<bool>>>,
+    /// Types of this database looked up by OID (enums, composites, domains, extensions).
+    pub(crate) types: StdMutex<crate::types::catalog::TypeCatalog>,
 }
 
 impl Shared {
@@ -80,6 +82,7 @@ impl Shared {
             dropped_statements: StdMutex::new(Vec::new()),
             has_dropped_statements: AtomicBool::new(false),
             drain: StdMutex::new(None),
+            types: StdMutex::default(),
         }
     }
 

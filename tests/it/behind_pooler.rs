@@ -139,9 +139,9 @@ async fn pooler_mode_is_safe_for_queries_prepared_statements_transactions_and_ba
             assert_eq!(row.get::<_, i64>(0), 100);
             tx.commit().await.unwrap();
             let ids: Vec<i64> = (1000 + t * 100..1000 + t * 100 + 100).collect();
-            let params: Vec<[&dyn pgkeel::ToSql; 2]> =
+            let params: Vec<[&(dyn pgkeel::ToSql + Sync); 2]> =
                 ids.iter().map(|id| [id as _, id as _]).collect();
-            let sets: Vec<&[&dyn pgkeel::ToSql]> = params.iter().map(|p| &p[..]).collect();
+            let sets: Vec<&[&(dyn pgkeel::ToSql + Sync)]> = params.iter().map(|p| &p[..]).collect();
             let sql = "INSERT INTO acct VALUES ($1, $2)";
             let n = conn.execute_many(sql, sets).await.unwrap();
             assert_eq!(n, 100);

@@ -362,7 +362,10 @@ async fn sql_text_with_a_nul_byte_is_a_client_side_error_that_is_not_connection_
 async fn too_many_parameters_is_a_client_side_error_that_is_not_connection_fatal() {
     let (_db, conn) = common::db().await;
     let values: Vec<i32> = (0..70_000).collect();
-    let params: Vec<&dyn pgkeel::ToSql> = values.iter().map(|v| v as &dyn pgkeel::ToSql).collect();
+    let params: Vec<&(dyn pgkeel::ToSql + Sync)> = values
+        .iter()
+        .map(|v| v as &(dyn pgkeel::ToSql + Sync))
+        .collect();
     let err = conn.query("SELECT 1", &params).await.unwrap_err();
     assert!(!conn.is_broken());
     assert_still_usable(&conn).await;

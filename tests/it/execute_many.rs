@@ -31,9 +31,9 @@ fn rows(n: i64) -> Vec<(i64, String, Option<f64>)> {
         .collect()
 }
 
-fn params(rows: &[(i64, String, Option<f64>)]) -> Vec<[&dyn ToSql; 3]> {
+fn params(rows: &[(i64, String, Option<f64>)]) -> Vec<[&(dyn ToSql + Sync); 3]> {
     rows.iter()
-        .map(|(i, n, s)| [i as &dyn ToSql, n, s])
+        .map(|(i, n, s)| [i as &(dyn ToSql + Sync), n, s])
         .collect()
 }
 
@@ -76,14 +76,17 @@ async fn a_prepared_statement_works_and_an_empty_run_sends_nothing() {
         .await
         .unwrap();
     let data: Vec<(i64, &str)> = (0..1500).map(|i| (i, "x")).collect();
-    let p: Vec<[&dyn ToSql; 2]> = data.iter().map(|(i, n)| [i as &dyn ToSql, n]).collect();
+    let p: Vec<[&(dyn ToSql + Sync); 2]> = data
+        .iter()
+        .map(|(i, n)| [i as &(dyn ToSql + Sync), n])
+        .collect();
     assert_eq!(
         conn.execute_many(&stmt, p.iter().map(|r| &r[..]))
             .await
             .unwrap(),
         1500
     );
-    let none: Vec<&[&dyn ToSql]> = Vec::new();
+    let none: Vec<&[&(dyn ToSql + Sync)]> = Vec::new();
     assert_eq!(conn.execute_many(&stmt, none).await.unwrap(), 0);
     assert_eq!(count(&conn).await, 1500);
 }
@@ -113,7 +116,7 @@ async fn an_unencodable_parameter_in_a_late_chunk_rolls_back_the_run() {
     let (_db, conn) = common::db().await;
     table(&conn).await;
     let data = rows(3_000);
-    let mut p: Vec<Vec<&dyn ToSql>> = params(&data).iter().map(|r| r.to_vec()).collect();
+    let mut p: Vec<Vec<&(dyn ToSql + Sync)>> = params(&data).iter().map(|r| r.to_vec()).collect();
     let wrong = 5i32; // an int4 where the statement takes int8
     p[2_500][0] = &wrong;
     let err = conn
@@ -145,7 +148,7 @@ async fn an_unencodable_parameter_in_the_first_chunk_sends_nothing() {
     let (_db, conn) = common::db().await;
     table(&conn).await;
     let (a, b, bad) = (1i64, 2i64, "not an int8");
-    let p: Vec<[&dyn ToSql; 3]> = vec![
+    let p: Vec<[&(dyn ToSql + Sync); 3]> = vec![
         [&a, &"a", &None::<f64>],
         [&b, &"b", &None::<f64>],
         [&bad, &"c", &None::<f64>],

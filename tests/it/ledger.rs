@@ -161,7 +161,7 @@ async fn execute_many_returning_large_rows_does_not_stall() {
             .unwrap();
         let body = "x".repeat(32 * 1024);
         let ids: Vec<i64> = (0..2000).collect();
-        let params: Vec<[&dyn pgkeel::ToSql; 2]> =
+        let params: Vec<[&(dyn pgkeel::ToSql + Sync); 2]> =
             ids.iter().map(|id| [id as _, &body as _]).collect();
         let run = conn.execute_many(
             "INSERT INTO big VALUES ($1, $2) RETURNING body",
@@ -188,7 +188,7 @@ async fn stale_cached_statement_is_reprepared_by_execute_many_and_query_raw() {
     let (_db, conn) = common::db().await;
     conn.batch_execute("CREATE TABLE s (a int4)").await.unwrap();
     let insert = "INSERT INTO s SELECT * FROM (SELECT $1::int4) x";
-    let params: [&dyn pgkeel::ToSql; 1] = [&1i32];
+    let params: [&(dyn pgkeel::ToSql + Sync); 1] = [&1i32];
     conn.execute_many(insert, [&params[..]]).await.unwrap();
     conn.query("SELECT * FROM s", &[]).await.unwrap();
     conn.batch_execute("ALTER TABLE s ADD COLUMN b text")

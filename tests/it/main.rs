@@ -31,6 +31,9 @@ mod streams;
 mod timeouts;
 mod transactions;
 mod types;
+mod types_catalog;
+mod types_from_row;
+mod types_oracle;
 mod wire_lock;
 
 /// Runs this test binary again as a child process with `env` set, on the tests matching

@@ -18,12 +18,12 @@ where
     T: ToSql + FromSqlOwned,
 {
     let sql = format!("SELECT $1::{pg} AS v");
-    let params: [&dyn ToSql; 1] = [value];
+    let params: [&(dyn ToSql + Sync); 1] = [value];
     let row = conn
         .query_one(sql.as_str(), &params)
         .await
         .unwrap_or_else(|e| panic!("{sql} with {value:?}: {e}"));
-    assert_eq!(row.columns()[0].type_().name(), Some(pg.trim_matches('"')));
+    assert_eq!(row.columns()[0].type_().name(), pg.trim_matches('"'));
     row.try_get("v")
         .unwrap_or_else(|e| panic!("{sql} with {value:?}: {e}"))
 }
@@ -37,7 +37,7 @@ where
     conn.batch_execute(&format!("CREATE TABLE {table} (v {pg})"))
         .await
         .unwrap();
-    let params: [&dyn ToSql; 1] = [value];
+    let params: [&(dyn ToSql + Sync); 1] = [value];
     let inserted = conn
         .execute(
             format!("INSERT INTO {table} (v) VALUES ($1)").as_str(),

@@ -157,7 +157,7 @@ async fn pipelined_pgkeel(url: &str, n: i64) -> f64 {
     let t = Instant::now();
     let mut tx = conn.transaction().await.expect("begin");
     let rows: Vec<_> = (0..n).map(row).collect();
-    let params: Vec<[&dyn pgkeel::ToSql; 3]> = rows
+    let params: Vec<[&(dyn pgkeel::ToSql + Sync); 3]> = rows
         .iter()
         .map(|(id, name, value)| [id as _, name as _, value as _])
         .collect();
