@@ -41,7 +41,8 @@ impl Drop for CancelOnDrop {
 pub struct CancelToken {
     pub(crate) peer: PeerAddr,
     pub(crate) process_id: i32,
-    pub(crate) secret_key: i32,
+    /// `None` when the server sent no BackendKeyData: such a session cannot be cancelled.
+    pub(crate) secret_key: Option<i32>,
     pub(crate) timeout: Duration,
 }
 
@@ -54,11 +55,15 @@ impl CancelToken {
     /// session it has sent a cancel for on its own.
     ///
     /// # Errors
-    /// [`crate::ErrorKind::Io`] when the server cannot be reached, or a
-    /// [`TimeoutKind::Cancel`] timeout after the configured cancel timeout.
+    /// [`crate::ErrorKind::Io`] when the server cannot be reached, a
+    /// [`TimeoutKind::Cancel`] timeout after the configured cancel timeout, or
+    /// [`crate::ErrorKind::Protocol`] when the server gave the session no cancel key.
     pub async fn cancel_query(&self) -> Result<(), Error> {
+        let key = self
+            .key()
+            .map_err(|e| Error::new(crate::ErrorKind::Protocol, e.to_string()))?;
         let limit = self.timeout;
-        match tokio::time::timeout(limit, self.send()).await {
+        match tokio::time::timeout(limit, self.send(key)).await {
             Ok(r) => r,
             Err(_) => Err(Error::timeout(
                 TimeoutKind::Cancel,
@@ -72,7 +77,7 @@ impl CancelToken {
     pub(crate) fn cancel_blocking(&self) -> std::io::Result<()> {
         use std::io::{Read, Write};
         let mut buf = BytesMut::with_capacity(16);
-        frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
+        frontend::cancel_request(self.process_id, self.key()?, &mut buf);
         let limit = Some(self.timeout.max(std::time::Duration::from_millis(1)));
         let mut sink = [0u8; 16];
         match &self.peer {
@@ -99,10 +104,20 @@ impl CancelToken {
         self.process_id
     }
 
-    async fn send(&self) -> Result<(), Error> {
+    /// The secret key, or why there is none.
+    fn key(&self) -> std::io::Result<i32> {
+        self.secret_key.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "cannot cancel: the server sent no BackendKeyData (cancel key) for this session",
+            )
+        })
+    }
+
+    async fn send(&self, key: i32) -> Result<(), Error> {
         let mut stream = transport::connect_peer(&self.peer).await?;
         let mut buf = BytesMut::with_capacity(16);
-        frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
+        frontend::cancel_request(self.process_id, key, &mut buf);
         stream.write_all(&buf).await?;
         stream.flush().await?;
         // The server sends nothing back; EOF means it has acted on the request.

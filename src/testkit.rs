@@ -1389,3 +1389,9 @@ mod tests {
         assert!(err.contains("PGKEEL_TEST_URL"));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Additions for connection tests (TLS, standbys, pg_hba); kept in their own file so they
+// move with the test kit as a unit.
+
+pub mod topology;
