@@ -12,7 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, TimeoutKind};
 use crate::protocol::frontend;
-use crate::transport::{self, PeerAddr};
+use crate::transport::tls::{self, Negotiated, TlsSetup};
+use crate::transport::{self, PeerAddr, Stream};
 
 /// Sends the cancel from a thread of its own if the task meant to send it is dropped
 /// before it could (the runtime shut down right after the exchange was abandoned), so
@@ -44,6 +45,8 @@ pub struct CancelToken {
     /// `None` when the server sent no BackendKeyData: such a session cannot be cancelled.
     pub(crate) secret_key: Option<i32>,
     pub(crate) timeout: Duration,
+    /// The session's TLS setup when it used TLS: the cancel goes the same way.
+    pub(crate) tls: Option<TlsSetup>,
 }
 
 impl CancelToken {
@@ -85,6 +88,9 @@ impl CancelToken {
                 let mut s = std::net::TcpStream::connect_timeout(addr, self.timeout)?;
                 s.set_read_timeout(limit)?;
                 s.set_write_timeout(limit)?;
+                if let Some(setup) = &self.tls {
+                    return tls::cancel_blocking(s, setup, &buf);
+                }
                 s.write_all(&buf)?;
                 while s.read(&mut sink)? > 0 {}
             }
@@ -115,14 +121,34 @@ impl CancelToken {
     }
 
     async fn send(&self, key: i32) -> Result<(), Error> {
-        let mut stream = transport::connect_peer(&self.peer).await?;
+        let stream = transport::connect_peer(&self.peer).await?;
+        let mut stream = match (&self.tls, stream) {
+            (Some(setup), Stream::Tcp(tcp)) => match tls::negotiate(tcp, setup).await? {
+                Negotiated::Tls(s) => Stream::Tls(s),
+                _ => {
+                    return Err(Error::new(
+                        crate::ErrorKind::Tls,
+                        "the server refused TLS for the cancel request",
+                    ))
+                }
+            },
+            (_, s) => s,
+        };
         let mut buf = BytesMut::with_capacity(16);
         frontend::cancel_request(self.process_id, key, &mut buf);
         stream.write_all(&buf).await?;
         stream.flush().await?;
-        // The server sends nothing back; EOF means it has acted on the request.
+        // The server sends nothing back; EOF means it has acted on the request (over
+        // TLS, a close without close_notify is that same EOF).
         let mut sink = [0u8; 16];
-        while stream.read(&mut sink).await? > 0 {}
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
         tracing::debug!(pid = self.process_id, "cancel request delivered");
         Ok(())
     }

@@ -139,14 +139,12 @@ fn passwd_entry() -> Option<(String, String)> {
 }
 
 /// `~/.postgresql/<name>` if it exists (libpq's default certificate files).
-#[allow(dead_code)] // used by TLS, next
 pub(crate) fn default_ssl_file(name: &str) -> Option<PathBuf> {
     let path = home_dir()?.join(".postgresql").join(name);
     path.is_file().then_some(path)
 }
 
 /// The root certificate in force: the one set, else `~/.postgresql/root.crt`.
-#[allow(dead_code)] // used by TLS, next
 pub(crate) fn root_cert(c: &Config) -> Option<SslRootCert> {
     c.ssl_root_cert
         .clone()

@@ -61,16 +61,6 @@ pub enum SslMode {
     VerifyFull,
 }
 
-impl SslMode {
-    /// Whether a session without TLS is refused.
-    pub(crate) fn requires_tls(self) -> bool {
-        matches!(
-            self,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
-        )
-    }
-}
-
 /// Which CA certificates to trust (`sslrootcert`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SslRootCert {

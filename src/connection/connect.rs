@@ -19,10 +19,11 @@ use super::wire::{Io, Shared, Wire};
 use super::{Connection, Inner};
 use crate::cancel::CancelToken;
 use crate::codec::{Frontend, PgCodec};
-use crate::config::{Config, LoadBalanceHosts, Target};
+use crate::config::{Config, Host, LoadBalanceHosts, SslMode, Target};
 use crate::error::{DbError, Error, ErrorKind, TimeoutKind};
 use crate::protocol::{frontend, BackendMessage, ProtocolError};
-use crate::transport::{self, Liveness};
+use crate::transport::tls::{self, Negotiated, TlsSetup};
+use crate::transport::{self, Liveness, Stream};
 
 use attrs::Want;
 
@@ -36,12 +37,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// with its own cause.
 pub(crate) async fn connect(config: &Config) -> Result<Connection, Error> {
     config.validate()?;
-    if config.get_ssl_mode().requires_tls() {
-        return Err(Error::new(
-            ErrorKind::Tls,
-            "TLS is not available in this build yet",
-        ));
-    }
     let targets = ordered(config.targets()?, config.load_balance_hosts);
     let mut failures = Vec::new();
     for want in Want::passes(config.target_session_attrs) {
@@ -107,11 +102,119 @@ async fn attempt(config: &Config, target: &Target, want: Want) -> Result<Connect
     }
 }
 
+/// One session to `target` under the TLS mode, with libpq's retries: `allow` tries
+/// TLS after a plain session the server refused; `prefer` goes on in plain text when
+/// the server does not do TLS, and starts over without TLS when the handshake or a TLS
+/// session fails. Unix sockets never use TLS, as in libpq.
 async fn connect_one(config: &Config, target: &Target) -> Result<Connection, Error> {
-    let (stream, peer, killswitch) = transport::connect(target, Liveness::of(config)).await?;
-    let mut io = Framed::new(stream, PgCodec::new(config.max_message_len));
-    startup(&mut io, config).await?;
-    authenticate::run(&mut io, config, target).await?;
+    let mode = match target.host {
+        Host::Unix(_) => SslMode::Disable,
+        Host::Tcp(_) => config.get_ssl_mode(),
+    };
+    let setup = || tls::setup(config, target, mode);
+    match mode {
+        SslMode::Disable => open(config, target, None).await.0,
+        SslMode::Allow => match open(config, target, None).await.0 {
+            Err(e) if e.as_db_error().is_some() => {
+                open(config, target, Some((&setup()?, true))).await.0
+            }
+            other => other,
+        },
+        SslMode::Prefer => match open(config, target, Some((&setup()?, false))).await {
+            (Err(e), true) if e.kind() == ErrorKind::Tls || e.as_db_error().is_some() => {
+                tracing::debug!(%target, error = %e, "TLS attempt failed; sslmode=prefer tries without");
+                open(config, target, None).await.0
+            }
+            (result, _) => result,
+        },
+        _ => open(config, target, Some((&setup()?, true))).await.0,
+    }
+}
+
+/// Opens one session: TLS when `tls` is given (required or not); the flag says whether
+/// TLS was attempted past the server's 'S'.
+async fn open(
+    config: &Config,
+    target: &Target,
+    tls: Option<(&TlsSetup, bool)>,
+) -> (Result<Connection, Error>, bool) {
+    let mut tried_tls = false;
+    let result = async {
+        let (stream, peer, killswitch) = transport::connect(target, Liveness::of(config)).await?;
+        let (stream, error_follows) = match (stream, tls) {
+            (Stream::Tcp(tcp), Some((setup, required))) => {
+                tried_tls = true;
+                match tls::negotiate(tcp, setup).await? {
+                    Negotiated::Tls(s) => (Stream::Tls(s), false),
+                    Negotiated::Plain(_) if required => return Err(no_tls(config)),
+                    Negotiated::Plain(tcp) => (Stream::Tcp(tcp), false),
+                    Negotiated::ErrorFollows(tcp) => (Stream::Tcp(tcp), true),
+                }
+            }
+            (stream, _) => (stream, false),
+        };
+        tried_tls = matches!(stream, Stream::Tls(_));
+        let session_tls = tls.filter(|_| tried_tls).map(|(setup, _)| setup.clone());
+        let end_point = match &stream {
+            Stream::Tls(s) => tls::end_point(s),
+            _ => None,
+        };
+        let mut io = Framed::new(stream, PgCodec::new(config.max_message_len));
+        if error_follows {
+            return Err(error_after_ssl_request(io).await);
+        }
+        startup(&mut io, config).await?;
+        let channel = authenticate::Channel {
+            tls: tried_tls,
+            end_point,
+        };
+        authenticate::run(&mut io, config, target, channel).await?;
+        finish(io, config, target, peer, killswitch, session_tls).await
+    }
+    .await;
+    (result, tried_tls)
+}
+
+fn no_tls(config: &Config) -> Error {
+    let mode = match config.get_ssl_mode() {
+        SslMode::Allow => "allow (after the plain session was refused)",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
+        _ => "require",
+    };
+    Error::new(
+        ErrorKind::Tls,
+        format!(
+            "the server does not support TLS (it answered 'N' to SSLRequest), and sslmode={mode} requires it"
+        ),
+    )
+}
+
+/// The ErrorResponse a server sent instead of answering SSLRequest (its 'E' already read).
+async fn error_after_ssl_request(io: Io) -> Error {
+    let mut parts = io.into_parts();
+    let mut read_buf = bytes::BytesMut::from(&b"E"[..]);
+    read_buf.extend_from_slice(&parts.read_buf);
+    parts.read_buf = read_buf;
+    let mut io = Framed::from_parts(parts);
+    match recv(&mut io).await {
+        Err(e) => e,
+        Ok(other) => Error::protocol(ProtocolError::Unexpected {
+            got: other.name(),
+            during: "reading the answer to SSLRequest",
+        }),
+    }
+}
+
+/// Reads to ReadyForQuery and builds the connection.
+async fn finish(
+    mut io: Io,
+    config: &Config,
+    target: &Target,
+    peer: transport::PeerAddr,
+    killswitch: transport::Killswitch,
+    tls: Option<TlsSetup>,
+) -> Result<Connection, Error> {
     let (params, key) = read_until_ready(&mut io).await?;
     if key.is_none() {
         tracing::debug!(%target, "the server sent no BackendKeyData: queries cannot be cancelled");
@@ -121,6 +224,7 @@ async fn connect_one(config: &Config, target: &Target) -> Result<Connection, Err
         process_id: key.map_or(0, |k| k.0),
         secret_key: key.map(|k| k.1),
         timeout: config.cancel_timeout,
+        tls,
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let limits = Limits {

@@ -1,7 +1,7 @@
 //! The authentication exchange of startup: cleartext, MD5 and SCRAM-SHA-256.
 
 use super::{recv, send};
-use crate::config::{pgpass, Config, Target};
+use crate::config::{pgpass, ChannelBindingMode, Config, Target};
 use crate::connection::wire::Io;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::auth::{self, ChannelBinding, ScramSha256};
@@ -25,8 +25,27 @@ fn password(config: &Config, target: &Target) -> Result<Vec<u8>, Error> {
         })
 }
 
+/// What the session's transport offers SCRAM channel binding.
+pub(super) struct Channel {
+    /// Whether the session runs over TLS.
+    pub(super) tls: bool,
+    /// The `tls-server-end-point` data, when the certificate allows it.
+    pub(super) end_point: Option<Vec<u8>>,
+}
+
 /// Answers the server's authentication requests until AuthenticationOk.
-pub(super) async fn run(io: &mut Io, config: &Config, target: &Target) -> Result<(), Error> {
+///
+/// With `channel_binding=require`, no password is sent in any form the server could
+/// use without proving it holds the TLS certificate's key, and an AuthenticationOk that
+/// did not come after channel-bound SCRAM is refused, as libpq does.
+pub(super) async fn run(
+    io: &mut Io,
+    config: &Config,
+    target: &Target,
+    channel: Channel,
+) -> Result<(), Error> {
+    let require = config.channel_binding == ChannelBindingMode::Require;
+    let mut bound = false;
     loop {
         let request = match recv(io).await? {
             BackendMessage::Authentication(a) => a,
@@ -39,7 +58,18 @@ pub(super) async fn run(io: &mut Io, config: &Config, target: &Target) -> Result
                 .into())
             }
         };
+        if require && !matches!(request, Authentication::Ok | Authentication::Sasl(_)) {
+            return Err(auth_error(format!(
+                "channel_binding=require, but the server asked for {} authentication, which cannot be channel-bound",
+                request_name(&request)
+            )));
+        }
         match request {
+            Authentication::Ok if require && !bound => {
+                return Err(auth_error(
+                    "channel_binding=require, but the server authenticated the client without channel binding",
+                ))
+            }
             Authentication::Ok => return Ok(()),
             Authentication::CleartextPassword => {
                 let pw = password(config, target)?;
@@ -50,7 +80,11 @@ pub(super) async fn run(io: &mut Io, config: &Config, target: &Target) -> Result
                 let hashed = auth::md5_password(config.get_user().as_bytes(), &pw, salt);
                 send(io, |b| frontend::password(hashed.as_bytes(), b)).await?;
             }
-            Authentication::Sasl(mechanisms) => scram(io, config, target, &mechanisms).await?,
+            Authentication::Sasl(mechanisms) => {
+                let binding = binding(config, &channel, &mechanisms)?;
+                bound = matches!(binding, ChannelBinding::TlsServerEndPoint(_));
+                scram(io, config, target, binding).await?
+            }
             other => {
                 return Err(auth_error(format!(
                     "the server asked for {other:?} authentication, which pgkeel does not support"
@@ -60,21 +94,56 @@ pub(super) async fn run(io: &mut Io, config: &Config, target: &Target) -> Result
     }
 }
 
+fn request_name(request: &Authentication) -> &'static str {
+    match request {
+        Authentication::CleartextPassword => "cleartext password",
+        Authentication::Md5Password(_) => "MD5 password",
+        _ => "non-SASL",
+    }
+}
+
+/// The gs2 channel binding flag for this session (RFC 5802 §6, PostgreSQL's SASL docs).
+fn binding(
+    config: &Config,
+    channel: &Channel,
+    mechanisms: &[String],
+) -> Result<ChannelBinding, Error> {
+    let plus_offered = mechanisms.iter().any(|m| m == auth::SCRAM_SHA_256_PLUS);
+    let plain_offered = mechanisms.iter().any(|m| m == auth::SCRAM_SHA_256);
+    let mode = config.channel_binding;
+    if mode != ChannelBindingMode::Disable && plus_offered {
+        if let Some(hash) = &channel.end_point {
+            return Ok(ChannelBinding::TlsServerEndPoint(hash.clone()));
+        }
+    }
+    if mode == ChannelBindingMode::Require {
+        return Err(auth_error(match (channel.tls, plus_offered) {
+            (false, _) => "channel_binding=require, but the session does not use TLS".to_owned(),
+            (true, false) => "channel_binding=require, but the server does not offer SCRAM-SHA-256-PLUS".to_owned(),
+            (true, true) => "channel_binding=require, but the server certificate's signature algorithm has no tls-server-end-point hash".to_owned(),
+        }));
+    }
+    if !plain_offered {
+        return Err(auth_error(format!(
+            "the server offers SASL mechanisms {mechanisms:?}; pgkeel supports SCRAM-SHA-256 and SCRAM-SHA-256-PLUS"
+        )));
+    }
+    // "y": we could bind, but the server did not offer it (a downgrade the server detects).
+    match (mode, channel.tls && channel.end_point.is_some()) {
+        (ChannelBindingMode::Prefer, true) => Ok(ChannelBinding::Unrequested),
+        _ => Ok(ChannelBinding::Unsupported),
+    }
+}
+
 async fn scram(
     io: &mut Io,
     config: &Config,
     target: &Target,
-    mechanisms: &[String],
+    binding: ChannelBinding,
 ) -> Result<(), Error> {
-    if !mechanisms.iter().any(|m| m == auth::SCRAM_SHA_256) {
-        return Err(auth_error(format!(
-            "the server offers SASL mechanisms {mechanisms:?}; pgkeel supports SCRAM-SHA-256"
-        )));
-    }
     let scram_err =
         |e: auth::ScramError| Error::with_source(ErrorKind::Authentication, "SCRAM-SHA-256", e);
-    let mut scram = ScramSha256::new(&password(config, target)?, ChannelBinding::Unsupported)
-        .map_err(scram_err)?;
+    let mut scram = ScramSha256::new(&password(config, target)?, binding).map_err(scram_err)?;
     send(io, |b| {
         frontend::sasl_initial_response(scram.mechanism(), scram.client_first(), b)
     })
