@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, TimeoutKind};
@@ -43,7 +43,7 @@ pub struct CancelToken {
     pub(crate) peer: PeerAddr,
     pub(crate) process_id: i32,
     /// `None` when the server sent no BackendKeyData: such a session cannot be cancelled.
-    pub(crate) secret_key: Option<i32>,
+    pub(crate) secret_key: Option<Bytes>,
     pub(crate) timeout: Duration,
     /// The session's TLS setup when it used TLS: the cancel goes the same way.
     pub(crate) tls: Option<TlsSetup>,
@@ -80,7 +80,7 @@ impl CancelToken {
     pub(crate) fn cancel_blocking(&self) -> std::io::Result<()> {
         use std::io::{Read, Write};
         let mut buf = BytesMut::with_capacity(16);
-        frontend::cancel_request(self.process_id, self.key()?, &mut buf);
+        frontend::cancel_request_with_key(self.process_id, &self.key()?, &mut buf);
         let limit = Some(self.timeout.max(std::time::Duration::from_millis(1)));
         let mut sink = [0u8; 16];
         match &self.peer {
@@ -111,8 +111,8 @@ impl CancelToken {
     }
 
     /// The secret key, or why there is none.
-    fn key(&self) -> std::io::Result<i32> {
-        self.secret_key.ok_or_else(|| {
+    fn key(&self) -> std::io::Result<Bytes> {
+        self.secret_key.clone().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 "cannot cancel: the server sent no BackendKeyData (cancel key) for this session",
@@ -120,7 +120,7 @@ impl CancelToken {
         })
     }
 
-    async fn send(&self, key: i32) -> Result<(), Error> {
+    async fn send(&self, key: Bytes) -> Result<(), Error> {
         let stream = transport::connect_peer(&self.peer).await?;
         let mut stream = match (&self.tls, stream) {
             (Some(setup), Stream::Tcp(tcp)) => match tls::negotiate(tcp, setup).await? {
@@ -135,7 +135,7 @@ impl CancelToken {
             (_, s) => s,
         };
         let mut buf = BytesMut::with_capacity(16);
-        frontend::cancel_request(self.process_id, key, &mut buf);
+        frontend::cancel_request_with_key(self.process_id, &key, &mut buf);
         stream.write_all(&buf).await?;
         stream.flush().await?;
         // The server sends nothing back; EOF means it has acted on the request (over

@@ -77,8 +77,8 @@ pub mod testkit;
 
 pub use cancel::CancelToken;
 pub use config::{
-    ChannelBindingMode, Config, Host, LoadBalanceHosts, SslMode, SslRootCert, Target,
-    TargetSessionAttrs, TlsVersion,
+    ChannelBindingMode, Config, Host, LoadBalanceHosts, ProtocolVersion, SslMode, SslRootCert,
+    Target, TargetSessionAttrs, TlsVersion,
 };
 pub use connection::{Connection, IntoConfig, Params, RowStream, ToStatement, DEFAULT_BATCH_ROWS};
 pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};

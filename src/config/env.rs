@@ -33,6 +33,8 @@ const VARS: &[(&str, &str)] = &[
     ("PGCLIENTENCODING", "client_encoding"),
     ("PGTARGETSESSIONATTRS", "target_session_attrs"),
     ("PGLOADBALANCEHOSTS", "load_balance_hosts"),
+    ("PGMINPROTOCOLVERSION", "min_protocol_version"),
+    ("PGMAXPROTOCOLVERSION", "max_protocol_version"),
     // Refused by name, as the options are:
     ("PGSERVICE", "service"),
     ("PGSERVICEFILE", "servicefile"),
@@ -44,8 +46,6 @@ const VARS: &[(&str, &str)] = &[
     ("PGSSLCRL", "sslcrl"),
     ("PGSSLCRLDIR", "sslcrldir"),
     ("PGSSLCERTMODE", "sslcertmode"),
-    ("PGMINPROTOCOLVERSION", "min_protocol_version"),
-    ("PGMAXPROTOCOLVERSION", "max_protocol_version"),
 ];
 
 /// A configuration holding exactly what the environment sets.
@@ -107,7 +107,9 @@ pub(super) fn fill_from(c: &mut Config, env: Config) {
         ssl_max_protocol_version,
         channel_binding,
         target_session_attrs,
-        load_balance_hosts
+        load_balance_hosts,
+        min_protocol_version,
+        max_protocol_version
     );
 }
 

@@ -79,6 +79,25 @@ pub enum TlsVersion {
     Tls13,
 }
 
+/// A minor version of protocol 3 (`min_protocol_version`, `max_protocol_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProtocolVersion {
+    /// 3.0: every PostgreSQL since 7.4.
+    V3_0,
+    /// 3.2: PostgreSQL 18, with cancel keys of up to 256 bytes.
+    V3_2,
+}
+
+impl ProtocolVersion {
+    /// The minor version number sent in the StartupMessage.
+    pub fn minor(self) -> u16 {
+        match self {
+            ProtocolVersion::V3_0 => 0,
+            ProtocolVersion::V3_2 => 2,
+        }
+    }
+}
+
 /// SCRAM channel binding (`channel_binding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelBindingMode {
@@ -150,6 +169,8 @@ pub struct Config {
     pub(crate) channel_binding: ChannelBindingMode,
     pub(crate) target_session_attrs: TargetSessionAttrs,
     pub(crate) load_balance_hosts: LoadBalanceHosts,
+    pub(crate) min_protocol_version: ProtocolVersion,
+    pub(crate) max_protocol_version: ProtocolVersion,
 }
 
 /// libpq's default `connect_timeout` is none; pgkeel bounds every host to 10 s.
@@ -221,6 +242,8 @@ impl Config {
             channel_binding: ChannelBindingMode::Prefer,
             target_session_attrs: TargetSessionAttrs::Any,
             load_balance_hosts: LoadBalanceHosts::Disable,
+            min_protocol_version: ProtocolVersion::V3_0,
+            max_protocol_version: ProtocolVersion::V3_0,
         }
     }
 
@@ -415,6 +438,15 @@ impl Config {
     /// Sets the order hosts are tried in (default: as given).
     pub fn load_balance_hosts(&mut self, order: LoadBalanceHosts) -> &mut Config {
         self.load_balance_hosts = order;
+        self
+    }
+
+    /// Sets the protocol versions to accept (default 3.0 to 3.0, as libpq 18): the
+    /// StartupMessage asks for `max`; a server that answers with an older version below
+    /// `min` is refused.
+    pub fn protocol_versions(&mut self, min: ProtocolVersion, max: ProtocolVersion) -> &mut Config {
+        self.min_protocol_version = min;
+        self.max_protocol_version = max;
         self
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::targets::{parse_host, split_list};
 use super::{
-    ChannelBindingMode, Config, LoadBalanceHosts, SslMode, SslRootCert, TargetSessionAttrs,
-    TlsVersion,
+    ChannelBindingMode, Config, LoadBalanceHosts, ProtocolVersion, SslMode, SslRootCert,
+    TargetSessionAttrs, TlsVersion,
 };
 use crate::error::Error;
 
@@ -35,8 +35,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "sslcertmode",
         "the client certificate is sent whenever sslcert is set",
     ),
-    ("min_protocol_version", "only protocol 3.0 is spoken"),
-    ("max_protocol_version", "only protocol 3.0 is spoken"),
     (
         "scram_client_key",
         "SCRAM keys cannot be given in place of a password",
@@ -103,6 +101,8 @@ fn set_session(c: &mut Config, key: &str, value: &str) -> Result<bool, Error> {
         "query_timeout_ms" => c.query_timeout = optional(millis(key, value)?),
         "lock_timeout_ms" => c.lock_timeout = optional(millis(key, value)?),
         "statement_cache_capacity" => c.statement_cache_capacity = parse_int(key, value)?,
+        "min_protocol_version" => c.min_protocol_version = parse_protocol(key, value)?,
+        "max_protocol_version" => c.max_protocol_version = parse_protocol(key, value)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -154,6 +154,11 @@ pub(super) fn validate(c: &Config) -> Result<(), Error> {
     }
     if c.ssl_key.is_some() && c.ssl_cert.is_none() {
         return Err(Error::config("sslkey is set but sslcert is not"));
+    }
+    if c.max_protocol_version < c.min_protocol_version {
+        return Err(Error::config(
+            "max_protocol_version is below min_protocol_version",
+        ));
     }
     if let Some(max) = c.ssl_max_protocol_version {
         if max < c.ssl_min_protocol_version {
@@ -262,6 +267,14 @@ fn parse_tls_version(key: &str, value: &str) -> Result<TlsVersion, Error> {
             "{key}={value} is not supported: rustls speaks TLSv1.2 and TLSv1.3 only"
         ))),
         other => Err(invalid(key, other, "TLSv1.2, TLSv1.3")),
+    }
+}
+
+fn parse_protocol(key: &str, value: &str) -> Result<ProtocolVersion, Error> {
+    match value {
+        "3.0" => Ok(ProtocolVersion::V3_0),
+        "3.2" | "latest" => Ok(ProtocolVersion::V3_2),
+        other => Err(invalid(key, other, "3.0, 3.2, latest")),
     }
 }
 

@@ -140,7 +140,6 @@ fn unimplemented_libpq_options_are_refused_by_name() {
         "sslcrl",
         "sslpassword",
         "krbsrvname",
-        "min_protocol_version",
     ] {
         let msg = err(&format!("{key}=x"));
         assert!(msg.contains(key) && msg.contains("not supported"), "{msg}");
@@ -231,4 +230,17 @@ fn an_environment_variable_for_an_unsupported_feature_is_refused_by_name() {
     assert!(e.to_string().contains("PGSERVICE"), "{e}");
     let e = env::from_vars(|n| (n == "PGSSLMODE").then(|| "bogus".to_owned())).unwrap_err();
     assert!(e.to_string().contains("PGSSLMODE"), "{e}");
+}
+
+#[test]
+fn protocol_versions_are_3_0_by_default_and_3_2_on_request() {
+    let c = Config::new();
+    assert_eq!(
+        (c.min_protocol_version, c.max_protocol_version),
+        (ProtocolVersion::V3_0, ProtocolVersion::V3_0)
+    );
+    let c = parse("max_protocol_version=latest");
+    assert_eq!(c.max_protocol_version, ProtocolVersion::V3_2);
+    assert!(err("min_protocol_version=3.2").contains("max_protocol_version is below"));
+    assert!(err("max_protocol_version=3.1").contains("max_protocol_version"));
 }

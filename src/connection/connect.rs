@@ -221,8 +221,8 @@ async fn finish(
     }
     let cancel = CancelToken {
         peer,
-        process_id: key.map_or(0, |k| k.0),
-        secret_key: key.map(|k| k.1),
+        process_id: key.as_ref().map_or(0, |k| k.0),
+        secret_key: key.as_ref().map(|k| k.1.clone()),
         timeout: config.cancel_timeout,
         tls,
     };
@@ -257,7 +257,8 @@ async fn startup(io: &mut Io, config: &Config) -> Result<(), Error> {
     if let Some(options) = &config.options {
         params.push(("options", options));
     }
-    frontend::startup(&params, io.write_buffer_mut())?;
+    let minor = config.max_protocol_version.minor();
+    frontend::startup_with_minor(minor, &params, io.write_buffer_mut())?;
     SinkExt::<Frontend<'_>>::flush(io).await
 }
 
@@ -283,7 +284,7 @@ async fn send(
     SinkExt::<Frontend<'_>>::flush(io).await
 }
 
-type Key = Option<(i32, i32)>;
+type Key = Option<(i32, bytes::Bytes)>;
 
 /// Reads to the first ReadyForQuery. BackendKeyData may be missing: libpq accepts
 /// that too, and such a session only cannot be cancelled.

@@ -208,8 +208,8 @@ pub enum BackendMessage {
     BackendKeyData {
         /// The backend's process id.
         process_id: i32,
-        /// The secret key for cancel requests.
-        secret_key: i32,
+        /// The secret key for cancel requests: 4 bytes in protocol 3.0, up to 256 in 3.2.
+        secret_key: Bytes,
     },
     /// `2`: Bind succeeded.
     BindComplete,
@@ -456,7 +456,11 @@ fn parse_parameter_status(body: &[u8]) -> Result<BackendMessage, ProtocolError> 
 fn parse_backend_key_data(body: &[u8]) -> Result<BackendMessage, ProtocolError> {
     let mut r = Reader::new(body, "BackendKeyData");
     let process_id = r.i32("process id")?;
-    let secret_key = r.i32("secret key")?;
+    let key_len = body.len() - 4;
+    if !(4..=256).contains(&key_len) {
+        return Err(r.invalid("secret key length", key_len.to_string()));
+    }
+    let secret_key = Bytes::copy_from_slice(r.bytes(key_len, "secret key")?);
     r.finish()?;
     Ok(BackendMessage::BackendKeyData {
         process_id,

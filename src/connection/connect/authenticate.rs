@@ -49,7 +49,13 @@ pub(super) async fn run(
     loop {
         let request = match recv(io).await? {
             BackendMessage::Authentication(a) => a,
-            BackendMessage::NegotiateProtocolVersion { .. } => continue,
+            BackendMessage::NegotiateProtocolVersion {
+                newest_minor,
+                unrecognized,
+            } => {
+                negotiated(config, newest_minor, &unrecognized)?;
+                continue;
+            }
             other => {
                 return Err(ProtocolError::Unexpected {
                     got: other.name(),
@@ -92,6 +98,37 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+/// The server speaks an older minor version than the StartupMessage asked for: go on
+/// with it if `min_protocol_version` allows (PostgreSQL manual, "Protocol versions").
+fn negotiated(config: &Config, newest: i32, unrecognized: &[String]) -> Result<(), Error> {
+    // The manual says "newest minor version"; servers send the whole version number
+    // (major << 16 | minor), as libpq reads it. Take either.
+    let newest_minor = if newest > 0xffff {
+        newest & 0xffff
+    } else {
+        newest
+    };
+    let min = i32::from(config.min_protocol_version.minor());
+    // Options we never sent, or a version not below the one asked for, are odd but
+    // harmless (libpq refuses them; earlier pgkeel accepted them and still does).
+    if !unrecognized.is_empty() {
+        tracing::debug!(
+            ?unrecognized,
+            "the server does not know protocol options we did not send"
+        );
+    }
+    if newest_minor < min {
+        return Err(Error::protocol(format!(
+            "the server supports protocol 3.{newest_minor} at most, and min_protocol_version is 3.{min}"
+        )));
+    }
+    tracing::debug!(
+        newest_minor,
+        "the server speaks an older protocol version; going on with it"
+    );
+    Ok(())
 }
 
 fn request_name(request: &Authentication) -> &'static str {
