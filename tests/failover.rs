@@ -165,4 +165,26 @@ async fn after_promotion_the_same_read_write_url_reaches_the_new_primary() {
     conn.batch_execute("CREATE TABLE written_after_failover (id int)")
         .await
         .expect("the new primary takes writes");
+
+    // The old primary comes back as a standby of the new one: the same URL, old
+    // primary first, still writes to the primary, and standby finds the old one.
+    primary
+        .rejoin_as_standby_of(&standby)
+        .expect("rejoin as a standby");
+    let fresh = Connection::connect(url.as_str())
+        .await
+        .expect("read-write after the rejoin");
+    assert_eq!(
+        port_and_recovery(&fresh).await,
+        (i32::from(standby.port()), false)
+    );
+    fresh
+        .batch_execute("INSERT INTO written_after_failover VALUES (1)")
+        .await
+        .expect("writes go to the new primary");
+    let standby_url = url.replace("read-write", "standby");
+    assert_eq!(
+        lands_on(&standby_url).await,
+        (i32::from(primary.port()), true)
+    );
 }

@@ -61,6 +61,32 @@ impl Cluster {
         local.pg_ctl("pg_ctl promote", &["-w", "-t", "60", "promote"])
     }
 
+    /// Starts this stopped former primary again as a streaming standby of `primary`
+    /// (`standby.signal` and `primary_conninfo`), as after a failover. Works when it
+    /// was stopped cleanly, so that its WAL does not run past the new primary's fork.
+    ///
+    /// # Errors
+    /// An External error for an external server; an I/O or Command error.
+    pub fn rejoin_as_standby_of(&self, primary: &Cluster) -> Result<(), TestkitError> {
+        let local = self.local("Cluster::rejoin_as_standby_of")?;
+        let upstream = primary.local("Cluster::rejoin_as_standby_of")?;
+        let signal = Path::new(&local.data).join("standby.signal");
+        fs::write(&signal, "")?;
+        let conninfo = format!(
+            "\nprimary_conninfo = 'host={} port={} user={SUPERUSER}'\n",
+            upstream.dir, primary.port
+        );
+        let auto = Path::new(&local.data).join("postgresql.auto.conf");
+        let old = fs::read_to_string(&auto).unwrap_or_default();
+        fs::write(&auto, old + &conninfo)?;
+        if let Some(owner) = local.owner {
+            for file in [&signal, &auto] {
+                std::os::unix::fs::chown(file, Some(owner.uid), Some(owner.gid))?;
+            }
+        }
+        local.start()
+    }
+
     /// Puts `lines` at the top of pg_hba.conf (first match wins) and reloads.
     ///
     /// # Errors
