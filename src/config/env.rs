@@ -103,6 +103,7 @@ pub(super) fn fill_from(c: &mut Config, env: Config) {
         ssl_cert,
         ssl_key,
         ssl_sni,
+        ssl_direct,
         ssl_min_protocol_version,
         ssl_max_protocol_version,
         channel_binding,

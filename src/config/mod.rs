@@ -164,6 +164,7 @@ pub struct Config {
     pub(crate) ssl_cert: Option<PathBuf>,
     pub(crate) ssl_key: Option<PathBuf>,
     pub(crate) ssl_sni: bool,
+    pub(crate) ssl_direct: bool,
     pub(crate) ssl_min_protocol_version: TlsVersion,
     pub(crate) ssl_max_protocol_version: Option<TlsVersion>,
     pub(crate) channel_binding: ChannelBindingMode,
@@ -237,6 +238,7 @@ impl Config {
             ssl_cert: None,
             ssl_key: None,
             ssl_sni: true,
+            ssl_direct: false,
             ssl_min_protocol_version: TlsVersion::Tls12,
             ssl_max_protocol_version: None,
             channel_binding: ChannelBindingMode::Prefer,
@@ -420,6 +422,13 @@ impl Config {
     ) -> &mut Config {
         self.ssl_cert = Some(cert.into());
         self.ssl_key = Some(key.into());
+        self
+    }
+
+    /// Starts TLS at once, without SSLRequest (`sslnegotiation=direct`, PostgreSQL 17+,
+    /// ALPN `postgresql`); needs `sslmode` require, verify-ca or verify-full.
+    pub fn ssl_negotiation_direct(&mut self, direct: bool) -> &mut Config {
+        self.ssl_direct = direct;
         self
     }
 

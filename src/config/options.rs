@@ -124,8 +124,8 @@ fn set_tls(c: &mut Config, key: &str, value: &str) -> Result<bool, Error> {
             }
         }
         "sslnegotiation" => match value {
-            "postgres" => {}
-            "direct" => return Err(Error::config("sslnegotiation=direct is not supported yet; use sslnegotiation=postgres")),
+            "postgres" => c.ssl_direct = false,
+            "direct" => c.ssl_direct = true,
             other => return Err(invalid(key, other, "postgres, direct")),
         },
         "sslcompression" => match value {
@@ -150,6 +150,17 @@ pub(super) fn validate(c: &Config) -> Result<(), Error> {
         return Err(Error::config(
             "sslrootcert=system requires sslmode=verify-full (a weaker mode would trust any \
              certificate the public CAs signed for any name)",
+        ));
+    }
+    if c.ssl_direct
+        && !matches!(
+            c.ssl_mode,
+            Some(SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull)
+        )
+    {
+        return Err(Error::config(
+            "sslnegotiation=direct needs sslmode=require, verify-ca or verify-full (a weaker \
+             mode could not fall back to plain text)",
         ));
     }
     if c.ssl_key.is_some() && c.ssl_cert.is_none() {

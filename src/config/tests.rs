@@ -120,7 +120,11 @@ fn every_libpq_value_is_validated() {
             "ssl_min_protocol_version=TLSv1.1",
             "ssl_min_protocol_version",
         ),
-        ("sslnegotiation=direct", "sslnegotiation"),
+        (
+            "sslnegotiation=direct",
+            "sslnegotiation=direct needs sslmode",
+        ),
+        ("sslnegotiation=sometimes", "sslnegotiation"),
         ("gssencmode=require", "gssencmode"),
         ("sslrootcert=system sslmode=require", "sslrootcert=system"),
         ("sslkey=/k.pem", "sslkey"),

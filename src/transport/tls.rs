@@ -31,11 +31,15 @@ use crate::protocol::{auth, frontend};
 pub(crate) struct TlsSetup {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
+    /// `sslnegotiation=direct`: the handshake starts at once, no SSLRequest.
+    direct: bool,
 }
 
 impl PartialEq for TlsSetup {
     fn eq(&self, other: &TlsSetup) -> bool {
-        Arc::ptr_eq(&self.config, &other.config) && self.name == other.name
+        Arc::ptr_eq(&self.config, &other.config)
+            && self.name == other.name
+            && self.direct == other.direct
     }
 }
 
@@ -58,6 +62,9 @@ pub(crate) enum Negotiated {
     /// 'E': an ErrorResponse follows (its first byte already read).
     ErrorFollows(TcpStream),
 }
+
+/// The ALPN protocol name of PostgreSQL.
+const ALPN: &[u8] = b"postgresql";
 
 fn tls_error(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Tls, message)
@@ -85,6 +92,9 @@ pub(crate) fn setup(config: &Config, target: &Target, mode: SslMode) -> Result<T
         None => builder.with_no_client_auth(),
     };
     tls.enable_sni = config.ssl_sni;
+    if config.ssl_direct {
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+    }
     let name = match &target.host {
         Host::Tcp(name) => ServerName::try_from(name.clone())
             .map_err(|_| tls_error(format!("{name:?} is not a valid TLS server name")))?,
@@ -93,6 +103,7 @@ pub(crate) fn setup(config: &Config, target: &Target, mode: SslMode) -> Result<T
     Ok(TlsSetup {
         config: Arc::new(tls),
         name,
+        direct: config.ssl_direct,
     })
 }
 
@@ -114,6 +125,9 @@ fn versions(config: &Config) -> Vec<&'static rustls::SupportedProtocolVersion> {
 /// [`ErrorKind::Tls`] when the handshake fails (the message says why: unknown issuer,
 /// expired, wrong name...); [`ErrorKind::Protocol`] for an answer that is not S, N or E.
 pub(crate) async fn negotiate(mut tcp: TcpStream, setup: &TlsSetup) -> Result<Negotiated, Error> {
+    if setup.direct {
+        return handshake(tcp, setup).await;
+    }
     let mut buf = BytesMut::with_capacity(8);
     frontend::ssl_request(&mut buf);
     tcp.write_all(&buf).await?;
@@ -126,20 +140,29 @@ pub(crate) async fn negotiate(mut tcp: TcpStream, setup: &TlsSetup) -> Result<Ne
         ));
     }
     match answer[0] {
-        b'S' => {
-            let connector = tokio_rustls::TlsConnector::from(setup.config.clone());
-            let tls = connector
-                .connect(setup.name.clone(), tcp)
-                .await
-                .map_err(|e| Error::with_source(ErrorKind::Tls, "TLS handshake failed", e))?;
-            Ok(Negotiated::Tls(Box::new(tls)))
-        }
+        b'S' => handshake(tcp, setup).await,
         b'N' => Ok(Negotiated::Plain(tcp)),
         b'E' => Ok(Negotiated::ErrorFollows(tcp)),
         other => Err(Error::protocol(format!(
             "the server answered SSLRequest with byte {other:#04x}, not 'S', 'N' or 'E'"
         ))),
     }
+}
+
+/// The TLS handshake; with direct negotiation the server must agree to ALPN `postgresql`
+/// (PostgreSQL manual, "Direct SSL/TLS").
+async fn handshake(tcp: TcpStream, setup: &TlsSetup) -> Result<Negotiated, Error> {
+    let connector = tokio_rustls::TlsConnector::from(setup.config.clone());
+    let tls = connector
+        .connect(setup.name.clone(), tcp)
+        .await
+        .map_err(|e| Error::with_source(ErrorKind::Tls, "TLS handshake failed", e))?;
+    if setup.direct && tls.get_ref().1.alpn_protocol() != Some(ALPN) {
+        return Err(tls_error(
+            "sslnegotiation=direct: the server did not agree to ALPN \"postgresql\"",
+        ));
+    }
+    Ok(Negotiated::Tls(Box::new(tls)))
 }
 
 /// The channel binding data of the session (`tls-server-end-point`), if the server
@@ -156,15 +179,17 @@ pub(crate) fn cancel_blocking(
     request: &[u8],
 ) -> io::Result<()> {
     use std::io::{Read, Write};
-    let mut buf = BytesMut::with_capacity(8);
-    frontend::ssl_request(&mut buf);
-    tcp.write_all(&buf)?;
-    let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer)?;
-    if answer[0] != b'S' {
-        return Err(io::Error::other(
-            "the server refused TLS for the cancel request",
-        ));
+    if !setup.direct {
+        let mut buf = BytesMut::with_capacity(8);
+        frontend::ssl_request(&mut buf);
+        tcp.write_all(&buf)?;
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer)?;
+        if answer[0] != b'S' {
+            return Err(io::Error::other(
+                "the server refused TLS for the cancel request",
+            ));
+        }
     }
     let conn = rustls::ClientConnection::new(setup.config.clone(), setup.name.clone())
         .map_err(io::Error::other)?;
