@@ -141,38 +141,48 @@ async fn open(
     let mut tried_tls = false;
     let result = async {
         let (stream, peer, killswitch) = transport::connect(target, Liveness::of(config)).await?;
-        let (stream, error_follows) = match (stream, tls) {
-            (Stream::Tcp(tcp), Some((setup, required))) => {
-                tried_tls = true;
-                match tls::negotiate(tcp, setup).await? {
-                    Negotiated::Tls(s) => (Stream::Tls(s), false),
-                    Negotiated::Plain(_) if required => return Err(no_tls(config)),
-                    Negotiated::Plain(tcp) => (Stream::Tcp(tcp), false),
-                    Negotiated::ErrorFollows(tcp) => (Stream::Tcp(tcp), true),
-                }
-            }
-            (stream, _) => (stream, false),
-        };
+        let (stream, error_follows) = secure(config, stream, tls, &mut tried_tls).await?;
         tried_tls = matches!(stream, Stream::Tls(_));
         let session_tls = tls.filter(|_| tried_tls).map(|(setup, _)| setup.clone());
-        let end_point = match &stream {
-            Stream::Tls(s) => tls::end_point(s),
-            _ => None,
+        let channel = authenticate::Channel {
+            tls: tried_tls,
+            end_point: match &stream {
+                Stream::Tls(s) => tls::end_point(s),
+                _ => None,
+            },
         };
         let mut io = Framed::new(stream, PgCodec::new(config.max_message_len));
         if error_follows {
             return Err(error_after_ssl_request(io).await);
         }
         startup(&mut io, config).await?;
-        let channel = authenticate::Channel {
-            tls: tried_tls,
-            end_point,
-        };
         authenticate::run(&mut io, config, target, channel).await?;
         finish(io, config, target, peer, killswitch, session_tls).await
     }
     .await;
     (result, tried_tls)
+}
+
+/// SSLRequest (or direct TLS) and the handshake when `tls` asks for them: the stream to
+/// speak on, and whether an ErrorResponse follows in place of an answer. `tried` is set
+/// before the handshake, so a failed one counts as tried.
+async fn secure(
+    config: &Config,
+    stream: Stream,
+    tls: Option<(&TlsSetup, bool)>,
+    tried: &mut bool,
+) -> Result<(Stream, bool), Error> {
+    let (tcp, setup, required) = match (stream, tls) {
+        (Stream::Tcp(tcp), Some((setup, required))) => (tcp, setup, required),
+        (stream, _) => return Ok((stream, false)),
+    };
+    *tried = true;
+    Ok(match tls::negotiate(tcp, setup).await? {
+        Negotiated::Tls(s) => (Stream::Tls(s), false),
+        Negotiated::Plain(_) if required => return Err(no_tls(config)),
+        Negotiated::Plain(tcp) => (Stream::Tcp(tcp), false),
+        Negotiated::ErrorFollows(tcp) => (Stream::Tcp(tcp), true),
+    })
 }
 
 fn no_tls(config: &Config) -> Error {
