@@ -7,12 +7,13 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, TimeoutKind};
 use crate::protocol::frontend;
-use crate::transport::{self, PeerAddr};
+use crate::transport::tls::{self, Negotiated, TlsSetup};
+use crate::transport::{self, PeerAddr, Stream};
 
 /// Sends the cancel from a thread of its own if the task meant to send it is dropped
 /// before it could (the runtime shut down right after the exchange was abandoned), so
@@ -65,8 +66,11 @@ fn cancel_in_background(token: CancelToken) {
 pub struct CancelToken {
     pub(crate) peer: PeerAddr,
     pub(crate) process_id: i32,
-    pub(crate) secret_key: i32,
+    /// `None` when the server sent no BackendKeyData: such a session cannot be cancelled.
+    pub(crate) secret_key: Option<Bytes>,
     pub(crate) timeout: Duration,
+    /// The session's TLS setup when it used TLS: the cancel goes the same way.
+    pub(crate) tls: Option<TlsSetup>,
 }
 
 impl CancelToken {
@@ -78,11 +82,15 @@ impl CancelToken {
     /// session it has sent a cancel for on its own.
     ///
     /// # Errors
-    /// [`crate::ErrorKind::Io`] when the server cannot be reached, or a
-    /// [`TimeoutKind::Cancel`] timeout after the configured cancel timeout.
+    /// [`crate::ErrorKind::Io`] when the server cannot be reached, a
+    /// [`TimeoutKind::Cancel`] timeout after the configured cancel timeout, or
+    /// [`crate::ErrorKind::Protocol`] when the server gave the session no cancel key.
     pub async fn cancel_query(&self) -> Result<(), Error> {
+        let key = self
+            .key()
+            .map_err(|e| Error::new(crate::ErrorKind::Protocol, e.to_string()))?;
         let limit = self.timeout;
-        match tokio::time::timeout(limit, self.send()).await {
+        match tokio::time::timeout(limit, self.send(key)).await {
             Ok(r) => r,
             Err(_) => Err(Error::timeout(
                 TimeoutKind::Cancel,
@@ -96,7 +104,7 @@ impl CancelToken {
     pub(crate) fn cancel_blocking(&self) -> std::io::Result<()> {
         use std::io::{Read, Write};
         let mut buf = BytesMut::with_capacity(16);
-        frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
+        frontend::cancel_request_with_key(self.process_id, &self.key()?, &mut buf);
         let limit = Some(self.timeout.max(std::time::Duration::from_millis(1)));
         let mut sink = [0u8; 16];
         match &self.peer {
@@ -104,6 +112,9 @@ impl CancelToken {
                 let mut s = std::net::TcpStream::connect_timeout(addr, self.timeout)?;
                 s.set_read_timeout(limit)?;
                 s.set_write_timeout(limit)?;
+                if let Some(setup) = &self.tls {
+                    return tls::cancel_blocking(s, setup, &buf);
+                }
                 s.write_all(&buf)?;
                 while s.read(&mut sink)? > 0 {}
             }
@@ -123,15 +134,45 @@ impl CancelToken {
         self.process_id
     }
 
-    async fn send(&self) -> Result<(), Error> {
-        let mut stream = transport::connect_peer(&self.peer).await?;
+    /// The secret key, or why there is none.
+    fn key(&self) -> std::io::Result<Bytes> {
+        self.secret_key.clone().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "cannot cancel: the server sent no BackendKeyData (cancel key) for this session",
+            )
+        })
+    }
+
+    async fn send(&self, key: Bytes) -> Result<(), Error> {
+        let stream = transport::connect_peer(&self.peer).await?;
+        let mut stream = match (&self.tls, stream) {
+            (Some(setup), Stream::Tcp(tcp)) => match tls::negotiate(tcp, setup).await? {
+                Negotiated::Tls(s) => Stream::Tls(s),
+                _ => {
+                    return Err(Error::new(
+                        crate::ErrorKind::Tls,
+                        "the server refused TLS for the cancel request",
+                    ))
+                }
+            },
+            (_, s) => s,
+        };
         let mut buf = BytesMut::with_capacity(16);
-        frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
+        frontend::cancel_request_with_key(self.process_id, &key, &mut buf);
         stream.write_all(&buf).await?;
         stream.flush().await?;
-        // The server sends nothing back; EOF means it has acted on the request.
+        // The server sends nothing back; EOF means it has acted on the request (over
+        // TLS, a close without close_notify is that same EOF).
         let mut sink = [0u8; 16];
-        while stream.read(&mut sink).await? > 0 {}
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
         tracing::debug!(pid = self.process_id, "cancel request delivered");
         Ok(())
     }

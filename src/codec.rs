@@ -10,6 +10,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{Error, ErrorKind};
+use crate::protocol::backend::check_header;
 use crate::protocol::{BackendMessage, ProtocolError, DEFAULT_MAX_MESSAGE_LEN};
 
 /// The most the decoder reserves ahead of the bytes that have arrived.
@@ -44,10 +45,14 @@ impl Decoder for PgCodec {
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BackendMessage>, Error> {
+        // The type byte alone can already be refused: random bytes fail here at once.
+        let Some(&tag) = src.first() else {
+            return Ok(None);
+        };
+        check_header(tag, None)?;
         let Some(header) = src.get(..5) else {
             return Ok(None);
         };
-        let tag = header[0];
         let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
         let len =
             usize::try_from(len)
@@ -57,6 +62,7 @@ impl Decoder for PgCodec {
                     tag: tag as char,
                     len: len.into(),
                 })?;
+        check_header(tag, Some(len))?;
         if len > self.max_message_len {
             let max = self.max_message_len;
             return Err(ProtocolError::TooLarge {
@@ -181,5 +187,28 @@ mod tests {
             err.to_string().contains("unknown backend message type '@'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_unknown_tag_is_refused_from_its_first_byte_alone() {
+        let mut buf = BytesMut::from(&b"\x07"[..]);
+        let err = PgCodec::default().decode(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    }
+
+    #[test]
+    fn a_length_its_message_type_cannot_have_is_refused_at_the_header() {
+        for header in [
+            &b"Z\0\0\x10\0"[..],
+            b"1\0\0\0\x05",
+            b"K\0\0\0\x08",
+            b"R\0\0\0\x04",
+        ] {
+            let mut buf = BytesMut::from(header);
+            let err = PgCodec::default().decode(&mut buf).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol, "{header:?}: {err}");
+        }
+        let mut ok = BytesMut::from(&b"K\0\0\0\x0c"[..]);
+        assert!(PgCodec::default().decode(&mut ok).unwrap().is_none());
     }
 }

@@ -96,7 +96,10 @@ mod transport;
 pub mod types;
 
 pub use cancel::CancelToken;
-pub use config::{Config, Host, SslMode};
+pub use config::{
+    ChannelBindingMode, Config, Host, LoadBalanceHosts, ProtocolVersion, SslMode, SslRootCert,
+    Target, TargetSessionAttrs, TlsVersion,
+};
 pub use connection::{Connection, IntoConfig, Params, RowStream, ToStatement, DEFAULT_BATCH_ROWS};
 pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};
 pub use pool::{Pool, PoolTransaction, PooledConnection};

@@ -1,4 +1,4 @@
-//! The byte stream under the codec: TCP or a Unix socket.
+//! The byte stream under the codec: TCP (plain or TLS) or a Unix socket.
 //!
 //! Besides the stream, connecting returns a [`Killswitch`]: a duplicate of the socket's
 //! file descriptor that can shut the socket down from outside the wire lock. `close()`
@@ -16,7 +16,9 @@ use socket2::{SockRef, Socket, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::Host;
+use crate::config::{Config, Host, Target};
+
+pub(crate) mod tls;
 
 /// The address a session is connected to, so a CancelRequest reaches the same server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A Unix-domain socket.
     Unix(UnixStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 /// Shuts a socket down from outside the task that reads it.
@@ -75,44 +79,82 @@ impl Killswitch {
     }
 }
 
-/// Opens a socket to one host: TCP with `TCP_NODELAY` and keepalive, or a Unix socket
+/// The TCP liveness settings of a socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Liveness {
+    /// Keepalive idle time, probe interval and probe count; `None`: keepalive off.
+    pub(crate) keepalive: Option<(Duration, Duration, u32)>,
+    /// `TCP_USER_TIMEOUT`; `None`: the kernel's default.
+    pub(crate) user_timeout: Option<Duration>,
+}
+
+impl Liveness {
+    /// The settings of `config`.
+    pub(crate) fn of(config: &Config) -> Liveness {
+        Liveness {
+            keepalive: config.keepalives.then_some((
+                config.keepalives_idle,
+                config.keepalives_interval,
+                config.keepalives_count,
+            )),
+            user_timeout: config.tcp_user_timeout,
+        }
+    }
+
+    /// Applies the settings to a connected TCP socket.
+    fn apply(&self, sock: &SockRef<'_>) -> io::Result<()> {
+        if let Some((idle, interval, count)) = self.keepalive {
+            let ka = TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(interval)
+                .with_retries(count);
+            sock.set_tcp_keepalive(&ka)?;
+        }
+        if let Some(limit) = self.user_timeout {
+            sock.set_tcp_user_timeout(Some(limit))?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a socket to one target: TCP with `TCP_NODELAY` and the liveness settings (to
+/// `hostaddr` when given, else to each address the name resolves to), or a Unix socket
 /// at `<dir>/.s.PGSQL.<port>`.
 ///
 /// # Errors
 /// The socket error of the last address tried.
 pub(crate) async fn connect(
-    host: &Host,
-    port: u16,
-    keepalive_idle: Option<Duration>,
+    target: &Target,
+    liveness: Liveness,
 ) -> io::Result<(Stream, PeerAddr, Killswitch)> {
-    match host {
-        Host::Tcp(name) => connect_tcp(name, port, keepalive_idle).await,
-        Host::Unix(dir) => {
-            let path = dir.join(format!(".s.PGSQL.{port}"));
+    match (&target.host, target.addr) {
+        (Host::Unix(dir), _) => {
+            let path = dir.join(format!(".s.PGSQL.{}", target.port));
             let s = UnixStream::connect(&path).await?;
             let kill = Killswitch(SockRef::from(&s).try_clone()?);
             Ok((Stream::Unix(s), PeerAddr::Unix(path), kill))
         }
+        (Host::Tcp(_), Some(addr)) => {
+            connect_addrs([SocketAddr::new(addr, target.port)], liveness).await
+        }
+        (Host::Tcp(name), None) => {
+            let addrs = tokio::net::lookup_host((name.as_str(), target.port)).await?;
+            connect_addrs(addrs, liveness).await
+        }
     }
 }
 
-async fn connect_tcp(
-    name: &str,
-    port: u16,
-    keepalive_idle: Option<Duration>,
+async fn connect_addrs(
+    addrs: impl IntoIterator<Item = SocketAddr>,
+    liveness: Liveness,
 ) -> io::Result<(Stream, PeerAddr, Killswitch)> {
-    let mut last = io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{name} resolved to no address"),
-    );
-    for addr in tokio::net::lookup_host((name, port)).await? {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
+    for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => {
                 s.set_nodelay(true)?;
                 let sock = SockRef::from(&s);
-                if let Some(idle) = keepalive_idle {
-                    sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))?;
-                }
+                liveness.apply(&sock)?;
                 let kill = Killswitch(sock.try_clone()?);
                 return Ok((Stream::Tcp(s), PeerAddr::Tcp(addr), kill));
             }
@@ -136,6 +178,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.try_write(buf),
             Stream::Unix(s) => s.try_write(buf),
+            // Encrypting needs `&mut`; the server sees the socket close instead.
+            Stream::Tls(_) => Ok(0),
         }
     }
 }
@@ -149,6 +193,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -162,6 +207,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -173,6 +219,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -180,6 +227,7 @@ impl AsyncWrite for Stream {
         match self {
             Stream::Tcp(s) => s.is_write_vectored(),
             Stream::Unix(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
         }
     }
 
@@ -187,6 +235,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -194,6 +243,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -1,6 +1,10 @@
-//! Opening a session: socket, StartupMessage, authentication, and the parameters the
-//! server reports before its first ReadyForQuery. Reference: PostgreSQL manual,
-//! "Message Flow" → "Start-up".
+//! Opening a session: pick the hosts, and for each one in turn, within the connect
+//! timeout: socket, StartupMessage, authentication, the parameters the server reports
+//! before its first ReadyForQuery, then the `target_session_attrs` check. Reference:
+//! PostgreSQL manual, "Message Flow" → "Start-up", and libpq's "Multiple Hosts".
+
+mod attrs;
+mod authenticate;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,65 +19,222 @@ use super::wire::{Io, Shared, Wire};
 use super::{Connection, Inner};
 use crate::cancel::CancelToken;
 use crate::codec::{Frontend, PgCodec};
-use crate::config::{Config, Host, SslMode};
+use crate::config::{Config, Host, LoadBalanceHosts, SslMode, Target};
 use crate::error::{DbError, Error, ErrorKind, TimeoutKind};
-use crate::protocol::auth::{self, ChannelBinding, ScramSha256};
-use crate::protocol::backend::Authentication;
 use crate::protocol::{frontend, BackendMessage, ProtocolError};
-use crate::transport;
+use crate::transport::tls::{self, Negotiated, TlsSetup};
+use crate::transport::{self, Liveness, Stream};
+
+use attrs::Want;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Tries each host in turn; returns the first session that opens, or the last error.
+/// Tries each host in turn (twice for `prefer-standby`: standbys first, then any);
+/// returns the first session that opens and matches `target_session_attrs`.
+///
+/// # Errors
+/// When every host fails, the last host's error, its message listing every host tried
+/// with its own cause.
 pub(crate) async fn connect(config: &Config) -> Result<Connection, Error> {
-    if config.ssl_mode == SslMode::Require {
-        return Err(Error::new(
-            ErrorKind::Tls,
-            "sslmode=require: TLS is not available in this build yet",
-        ));
-    }
-    let mut last = None;
-    for (host, port) in config.targets()? {
-        let attempt = connect_one(config, &host, port);
-        let result = match config.get_connect_timeout() {
-            None => attempt.await,
-            Some(limit) => tokio::time::timeout(limit, attempt)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::timeout(
-                        TimeoutKind::Connect,
-                        format!("{host:?} port {port} did not finish connecting within {limit:?}"),
-                    ))
-                }),
-        };
-        match result {
-            Ok(conn) => return Ok(conn),
-            Err(e) => {
-                tracing::debug!(?host, port, error = %e, "connect attempt failed");
-                last = Some(e);
+    config.validate()?;
+    let targets = ordered(config.targets()?, config.load_balance_hosts);
+    let mut failures = Vec::new();
+    for want in Want::passes(config.target_session_attrs) {
+        for target in &targets {
+            match attempt(config, target, want).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    tracing::debug!(%target, error = %e, "connect attempt failed");
+                    failures.push((target.clone(), e));
+                }
             }
         }
     }
-    Err(last.unwrap_or_else(|| Error::config("no host to connect to")))
+    Err(all_failed(failures))
 }
 
-async fn connect_one(config: &Config, host: &Host, port: u16) -> Result<Connection, Error> {
-    let (stream, peer, killswitch) = transport::connect(host, port, config.keepalives_idle).await?;
-    let mut io = Framed::new(stream, PgCodec::new(config.max_message_len));
-    startup(&mut io, config).await?;
-    authenticate(&mut io, config).await?;
+/// The targets in the order to try them.
+fn ordered(mut targets: Vec<Target>, order: LoadBalanceHosts) -> Vec<Target> {
+    if order == LoadBalanceHosts::Random {
+        // Fisher-Yates with the system RNG ring already gives us.
+        for i in (1..targets.len()).rev() {
+            let mut b = [0u8; 4];
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+            targets.swap(i, u32::from_le_bytes(b) as usize % (i + 1));
+        }
+    }
+    targets
+}
+
+/// One error for all failed attempts: the last one's kind, code and source, and a
+/// message that names each host with its own cause.
+fn all_failed(mut failures: Vec<(Target, Error)>) -> Error {
+    let Some((last_target, last)) = failures.pop() else {
+        return Error::config("no host to connect to");
+    };
+    if failures.is_empty() {
+        return last.context(last_target);
+    }
+    let earlier: Vec<String> = failures.iter().map(|(t, e)| format!("{t}: {e}")).collect();
+    last.context(format!(
+        "all {} connection attempts failed; {}; {last_target}",
+        failures.len() + 1,
+        earlier.join("; ")
+    ))
+}
+
+/// One host, bounded by the connect timeout: TCP, TLS, authentication and the
+/// session attributes check all count.
+async fn attempt(config: &Config, target: &Target, want: Want) -> Result<Connection, Error> {
+    let work = async {
+        let conn = connect_one(config, target).await?;
+        attrs::check(&conn, want).await?;
+        Ok(conn)
+    };
+    match config.get_connect_timeout() {
+        None => work.await,
+        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(Error::timeout(
+                TimeoutKind::Connect,
+                format!("did not finish connecting within {limit:?}"),
+            ))
+        }),
+    }
+}
+
+/// One session to `target` under the TLS mode, with libpq's retries: `allow` tries
+/// TLS after a plain session the server refused; `prefer` goes on in plain text when
+/// the server does not do TLS, and starts over without TLS when the handshake or a TLS
+/// session fails. Unix sockets never use TLS, as in libpq.
+async fn connect_one(config: &Config, target: &Target) -> Result<Connection, Error> {
+    let mode = match target.host {
+        Host::Unix(_) => SslMode::Disable,
+        Host::Tcp(_) => config.get_ssl_mode(),
+    };
+    let setup = || tls::setup(config, target, mode);
+    match mode {
+        SslMode::Disable => open(config, target, None).await.0,
+        SslMode::Allow => match open(config, target, None).await.0 {
+            Err(e) if e.as_db_error().is_some() => {
+                open(config, target, Some((&setup()?, true))).await.0
+            }
+            other => other,
+        },
+        SslMode::Prefer => match open(config, target, Some((&setup()?, false))).await {
+            (Err(e), true) if e.kind() == ErrorKind::Tls || e.as_db_error().is_some() => {
+                tracing::debug!(%target, error = %e, "TLS attempt failed; sslmode=prefer tries without");
+                open(config, target, None).await.0
+            }
+            (result, _) => result,
+        },
+        _ => open(config, target, Some((&setup()?, true))).await.0,
+    }
+}
+
+/// Opens one session: TLS when `tls` is given (required or not); the flag says whether
+/// TLS was attempted past the server's 'S'.
+async fn open(
+    config: &Config,
+    target: &Target,
+    tls: Option<(&TlsSetup, bool)>,
+) -> (Result<Connection, Error>, bool) {
+    let mut tried_tls = false;
+    let result = async {
+        let (stream, peer, killswitch) = transport::connect(target, Liveness::of(config)).await?;
+        let (stream, error_follows) = secure(config, stream, tls, &mut tried_tls).await?;
+        tried_tls = matches!(stream, Stream::Tls(_));
+        let session_tls = tls.filter(|_| tried_tls).map(|(setup, _)| setup.clone());
+        let channel = authenticate::Channel {
+            tls: tried_tls,
+            end_point: match &stream {
+                Stream::Tls(s) => tls::end_point(s),
+                _ => None,
+            },
+        };
+        let mut io = Framed::new(stream, PgCodec::new(config.max_message_len));
+        if error_follows {
+            return Err(error_after_ssl_request(io).await);
+        }
+        startup(&mut io, config).await?;
+        authenticate::run(&mut io, config, target, channel).await?;
+        finish(io, config, target, peer, killswitch, session_tls).await
+    }
+    .await;
+    (result, tried_tls)
+}
+
+/// SSLRequest (or direct TLS) and the handshake when `tls` asks for them: the stream to
+/// speak on, and whether an ErrorResponse follows in place of an answer. `tried` is set
+/// before the handshake, so a failed one counts as tried.
+async fn secure(
+    config: &Config,
+    stream: Stream,
+    tls: Option<(&TlsSetup, bool)>,
+    tried: &mut bool,
+) -> Result<(Stream, bool), Error> {
+    let (tcp, setup, required) = match (stream, tls) {
+        (Stream::Tcp(tcp), Some((setup, required))) => (tcp, setup, required),
+        (stream, _) => return Ok((stream, false)),
+    };
+    *tried = true;
+    Ok(match tls::negotiate(tcp, setup).await? {
+        Negotiated::Tls(s) => (Stream::Tls(s), false),
+        Negotiated::Plain(_) if required => return Err(no_tls(config)),
+        Negotiated::Plain(tcp) => (Stream::Tcp(tcp), false),
+        Negotiated::ErrorFollows(tcp) => (Stream::Tcp(tcp), true),
+    })
+}
+
+fn no_tls(config: &Config) -> Error {
+    let mode = match config.get_ssl_mode() {
+        SslMode::Allow => "allow (after the plain session was refused)",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
+        _ => "require",
+    };
+    Error::new(
+        ErrorKind::Tls,
+        format!(
+            "the server does not support TLS (it answered 'N' to SSLRequest), and sslmode={mode} requires it"
+        ),
+    )
+}
+
+/// The ErrorResponse a server sent instead of answering SSLRequest (its 'E' already read).
+async fn error_after_ssl_request(io: Io) -> Error {
+    let mut parts = io.into_parts();
+    let mut read_buf = bytes::BytesMut::from(&b"E"[..]);
+    read_buf.extend_from_slice(&parts.read_buf);
+    parts.read_buf = read_buf;
+    let mut io = Framed::from_parts(parts);
+    match recv(&mut io).await {
+        Err(e) => e,
+        Ok(other) => Error::protocol(ProtocolError::Unexpected {
+            got: other.name(),
+            during: "reading the answer to SSLRequest",
+        }),
+    }
+}
+
+/// Reads to ReadyForQuery and builds the connection.
+async fn finish(
+    mut io: Io,
+    config: &Config,
+    target: &Target,
+    peer: transport::PeerAddr,
+    killswitch: transport::Killswitch,
+    tls: Option<TlsSetup>,
+) -> Result<Connection, Error> {
     let (params, key) = read_until_ready(&mut io).await?;
-    let (process_id, secret_key) = key.ok_or_else(|| {
-        Error::protocol(ProtocolError::Unexpected {
-            got: "ReadyForQuery",
-            during: "waiting for BackendKeyData",
-        })
-    })?;
+    if key.is_none() {
+        tracing::debug!(%target, "the server sent no BackendKeyData: queries cannot be cancelled");
+    }
     let cancel = CancelToken {
         peer,
-        process_id,
-        secret_key,
+        process_id: key.as_ref().map_or(0, |k| k.0),
+        secret_key: key.as_ref().map(|k| k.1.clone()),
         timeout: config.cancel_timeout,
+        tls,
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let limits = Limits {
@@ -82,7 +243,7 @@ async fn connect_one(config: &Config, host: &Host, port: u16) -> Result<Connecti
     };
     let shared = Arc::new(Shared::new(id, params, cancel, killswitch, limits));
     let wire = Wire::new(io, shared.clone(), config.statement_cache_capacity);
-    tracing::debug!(conn = id, pid = process_id, "connected");
+    tracing::debug!(conn = id, pid = key.map(|k| k.0), "connected");
     Ok(Connection {
         inner: Arc::new(Inner {
             wire: Arc::new(Mutex::new(wire)),
@@ -106,10 +267,12 @@ async fn startup(io: &mut Io, config: &Config) -> Result<(), Error> {
     if let Some(options) = &config.options {
         params.push(("options", options));
     }
-    frontend::startup(&params, io.write_buffer_mut())?;
+    let minor = config.max_protocol_version.minor();
+    frontend::startup_with_minor(minor, &params, io.write_buffer_mut())?;
     SinkExt::<Frontend<'_>>::flush(io).await
 }
 
+/// The next message; an ErrorResponse becomes the error.
 async fn recv(io: &mut Io) -> Result<BackendMessage, Error> {
     match io.next().await {
         Some(Ok(BackendMessage::ErrorResponse(fields))) => {
@@ -131,88 +294,10 @@ async fn send(
     SinkExt::<Frontend<'_>>::flush(io).await
 }
 
-fn auth_error(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Authentication, msg)
-}
+type Key = Option<(i32, bytes::Bytes)>;
 
-fn password(config: &Config) -> Result<Vec<u8>, Error> {
-    config.get_password().ok_or_else(|| auth_error("the server asked for a password, but none was given (set it in the URL, Config::password or PGPASSWORD)"))
-}
-
-async fn authenticate(io: &mut Io, config: &Config) -> Result<(), Error> {
-    loop {
-        let request = match recv(io).await? {
-            BackendMessage::Authentication(a) => a,
-            BackendMessage::NegotiateProtocolVersion { .. } => continue,
-            other => {
-                return Err(ProtocolError::Unexpected {
-                    got: other.name(),
-                    during: "authenticating",
-                }
-                .into())
-            }
-        };
-        match request {
-            Authentication::Ok => return Ok(()),
-            Authentication::CleartextPassword => {
-                let pw = password(config)?;
-                send(io, |b| frontend::password(&pw, b)).await?;
-            }
-            Authentication::Md5Password(salt) => {
-                let hashed =
-                    auth::md5_password(config.get_user().as_bytes(), &password(config)?, salt);
-                send(io, |b| frontend::password(hashed.as_bytes(), b)).await?;
-            }
-            Authentication::Sasl(mechanisms) => scram(io, config, &mechanisms).await?,
-            other => {
-                return Err(auth_error(format!(
-                    "the server asked for {other:?} authentication, which pgkeel does not support"
-                )))
-            }
-        }
-    }
-}
-
-async fn scram(io: &mut Io, config: &Config, mechanisms: &[String]) -> Result<(), Error> {
-    if !mechanisms.iter().any(|m| m == auth::SCRAM_SHA_256) {
-        return Err(auth_error(format!("the server offers SASL mechanisms {mechanisms:?}; pgkeel supports SCRAM-SHA-256 (without TLS)")));
-    }
-    let scram_err =
-        |e: auth::ScramError| Error::with_source(ErrorKind::Authentication, "SCRAM-SHA-256", e);
-    let mut scram =
-        ScramSha256::new(&password(config)?, ChannelBinding::Unsupported).map_err(scram_err)?;
-    send(io, |b| {
-        frontend::sasl_initial_response(scram.mechanism(), scram.client_first(), b)
-    })
-    .await?;
-    let server_first = match recv(io).await? {
-        BackendMessage::Authentication(Authentication::SaslContinue(data)) => data,
-        other => {
-            return Err(ProtocolError::Unexpected {
-                got: other.name(),
-                during: "waiting for SCRAM server-first",
-            }
-            .into())
-        }
-    };
-    let client_final = scram
-        .handle_server_first(&server_first)
-        .map_err(scram_err)?;
-    send(io, |b| frontend::sasl_response(&client_final, b)).await?;
-    match recv(io).await? {
-        BackendMessage::Authentication(Authentication::SaslFinal(data)) => {
-            scram.verify_server_final(&data).map_err(scram_err)
-        }
-        other => Err(ProtocolError::Unexpected {
-            got: other.name(),
-            during: "waiting for SCRAM server-final",
-        }
-        .into()),
-    }
-}
-
-type Key = Option<(i32, i32)>;
-
+/// Reads to the first ReadyForQuery. BackendKeyData may be missing: libpq accepts
+/// that too, and such a session only cannot be cancelled.
 async fn read_until_ready(io: &mut Io) -> Result<(HashMap<String, String>, Key), Error> {
     let mut params = HashMap::new();
     let mut key = None;

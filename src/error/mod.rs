@@ -85,6 +85,9 @@ pub enum ErrorKind {
     CommitOutcomeUnknown,
     /// The pool is closed and hands out no more connections.
     PoolClosed,
+    /// A server was reached but is not the kind `target_session_attrs` asks for (a
+    /// standby when read-write was asked, ...).
+    WrongSessionAttrs,
 }
 
 impl fmt::Display for ErrorKind {
@@ -107,6 +110,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::RolledBack => f.write_str("transaction rolled back"),
             ErrorKind::CommitOutcomeUnknown => f.write_str("commit outcome unknown"),
             ErrorKind::PoolClosed => f.write_str("pool closed"),
+            ErrorKind::WrongSessionAttrs => {
+                f.write_str("server does not match target_session_attrs")
+            }
         }
     }
 }
@@ -184,6 +190,15 @@ impl Error {
 
     pub(crate) fn config(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Config, message)
+    }
+
+    /// The same error with `context` (which host failed, ...) before its message.
+    pub(crate) fn context(mut self, context: impl fmt::Display) -> Error {
+        self.0.message = Some(match self.0.message.take() {
+            Some(m) => format!("{context}: {m}"),
+            None => context.to_string(),
+        });
+        self
     }
 
     /// What kind of failure this is.

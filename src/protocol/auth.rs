@@ -84,6 +84,60 @@ impl ChannelBinding {
     }
 }
 
+/// The `tls-server-end-point` channel binding data of a DER certificate (RFC 5929 §4.1):
+/// its hash with the hash function of its signature algorithm, SHA-256 when that is MD5
+/// or SHA-1. `None` for an algorithm with no single hash (Ed25519, RSA-PSS), as
+/// PostgreSQL's server refuses those too, or for a certificate that does not parse.
+pub fn tls_server_end_point(cert_der: &[u8]) -> Option<Vec<u8>> {
+    let algorithm = match signature_algorithm_oid(cert_der)? {
+        // md5WithRSA, sha1WithRSA, sha256WithRSA, ecdsa-with-SHA1, ecdsa-with-SHA256, dsa-with-sha1/sha256
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x04 | 0x05 | 0x0b]
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01]
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]
+        | [0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x03]
+        | [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x02] => &digest::SHA256,
+        // sha384WithRSA, ecdsa-with-SHA384
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c]
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03] => &digest::SHA384,
+        // sha512WithRSA, ecdsa-with-SHA512
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d]
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04] => &digest::SHA512,
+        _ => return None,
+    };
+    Some(digest::digest(algorithm, cert_der).as_ref().to_vec())
+}
+
+/// The OID bytes of `Certificate.signatureAlgorithm.algorithm` (RFC 5280 §4.1).
+fn signature_algorithm_oid(der: &[u8]) -> Option<&[u8]> {
+    let (cert, _) = der_element(der, 0x30)?;
+    let (_tbs, rest) = der_element(cert, 0x30)?;
+    let (algorithm, _) = der_element(rest, 0x30)?;
+    let (oid, _) = der_element(algorithm, 0x06)?;
+    Some(oid)
+}
+
+/// One DER element with tag `tag` at the start of `input`: (its contents, what follows).
+fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, rest) = input.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (&len0, mut rest) = rest.split_first()?;
+    let len = match len0 {
+        0..=0x7f => usize::from(len0),
+        0x81..=0x84 => {
+            let n = usize::from(len0 & 0x7f);
+            let (bytes, after) = (rest.get(..n)?, rest.get(n..)?);
+            rest = after;
+            bytes
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+        }
+        _ => return None,
+    };
+    Some((rest.get(..len)?, rest.get(len..)?))
+}
+
 /// Errors of the SCRAM exchange; each says what the server sent wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ScramError {
@@ -776,5 +830,31 @@ mod tests {
     #[test]
     fn hex_encodes_lower_case() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
+
+    /// A DER skeleton: Certificate { tbsCertificate {}, AlgorithmIdentifier { oid } }.
+    fn cert_with_algorithm(oid: &[u8]) -> Vec<u8> {
+        let mut alg = vec![0x06, oid.len() as u8];
+        alg.extend_from_slice(oid);
+        let mut body = vec![0x30, 0x00, 0x30, alg.len() as u8];
+        body.extend_from_slice(&alg);
+        let mut cert = vec![0x30, body.len() as u8];
+        cert.extend_from_slice(&body);
+        cert
+    }
+
+    #[test]
+    fn tls_server_end_point_hashes_with_the_signature_hash_and_sha256_for_sha1() {
+        let sha384_rsa =
+            cert_with_algorithm(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c]);
+        let got = tls_server_end_point(&sha384_rsa).unwrap();
+        assert_eq!(got, digest::digest(&digest::SHA384, &sha384_rsa).as_ref());
+        let sha1_rsa = cert_with_algorithm(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05]);
+        let got = tls_server_end_point(&sha1_rsa).unwrap();
+        assert_eq!(got, digest::digest(&digest::SHA256, &sha1_rsa).as_ref());
+        let ed25519 = cert_with_algorithm(&[0x2b, 0x65, 0x70]);
+        assert_eq!(tls_server_end_point(&ed25519), None);
+        assert_eq!(tls_server_end_point(&[0x30, 0x85, 1]), None);
+        assert_eq!(tls_server_end_point(&[]), None);
     }
 }

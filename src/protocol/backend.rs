@@ -208,8 +208,8 @@ pub enum BackendMessage {
     BackendKeyData {
         /// The backend's process id.
         process_id: i32,
-        /// The secret key for cancel requests.
-        secret_key: i32,
+        /// The secret key for cancel requests: 4 bytes in protocol 3.0, up to 256 in 3.2.
+        secret_key: Bytes,
     },
     /// `2`: Bind succeeded.
     BindComplete,
@@ -272,6 +272,37 @@ pub enum BackendMessage {
     ReadyForQuery(TransactionStatus),
     /// `T`: the columns of the rows that follow.
     RowDescription(Vec<FieldDescription>),
+}
+
+/// Checks a message header as soon as its bytes arrive, before the body does: a type
+/// byte no server sends, or a length that message type cannot have, is an error at
+/// once instead of after a bogus frame of up to the maximum length has been read.
+/// `len` is the length field (itself included), once its four bytes are there.
+///
+/// # Errors
+/// [`ProtocolError::UnknownTag`] or [`ProtocolError::InvalidLength`].
+pub fn check_header(tag: u8, len: Option<usize>) -> Result<(), ProtocolError> {
+    let (min, max) = match tag {
+        // ParseComplete, BindComplete, CloseComplete, NoData, PortalSuspended,
+        // EmptyQueryResponse, CopyDone: no body.
+        b'1' | b'2' | b'3' | b'n' | b's' | b'I' | b'c' => (4, 4),
+        // ReadyForQuery: one status byte.
+        b'Z' => (5, 5),
+        // BackendKeyData: process id and a key of 4 bytes (protocol 3.2: up to 256).
+        b'K' => (12, 4 + 4 + 256),
+        // Authentication: at least the request code.
+        b'R' => (8, usize::MAX),
+        b'D' | b'd' | b'C' | b'T' | b't' | b'E' | b'N' | b'S' | b'A' | b'G' | b'H' | b'W'
+        | b'V' | b'v' => (4, usize::MAX),
+        other => return Err(ProtocolError::UnknownTag(other as char)),
+    };
+    match len {
+        Some(len) if len < min || len > max => Err(ProtocolError::InvalidLength {
+            tag: tag as char,
+            len: len as i64,
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl BackendMessage {
@@ -425,7 +456,11 @@ fn parse_parameter_status(body: &[u8]) -> Result<BackendMessage, ProtocolError> 
 fn parse_backend_key_data(body: &[u8]) -> Result<BackendMessage, ProtocolError> {
     let mut r = Reader::new(body, "BackendKeyData");
     let process_id = r.i32("process id")?;
-    let secret_key = r.i32("secret key")?;
+    let key_len = body.len() - 4;
+    if !(4..=256).contains(&key_len) {
+        return Err(r.invalid("secret key length", key_len.to_string()));
+    }
+    let secret_key = Bytes::copy_from_slice(r.bytes(key_len, "secret key")?);
     r.finish()?;
     Ok(BackendMessage::BackendKeyData {
         process_id,

@@ -145,9 +145,26 @@ fn backend_key_data_decodes_process_id_and_secret_key() {
         ok(b'K', b"\0\0\x30\x39\xde\xad\xbe\xef"),
         BackendMessage::BackendKeyData {
             process_id: 12345,
-            secret_key: 0xdead_beef_u32 as i32,
+            secret_key: Bytes::from_static(b"\xde\xad\xbe\xef"),
         }
     );
+}
+
+#[test]
+fn backend_key_data_of_protocol_3_2_has_a_longer_key_of_at_most_256_bytes() {
+    let mut body = b"\0\0\x30\x39".to_vec();
+    body.extend_from_slice(&[7u8; 32]);
+    assert_eq!(
+        ok(b'K', &body),
+        BackendMessage::BackendKeyData {
+            process_id: 12345,
+            secret_key: Bytes::from(vec![7u8; 32]),
+        }
+    );
+    let mut too_long = b"\0\0\x30\x39".to_vec();
+    too_long.extend_from_slice(&[7u8; 257]);
+    assert!(BackendMessage::parse(b'K', Bytes::from(too_long)).is_err());
+    assert!(BackendMessage::parse(b'K', Bytes::from_static(b"\0\0\x30\x39\x01")).is_err());
 }
 
 #[test]
@@ -480,7 +497,8 @@ fn authentication_data_is_only_truncated_inside_its_request_code() {
 
 #[test]
 fn a_byte_after_the_last_field_is_trailing_garbage() {
-    for &(tag, body) in STRICT {
+    // BackendKeyData is left out: a protocol 3.2 key may be 4 to 256 bytes long.
+    for &(tag, body) in STRICT.iter().filter(|(tag, _)| *tag != b'K') {
         let mut long = body.to_vec();
         long.push(b'x');
         let e = err(tag, &long);

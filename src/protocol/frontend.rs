@@ -107,6 +107,28 @@ pub fn startup(params: &[(&str, &str)], buf: &mut BytesMut) -> Result<(), Protoc
     })
 }
 
+/// StartupMessage for protocol 3.`minor` (3.0, or 3.2 with PostgreSQL 18's longer cancel
+/// keys); a server that speaks an older minor version answers NegotiateProtocolVersion.
+pub fn startup_with_minor(
+    minor: u16,
+    params: &[(&str, &str)],
+    buf: &mut BytesMut,
+) -> Result<(), ProtocolError> {
+    let start = buf.len();
+    startup(params, buf)?;
+    // The version follows the 4-byte length: major in the high half, minor in the low.
+    buf[start + 6..start + 8].copy_from_slice(&minor.to_be_bytes());
+    Ok(())
+}
+
+/// CancelRequest with a secret key of any length (4 bytes in protocol 3.0, up to 256 in 3.2).
+pub fn cancel_request_with_key(process_id: i32, secret_key: &[u8], buf: &mut BytesMut) {
+    buf.put_i32(12 + secret_key.len() as i32);
+    buf.put_i32(80_877_102);
+    buf.put_i32(process_id);
+    buf.put_slice(secret_key);
+}
+
 /// SSLRequest: asks the server to switch to TLS.
 pub fn ssl_request(buf: &mut BytesMut) {
     buf.put_i32(8);

@@ -126,15 +126,16 @@ impl ClusterBuilder {
 /// A running throwaway PostgreSQL cluster (or an external server named by PGKEEL_TEST_URL).
 #[derive(Debug)]
 pub struct Cluster {
-    host: String,
-    port: u16,
-    superuser: String,
-    backend: Backend,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) superuser: String,
+    pub(crate) backend: Backend,
 }
 
 /// Where a cluster's server lives.
 #[derive(Debug)]
-enum Backend {
+#[allow(clippy::large_enum_variant)] // one per cluster, never moved in a hot path
+pub(crate) enum Backend {
     Local(Local),
     External(External),
 }
@@ -321,7 +322,7 @@ impl Cluster {
     }
 
     /// The local server, or an External error naming `what`.
-    fn local(&self, what: &str) -> Result<&Local, TestkitError> {
+    pub(crate) fn local(&self, what: &str) -> Result<&Local, TestkitError> {
         match &self.backend {
             Backend::Local(local) => Ok(local),
             Backend::External(_) => Err(TestkitError::External(what.to_string())),

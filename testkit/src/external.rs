@@ -117,8 +117,10 @@ fn first_target(config: &Config) -> Result<(String, u16), TestkitError> {
     let invalid = |why: String| TestkitError::External(format!("using PGKEEL_TEST_URL ({why})"));
     let targets = config.targets().map_err(|err| invalid(err.to_string()))?;
     match targets.into_iter().next() {
-        Some((Host::Tcp(host), port)) => Ok((host, port)),
-        Some((Host::Unix(dir), port)) => Ok((dir.to_string_lossy().into_owned(), port)),
+        Some(t) => match t.host {
+            Host::Tcp(host) => Ok((host, t.port)),
+            Host::Unix(dir) => Ok((dir.to_string_lossy().into_owned(), t.port)),
+        },
         None => Err(invalid("it names no host".into())),
     }
 }
@@ -149,7 +151,12 @@ mod tests {
         (
             config.get_user(),
             config.get_dbname(),
-            config.targets().unwrap(),
+            config
+                .targets()
+                .unwrap()
+                .into_iter()
+                .map(|t| (t.host, t.port))
+                .collect(),
         )
     }
 

@@ -58,6 +58,7 @@ mod programs;
 mod test_db;
 #[cfg(test)]
 mod tests;
+mod topology;
 
 pub use cluster::{AuthMethod, Cluster, ClusterBuilder};
 pub use error::TestkitError;

@@ -38,13 +38,13 @@ static DIR_COUNTER: AtomicUsize = AtomicUsize::new(0);
 #[derive(Debug)]
 pub(crate) struct Local {
     pub(crate) bins: Bins,
-    owner: Option<Owner>,
+    pub(crate) owner: Option<Owner>,
     /// The temp dir, also the Unix socket dir.
     pub(crate) dir: String,
-    data: String,
+    pub(crate) data: String,
     log: String,
     /// Stops the server and removes `dir` when this process exits (its stdin closes).
-    watchdog: Option<Child>,
+    pub(crate) watchdog: Option<Child>,
 }
 
 impl Local {
@@ -81,7 +81,7 @@ impl Local {
     }
 
     /// Starts a process that stops the server and removes the dir once its stdin closes.
-    fn spawn_watchdog(&self) -> Result<Child, TestkitError> {
+    pub(crate) fn spawn_watchdog(&self) -> Result<Child, TestkitError> {
         let script = format!(
             "trap '' INT HUP; cat >/dev/null; {} -D {} -m immediate -w stop; rm -rf {}",
             sh_quote(&self.bins.pg_ctl.to_string_lossy()),
@@ -140,7 +140,7 @@ impl Local {
     }
 
     /// Runs pg_ctl on the data dir as the server's owner.
-    fn pg_ctl(&self, what: &str, args: &[&str]) -> Result<(), TestkitError> {
+    pub(crate) fn pg_ctl(&self, what: &str, args: &[&str]) -> Result<(), TestkitError> {
         let mut all = vec!["-D", &self.data];
         all.extend_from_slice(args);
         let mut cmd = as_owner(self.owner, &self.bins.pg_ctl, &all);

@@ -153,7 +153,7 @@ async fn mock(script: Script) -> Mock {
 }
 
 fn url(port: u16) -> String {
-    format!("postgres://u@127.0.0.1:{port}/db")
+    format!("postgres://u@127.0.0.1:{port}/db?sslmode=disable")
 }
 
 async fn connect_to(script: Script) -> Result<Connection, Error> {
@@ -308,7 +308,8 @@ async fn a_length_over_the_configured_maximum_is_refused_before_its_body_arrives
         .port(m.port)
         .user("u")
         .dbname("db")
-        .max_message_len(1024);
+        .max_message_len(1024)
+        .ssl_mode(pgkeel::SslMode::Disable);
     let conn = within(Connection::connect(&config)).await.unwrap();
     let err = within(conn.query("SELECT 1", &[])).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
