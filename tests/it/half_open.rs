@@ -90,7 +90,7 @@ impl Netns {
             .args(["netns", "exec", &self.name])
             .arg(exe)
             .args([
-                "ns_proxy_entry",
+                "half_open::ns_proxy_entry",
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",
