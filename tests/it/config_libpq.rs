@@ -99,9 +99,9 @@ async fn hostaddr_is_dialled_and_host_is_only_a_name() {
 #[tokio::test]
 async fn options_dash_c_set_the_sessions_settings() {
     let (db, _conn) = common::db().await;
-    let url = format!(
-        "{}?options=-c%20search_path%3Dpgkeel_x%20-c%20work_mem%3D7MB",
-        db.url()
+    let url = common::with_param(
+        &db.url(),
+        "options=-c%20search_path%3Dpgkeel_x%20-c%20work_mem%3D7MB",
     );
     let conn = Connection::connect(url).await.unwrap();
     let row = conn
@@ -122,7 +122,7 @@ async fn liveness_options_are_taken_and_the_session_works() {
         "keepalives=0",
         "keepalives_idle=30&keepalives_interval=10&keepalives_count=2&tcp_user_timeout=0",
     ] {
-        let conn = Connection::connect(format!("{}?{params}", db.url()))
+        let conn = Connection::connect(common::with_param(&db.url(), params))
             .await
             .unwrap();
         conn.simple_query("SELECT 1").await.unwrap();
@@ -138,7 +138,7 @@ async fn values_that_libpq_would_refuse_are_refused_before_connecting() {
         ("service=prod", "service"),
         ("sslmode=verify-everything", "sslmode"),
     ] {
-        let err = Connection::connect(format!("{}?{params}", db.url()))
+        let err = Connection::connect(common::with_param(&db.url(), params))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{params}: {err}");

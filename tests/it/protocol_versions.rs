@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 fn url_with(db: &pgkeel_testkit::TestDb, params: &str) -> String {
-    format!("{}?{params}", db.url())
+    common::with_param(&db.url(), params)
 }
 
 #[tokio::test]
