@@ -162,17 +162,17 @@ fn read_array<'a, T: FromSql<'a>>(
 }
 
 /// A cursor over an array's bytes whose errors name the type.
-struct Reader<'a, 't> {
-    ty: &'t Type,
-    raw: &'a [u8],
+pub(super) struct Reader<'a, 't> {
+    pub(super) ty: &'t Type,
+    pub(super) raw: &'a [u8],
 }
 
 impl<'a> Reader<'a, '_> {
-    fn bad(&self, why: &str) -> BoxError {
+    pub(super) fn bad(&self, why: &str) -> BoxError {
         invalid(self.ty, why.to_owned())
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], BoxError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], BoxError> {
         if self.raw.len() < n {
             return Err(self.bad("truncated"));
         }
@@ -181,7 +181,7 @@ impl<'a> Reader<'a, '_> {
         Ok(head)
     }
 
-    fn i32(&mut self) -> Result<i32, BoxError> {
+    pub(super) fn i32(&mut self) -> Result<i32, BoxError> {
         let b = self.take(4)?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }

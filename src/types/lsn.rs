@@ -44,14 +44,7 @@ sql_impl!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::ToSql;
-    use bytes::BytesMut;
-
-    fn enc<T: ToSql>(v: &T, ty: &Type) -> Vec<u8> {
-        let mut out = BytesMut::new();
-        v.to_sql(ty, &mut out).unwrap();
-        out.to_vec()
-    }
+    use crate::types::test_enc as enc;
 
     #[test]
     fn lsn_bytes_and_text() {

@@ -305,6 +305,14 @@ fn ensure_accepts<T: ToSql>(ty: &Type) -> Result<(), BoxError> {
     }
 }
 
+/// The binary form `v` takes as `ty`, for byte-exact unit tests of the encoders.
+#[cfg(test)]
+pub(crate) fn test_enc<T: ToSql>(v: &T, ty: &Type) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    v.to_sql(ty, &mut out).unwrap();
+    out.to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

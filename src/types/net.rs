@@ -166,13 +166,8 @@ sql_impl!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::test_enc as enc;
     use crate::types::{FromSql, ToSql};
-
-    fn enc<T: ToSql>(v: &T, ty: &Type) -> Vec<u8> {
-        let mut out = BytesMut::new();
-        v.to_sql(ty, &mut out).unwrap();
-        out.to_vec()
-    }
 
     #[test]
     fn inet_and_cidr_bytes() {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use bytes::{BufMut, BytesMut};
 
+use super::array::Reader;
 use super::{invalid, wrong_type, BoxError, FromSql, IsNull, Kind, Oid, ToSql, Type};
 
 /// A composite (row) value read field by field: each field's type and raw bytes.
@@ -64,7 +65,7 @@ impl<'a> FromSql<'a> for Record {
             Kind::Composite(f) => f.iter().map(|f| f.type_().clone()).collect(),
             _ => Vec::new(),
         };
-        let mut r = Cursor { ty, raw };
+        let mut r = Reader { ty, raw };
         let count = usize::try_from(r.i32()?).map_err(|_| r.bad("negative field count"))?;
         let mut fields = Vec::with_capacity(count.min(raw.len() / 8));
         for i in 0..count {
@@ -92,31 +93,6 @@ impl<'a> FromSql<'a> for Record {
 
     fn accepts(ty: &Type) -> bool {
         is_record(ty)
-    }
-}
-
-struct Cursor<'a, 't> {
-    ty: &'t Type,
-    raw: &'a [u8],
-}
-
-impl<'a> Cursor<'a, '_> {
-    fn bad(&self, why: &str) -> BoxError {
-        invalid(self.ty, why.to_owned())
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], BoxError> {
-        if self.raw.len() < n {
-            return Err(self.bad("truncated"));
-        }
-        let (head, rest) = self.raw.split_at(n);
-        self.raw = rest;
-        Ok(head)
-    }
-
-    fn i32(&mut self) -> Result<i32, BoxError> {
-        let b = self.take(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
 
@@ -155,7 +131,7 @@ impl<'a, S: std::hash::BuildHasher + Default> FromSql<'a> for HashMap<String, Op
         if !is_hstore(ty) {
             return Err(wrong_type::<Self>(ty));
         }
-        let mut r = Cursor { ty, raw };
+        let mut r = Reader { ty, raw };
         let count = usize::try_from(r.i32()?).map_err(|_| r.bad("negative count"))?;
         let mut map = HashMap::with_capacity_and_hasher(count.min(raw.len() / 8), S::default());
         let text = |b: &[u8]| {
