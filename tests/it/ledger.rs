@@ -453,3 +453,54 @@ async fn cpu_heavy_query_dropped_early_stops_and_backends_stay_within_max_size()
     assert!(most <= 2 + 1, "saw {most} client backends with max_size 2");
     assert_eq!(pool.status().backends_lingering, 0);
 }
+
+/// Under the Recover policy the pool's other return rules still hold: the reset runs on
+/// a recovered connection, and a clone the user kept is detected.
+#[tokio::test]
+async fn recover_policy_keeps_the_other_return_rules() {
+    let db = TestDb::new();
+    let pool = Pool::builder(db.url())
+        .max_size(1)
+        .abandon_policy(AbandonPolicy::Recover)
+        .reset_on_return(Some("RESET ALL"))
+        .build()
+        .unwrap();
+    let pid = {
+        let conn = pool.get().await.unwrap();
+        conn.batch_execute("SET work_mem = '7MB'").await.unwrap();
+        let slow = conn.query("SELECT pg_sleep(0.2)", &[]);
+        assert!(tokio::time::timeout(Duration::from_millis(20), slow)
+            .await
+            .is_err());
+        conn.backend_pid()
+    };
+    {
+        let conn = pool.get().await.unwrap();
+        assert_eq!(conn.backend_pid(), pid, "recovered, not replaced");
+        let row = conn
+            .query_one("SELECT current_setting('work_mem')", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get::<_, String>(0),
+            "4MB",
+            "the reset ran after recovery"
+        );
+    }
+    assert_eq!(pool.status().recovered, 1, "{:?}", pool.status());
+    let kept = {
+        let conn = pool.get().await.unwrap();
+        (*conn).clone()
+    };
+    let s = pool.status();
+    assert_eq!(s.evicted_cloned_out, 1, "{s:?}");
+    // The pool closes it in the background.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !kept.is_closed() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the kept clone was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
