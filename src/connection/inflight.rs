@@ -23,7 +23,7 @@ use std::task::Poll;
 use bytes::BytesMut;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
-use super::ledger::State;
+use super::ledger::{Ledger, State};
 use super::wire::{Io, Wire};
 use crate::codec::Frontend;
 use crate::error::{DbError, Error, ErrorKind};
@@ -78,7 +78,7 @@ pub(crate) struct InFlight<'a> {
     extended: bool,
     what: &'static str,
     /// The write buffer's length and the ledger before `begin`, for `abandon_unsent`.
-    before: Option<(usize, State, u32, u32)>,
+    before: Option<(usize, Ledger)>,
     /// Whether a drop may leave the exchange for recovery (not during recovery itself).
     recoverable: bool,
 }
@@ -88,7 +88,7 @@ impl<'a> InFlight<'a> {
         wire: &'a mut Wire,
         closes: Vec<String>,
         what: &'static str,
-        before: (usize, State, u32, u32),
+        before: (usize, Ledger),
     ) -> Self {
         InFlight {
             before: Some(before),
@@ -157,13 +157,12 @@ impl<'a> InFlight<'a> {
     /// before [`Wire::begin`] (queued Closes go back to the queue, a paused portal stays
     /// paused).
     pub(crate) fn abandon_unsent(mut self) {
-        let (len, state, owed, discard) = self.before.take().expect("taken once");
+        let (len, ledger) = self.before.take().expect("taken once");
         if !matches!(self.wire.ledger.state, State::Exchange) {
             return; // broken on the way: nothing to restore
         }
         self.buf().truncate(len);
-        let ledger = &mut self.wire.ledger;
-        (ledger.state, ledger.owed, ledger.discard) = (state, owed, discard);
+        self.wire.ledger = ledger;
         self.closes_done = 0;
         self.settle_closes();
     }

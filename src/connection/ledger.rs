@@ -35,7 +35,7 @@ pub(crate) enum State {
 }
 
 /// What the wire owes: the state and the ReadyForQuery count.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Ledger {
     pub(crate) state: State,
     /// ReadyForQuery messages still to be read.

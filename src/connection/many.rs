@@ -64,14 +64,10 @@ impl Wire {
         match (result, sql) {
             (Err(e), Some(sql)) if run.stale_first.is_some() && is_stale_statement(Some(&e)) => {
                 tracing::debug!(sql, error = %e, "re-preparing a stale cached statement");
-                let first = run.stale_first.take();
-                let oids = first
-                    .as_ref()
-                    .map(|(_, oids)| oids.clone())
-                    .unwrap_or_default();
+                let (bytes, oids) = run.stale_first.take().expect("checked above");
                 let plan = self.plan_sql_oids(sql, oids);
                 let mut again = Run {
-                    replay: first,
+                    replay: Some(bytes),
                     ..Run::default()
                 };
                 let result = self.run_many(&plan, &mut rows, &mut again, false).await;
@@ -97,7 +93,7 @@ impl Wire {
                 return Err(e);
             }
         }
-        if let Some((bytes, _)) = &run.replay {
+        if let Some(bytes) = &run.replay {
             f.buf().extend_from_slice(bytes);
         } else if check_first {
             if let Err(e) = run.first_alone(&mut f, &name, &types, rows).await {
@@ -157,7 +153,7 @@ struct Run {
     /// set when the server found the statement stale.
     stale_first: Option<(BytesMut, Vec<Oid>)>,
     /// Bytes to send again first (the first parameter set of a stale run).
-    replay: Option<(BytesMut, Vec<Oid>)>,
+    replay: Option<BytesMut>,
 }
 
 impl Run {

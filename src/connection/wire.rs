@@ -83,6 +83,13 @@ impl Wire {
         self.next_name
     }
 
+    /// The write buffer's length and the ledger now, for an exchange that may have to
+    /// withdraw everything it wrote ([`InFlight::abandon_unsent`]).
+    fn mark(&self) -> (usize, Ledger) {
+        let len = self.io.as_ref().map_or(0, |io| io.write_buffer().len());
+        (len, self.ledger.clone())
+    }
+
     /// Begins an exchange: settles a portal a row stream left paused, writes the Closes
     /// of queued statements first, and arms the in-flight guard. Nothing is sent until
     /// the caller flushes.
@@ -102,12 +109,7 @@ impl Wire {
         if !self.ledger.can_begin() {
             return Err(Error::broken());
         }
-        let before = (
-            io.write_buffer().len(),
-            self.ledger.state.clone(),
-            self.ledger.owed,
-            self.ledger.discard,
-        );
+        let before = (io.write_buffer().len(), self.ledger.clone());
         let buf = io.write_buffer_mut();
         if self.ledger.is_paused() {
             // Names are ours and NUL-free, so this cannot fail.
@@ -141,12 +143,7 @@ impl Wire {
         else {
             return Err(Error::broken());
         };
-        let before = (
-            self.io.as_ref().map_or(0, |io| io.write_buffer().len()),
-            self.ledger.state.clone(),
-            self.ledger.owed,
-            self.ledger.discard,
-        );
+        let before = self.mark();
         self.ledger.state = State::Exchange;
         Ok((
             InFlight::new(self, Vec::new(), "reading a row stream", before),
@@ -291,8 +288,8 @@ impl Wire {
                 .await
                 .map_err(|e| Error::new(crate::ErrorKind::Io, e.to_string()))??;
         }
+        let before = self.mark();
         self.ledger.state = State::Exchange;
-        let before = (0, State::Abandoned, self.ledger.owed, self.ledger.discard);
         let mut f = InFlight::new(self, Vec::new(), "recovering an abandoned exchange", before);
         f.no_recovery();
         if f.wire().ledger.owed == 0 {
