@@ -97,7 +97,7 @@ fn set_session(c: &mut Config, key: &str, value: &str) -> Result<bool, Error> {
         "options" => c.options = Some(value.to_owned()),
         "client_encoding" => check_encoding(value)?,
         "channel_binding" => c.channel_binding = parse_channel_binding(value)?,
-        "cancel_timeout" => c.cancel_timeout = secs(key, value, 0)?,
+        "cancel_timeout" => c.cancel_timeout = secs(key, value, 1)?,
         "query_timeout_ms" => c.query_timeout = optional(millis(key, value)?),
         "lock_timeout_ms" => c.lock_timeout = optional(millis(key, value)?),
         "statement_cache_capacity" => c.statement_cache_capacity = parse_int(key, value)?,
@@ -167,6 +167,12 @@ fn set_tls(c: &mut Config, key: &str, value: &str) -> Result<bool, Error> {
 
 /// Checks what no single option can.
 pub(super) fn validate(c: &Config) -> Result<(), Error> {
+    if c.pooler_mode && c.statement_cache_capacity > 0 {
+        return Err(Error::config(
+            "pooler mode (pgbouncer=true, prepare_threshold=0) names no statement on the server, \
+             so it cannot have a statement cache: leave statement_cache_capacity out",
+        ));
+    }
     if c.ssl_root_cert == Some(SslRootCert::System) && c.get_ssl_mode() != SslMode::VerifyFull {
         return Err(Error::config(
             "sslrootcert=system requires sslmode=verify-full (a weaker mode would trust any \

@@ -11,9 +11,6 @@ use std::path::{Path, PathBuf};
 use super::env::home_dir;
 use super::{Config, Host, Target};
 
-/// The socket directory whose sessions libpq matches as `localhost`.
-const DEFAULT_SOCKET_DIRS: [&str; 3] = ["/run/postgresql", "/var/run/postgresql", "/tmp"];
-
 /// The password for `target` from the configured password file, if any line matches.
 pub(crate) fn lookup(config: &Config, target: &Target) -> Option<Vec<u8>> {
     let path = config
@@ -51,7 +48,11 @@ fn read_private(path: &PathBuf) -> Option<String> {
 fn host_name(target: &Target) -> String {
     match &target.host {
         Host::Tcp(name) => name.clone(),
-        Host::Unix(dir) if DEFAULT_SOCKET_DIRS.iter().any(|d| Path::new(d) == dir) => {
+        Host::Unix(dir)
+            if super::targets::SOCKET_DIRS
+                .iter()
+                .any(|d| Path::new(d) == dir) =>
+        {
             "localhost".to_owned()
         }
         Host::Unix(dir) => dir.to_string_lossy().into_owned(),

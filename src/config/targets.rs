@@ -87,7 +87,7 @@ fn hosts_with_addrs(config: &Config) -> Result<Vec<(Host, Option<IpAddr>)>, Erro
 }
 
 /// The directories libpq builds use for the server socket, in order of preference.
-const SOCKET_DIRS: [&str; 3] = ["/run/postgresql", "/var/run/postgresql", "/tmp"];
+pub(super) const SOCKET_DIRS: [&str; 3] = ["/run/postgresql", "/var/run/postgresql", "/tmp"];
 
 /// The first socket directory that exists, then `localhost` over TCP.
 fn default_hosts() -> Vec<Host> {

@@ -248,3 +248,31 @@ fn protocol_versions_are_3_0_by_default_and_3_2_on_request() {
     assert!(err("min_protocol_version=3.2").contains("max_protocol_version is below"));
     assert!(err("max_protocol_version=3.1").contains("max_protocol_version"));
 }
+
+#[test]
+fn pooler_mode_with_a_statement_cache_is_refused_not_ignored() {
+    let msg = err("postgres://u@h/db?pgbouncer=true&statement_cache_capacity=100");
+    assert!(msg.contains("pooler mode"), "{msg}");
+    let c = parse("postgres://u@h/db?statement_cache_capacity=100&pgbouncer=true");
+    assert_eq!((c.pooler_mode, c.statement_cache_capacity), (true, 0));
+    let mut c = parse("postgres://u@h/db?pgbouncer=true");
+    c.statement_cache_capacity(8);
+    assert!(c.validate().is_err());
+    assert!(err("postgres://u@h/db?prepare_threshold=5").contains("prepare_threshold=5"));
+}
+
+#[test]
+fn a_password_with_an_unencoded_slash_or_question_mark_stays_out_of_errors() {
+    for url in [
+        "postgres://me:se/cret@db/app",
+        "postgres://me:se?cret@db/app",
+    ] {
+        let msg = err(url);
+        assert!(!msg.contains("se") && !msg.contains("cret"), "{msg}");
+    }
+}
+
+#[test]
+fn a_zero_cancel_timeout_is_refused() {
+    assert!(err("postgres://u@h/db?cancel_timeout=0").contains("cancel_timeout"));
+}

@@ -55,7 +55,11 @@ fn parse_hosts(config: &mut Config, hostlist: &str) -> Result<(), Error> {
             config.host(&decode(host, "host")?);
         }
         if let Some(p) = port {
-            config.ports.push(parse_port(p)?);
+            // Not the value: a password holding '/' or '?' unencoded ends up here.
+            let port = parse_port(p).map_err(|_| {
+                Error::config("invalid port in the URL's host list (percent-encode '/', '?' and '@' in a password)")
+            })?;
+            config.ports.push(port);
         }
     }
     Ok(())
