@@ -545,10 +545,16 @@ pub(super) fn encode_param(
     types: Option<&[Type]>,
     buf: &mut BytesMut,
 ) -> Result<bool, Error> {
-    let ty = types
-        .and_then(|t| t.get(i).cloned())
-        .unwrap_or_else(|| p.dyn_sql_type());
-    match p.to_sql_checked(&ty, buf) {
+    // The statement's own type when there is one (borrowed: no clone per parameter).
+    let own;
+    let ty = match types.and_then(|t| t.get(i)) {
+        Some(ty) => ty,
+        None => {
+            own = p.dyn_sql_type();
+            &own
+        }
+    };
+    match p.to_sql_checked(ty, buf) {
         Ok(IsNull::Yes) => Ok(true),
         Ok(IsNull::No) => Ok(false),
         Err(e) => {

@@ -379,7 +379,7 @@ fn parse_iterations(value: &str) -> Result<NonZeroU32, ScramError> {
         .ok_or(ScramError::InvalidIterationCount)
 }
 
-/// Parses server-final: "v=<base64 signature>" or "e=<error>", optionally followed by extensions.
+/// Parses server-final: `v=<base64 signature>` or `e=<error>`, optionally followed by extensions.
 fn parse_server_final(message: &[u8]) -> Result<Vec<u8>, ScramError> {
     let text = std::str::from_utf8(message).map_err(|_| invalid_final("not valid UTF-8"))?;
     let attr = text.split(',').next().unwrap_or_default();

@@ -37,7 +37,11 @@ impl<T> Array<T> {
             .iter()
             .try_fold(1usize, |n, d| n.checked_mul(usize::try_from(d.len).ok()?))?;
         let ok = dims.len() <= MAX_DIMS
-            && (count == elements.len() || dims.is_empty() && elements.is_empty());
+            && if dims.is_empty() {
+                elements.is_empty()
+            } else {
+                count > 0 && count == elements.len()
+            };
         ok.then_some(Array { dims, elements })
     }
 
@@ -144,6 +148,11 @@ fn read_array<'a, T: FromSql<'a>>(
             .checked_mul(len)
             .ok_or_else(|| r.bad("too many elements"))?;
         dims.push(d);
+    }
+    // PostgreSQL sends an empty array with no dimensions: dimensions that multiply to
+    // nothing would make a huge, empty shape to walk.
+    if ndim > 0 && count == 0 {
+        return Err(r.bad("dimensions with no elements"));
     }
     let count = if ndim == 0 { 0 } else { count };
     // Every element takes at least its 4-byte length: bound the allocation by the input.
@@ -349,11 +358,29 @@ fn write_level<'e, T: fmt::Display + 'e>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::test_enc as enc;
 
-    fn enc<T: ToSql>(v: &T, ty: &Type) -> Vec<u8> {
-        let mut out = BytesMut::new();
-        v.to_sql_checked(ty, &mut out).unwrap();
-        out.to_vec()
+    #[test]
+    fn dimensions_that_multiply_to_nothing_are_refused() {
+        // Two dimensions, 2^31 - 1 by 0: no elements, but a shape too big to walk.
+        let raw = [
+            0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 23, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1,
+        ]
+        .into_iter()
+        .chain([0, 0, 0, 0, 0, 0, 0, 1])
+        .collect::<Vec<u8>>();
+        assert!(Array::<i32>::from_sql(&Type::INT4_ARRAY, &raw).is_err());
+        let dims = vec![
+            Dimension {
+                len: i32::MAX,
+                lower_bound: 1,
+            },
+            Dimension {
+                len: 0,
+                lower_bound: 1,
+            },
+        ];
+        assert!(Array::<i32>::from_parts(Vec::new(), dims).is_none());
     }
 
     fn words(w: &[i32]) -> Vec<u8> {

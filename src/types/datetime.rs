@@ -270,9 +270,11 @@ impl ToSql for PgTimeTz {
 
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
         ensure_accepts::<Self>(ty)?;
-        out.put_i64(self.micros);
         // The server stores the zone as seconds west of Greenwich.
-        out.put_i32(-self.offset_secs);
+        let west = self.offset_secs.checked_neg();
+        let west = west.ok_or_else(|| invalid(ty, "the zone offset is out of range".into()))?;
+        out.put_i64(self.micros);
+        out.put_i32(west);
         Ok(IsNull::No)
     }
 
@@ -527,6 +529,17 @@ infinity_wrapper!(Date, i32);
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_zone_offset_that_cannot_be_negated_is_an_error_not_a_panic() {
+        use crate::types::{ToSql, Type};
+        let v = super::PgTimeTz {
+            micros: 0,
+            offset_secs: i32::MIN,
+        };
+        let mut out = bytes::BytesMut::new();
+        assert!(v.to_sql(&Type::TIMETZ, &mut out).is_err());
+    }
+
     use super::*;
 
     fn enc<T: ToSql>(v: T, ty: &Type) -> Vec<u8> {

@@ -66,7 +66,7 @@ macro_rules! sql_impl {
 mod array;
 mod bits;
 mod builtin;
-pub mod catalog;
+pub(crate) mod catalog;
 #[cfg(feature = "chrono")]
 mod chrono;
 mod datetime;
@@ -309,7 +309,7 @@ fn ensure_accepts<T: ToSql>(ty: &Type) -> Result<(), BoxError> {
 #[cfg(test)]
 pub(crate) fn test_enc<T: ToSql>(v: &T, ty: &Type) -> Vec<u8> {
     let mut out = BytesMut::new();
-    v.to_sql(ty, &mut out).unwrap();
+    v.to_sql_checked(ty, &mut out).unwrap();
     out.to_vec()
 }
 

@@ -283,12 +283,7 @@ impl<T: fmt::Display> fmt::Display for Multirange<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn enc<T: ToSql>(v: &T, ty: &Type) -> Vec<u8> {
-        let mut out = BytesMut::new();
-        v.to_sql_checked(ty, &mut out).unwrap();
-        out.to_vec()
-    }
+    use crate::types::test_enc as enc;
 
     #[test]
     fn range_golden_bytes() {

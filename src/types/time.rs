@@ -77,7 +77,8 @@ sql_impl!(
             let why = "infinity does not fit the time crate; read it as pgkeel::types::Date<T>";
             return Err(invalid(ty, why.into()));
         }
-        Date::from_julian_day(days + PG_EPOCH_JULIAN).map_err(|_| {
+        let julian = days.checked_add(PG_EPOCH_JULIAN).unwrap_or(i32::MAX);
+        Date::from_julian_day(julian).map_err(|_| {
             invalid(
                 ty,
                 format!("{} is out of the time crate's range", PgDate(days)),
@@ -112,6 +113,11 @@ mod tests {
     use super::*;
     use crate::types::test_enc as enc;
     use crate::types::FromSql;
+
+    #[test]
+    fn a_date_past_the_julian_range_is_an_error_not_a_panic() {
+        assert!(Date::from_sql(&Type::DATE, &[0x7f, 0xff, 0xff, 0xfe]).is_err());
+    }
 
     #[test]
     fn time_round_trips_and_limits() {
