@@ -27,6 +27,12 @@
 //! [`PgbouncerBuilder::start_or_skip`] skips instead, loudly, when
 //! `PGKEEL_SKIP_PGBOUNCER=1`.
 //!
+//! # Faults on the network
+//!
+//! [`FaultProxy`] sits between the driver and a server and injects latency, one-byte
+//! slicing, a bandwidth cap, a blackhole, resets after N bytes, and corrupted or injected
+//! bytes at given offsets; [`SilentListener`] is a port that never answers.
+//!
 //! # Finding PostgreSQL
 //!
 //! The server binaries are taken from `PGKEEL_PG_BINDIR`, else `initdb` on `PATH`,
@@ -52,9 +58,11 @@ mod cluster;
 mod command;
 mod error;
 mod external;
+mod ledger;
 mod local;
 mod pgbouncer;
 mod programs;
+mod proxy;
 mod test_db;
 #[cfg(test)]
 mod tests;
@@ -62,7 +70,9 @@ mod topology;
 
 pub use cluster::{AuthMethod, Cluster, ClusterBuilder};
 pub use error::TestkitError;
+pub use ledger::{LedgerReport, WriteLedger, WriteOutcome};
 pub use pgbouncer::{Pgbouncer, PgbouncerBuilder, PoolMode, SKIP_ENV as SKIP_PGBOUNCER_ENV};
+pub use proxy::{Direction, FaultProxy, ProxyStats, SilentListener};
 pub use test_db::{database_url_or_throwaway, TestDb};
 
 /// The superuser of a throwaway cluster, and the OS user that runs it as root.

@@ -19,6 +19,7 @@ mod dropped_query;
 mod errors;
 mod execute_many;
 mod failover;
+mod faults;
 mod half_open;
 mod ledger;
 mod malformed_backend;
