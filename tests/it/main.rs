@@ -20,6 +20,7 @@ mod errors;
 mod execute_many;
 mod failover;
 mod faults;
+mod fuzz_smoke;
 mod half_open;
 mod ledger;
 mod malformed_backend;
