@@ -68,7 +68,7 @@ fn iterations_over(server_first: &[u8], max: u64) -> bool {
     let text = String::from_utf8_lossy(server_first);
     text.split(',')
         .filter_map(|a| a.strip_prefix("i="))
-        .any(|i| i.len() > 9 || i.parse::<u64>().map_or(false, |n| n > max))
+        .any(|i| i.len() > 9 || i.parse::<u64>().is_ok_and(|n| n > max))
 }
 
 /// A connection URL or `key=value` string (environment and password files are not read).
