@@ -63,7 +63,7 @@ pub(crate) struct PoolInner {
     opts: PoolOptions,
     sem: Arc<Semaphore>,
     idle: StdMutex<Vec<Idle>>,
-    gauges: Gauges,
+    gauges: Arc<Gauges>,
     counters: Counters,
     closed: AtomicBool,
     next_checkout: AtomicU64,
@@ -89,7 +89,7 @@ impl Pool {
             config,
             opts,
             idle: StdMutex::new(Vec::new()),
-            gauges: Gauges::default(),
+            gauges: Arc::default(),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             next_checkout: AtomicU64::new(1),
@@ -531,7 +531,7 @@ impl PoolInner {
     }
 
     async fn connect_new(self: &Arc<Self>) -> Result<(Connection, InGauge), Error> {
-        let opening = InGauge::new(self, Gauge::Opening);
+        let opening = InGauge::new(&self.gauges, Gauge::Opening);
         let result = async {
             let conn = Connection::connect(&self.config).await?;
             let recover = self.opts.abandon_policy == AbandonPolicy::Recover;

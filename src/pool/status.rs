@@ -82,29 +82,32 @@ impl Gauges {
 /// Counts a connection in a gauge for as long as it lives, even if the work it guards
 /// panics or is dropped.
 pub(crate) struct InGauge {
-    pool: std::sync::Arc<super::PoolInner>,
+    // The gauges alone, not the pool: an idle connection's gauge lives in the pool's
+    // idle queue, and a handle to the pool there would keep a dropped pool (and every
+    // idle backend) alive forever.
+    gauges: std::sync::Arc<Gauges>,
     gauge: Gauge,
 }
 
 impl InGauge {
-    pub(crate) fn new(pool: &std::sync::Arc<super::PoolInner>, gauge: Gauge) -> InGauge {
-        pool.gauges.add(gauge);
+    pub(crate) fn new(gauges: &std::sync::Arc<Gauges>, gauge: Gauge) -> InGauge {
+        gauges.add(gauge);
         InGauge {
-            pool: pool.clone(),
+            gauges: gauges.clone(),
             gauge,
         }
     }
 
     /// Moves the count to another gauge.
     pub(crate) fn shift(&mut self, to: Gauge) {
-        self.pool.gauges.shift(self.gauge, to);
+        self.gauges.shift(self.gauge, to);
         self.gauge = to;
     }
 }
 
 impl Drop for InGauge {
     fn drop(&mut self) {
-        self.pool.gauges.sub(self.gauge);
+        self.gauges.sub(self.gauge);
     }
 }
 

@@ -264,7 +264,15 @@ impl Cluster {
     /// # Errors
     /// When pg_ctl fails; an External error on an external server.
     pub fn restart(&self) -> Result<(), TestkitError> {
-        self.local("Cluster::restart")?.restart()
+        self.local("Cluster::restart")?.restart("fast")
+    }
+
+    /// `pg_ctl restart -m <mode> -w` (`smart`, `fast` or `immediate`; same port).
+    ///
+    /// # Errors
+    /// When pg_ctl fails; an External error on an external server.
+    pub fn restart_with_mode(&self, mode: &str) -> Result<(), TestkitError> {
+        self.local("Cluster::restart_with_mode")?.restart(mode)
     }
 
     /// Stops the server (fast) without removing it, for outage tests.

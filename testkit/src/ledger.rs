@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use pgkeel::{Error, ErrorKind};
 
-use crate::{TestDb, TestkitError};
+use crate::{Cluster, TestDb, TestkitError};
 
 /// What the driver said about one write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,19 @@ impl WriteLedger {
     /// # Errors
     /// When the table cannot be created.
     pub fn create(db: &TestDb, table: &str) -> Result<WriteLedger, TestkitError> {
-        db.psql(&format!(
+        Self::create_on(db.cluster(), db.name(), table)
+    }
+
+    /// Creates the ledger's table `table` (a fresh one) in database `dbname` of `cluster`.
+    ///
+    /// # Errors
+    /// When the table cannot be created.
+    pub fn create_on(
+        cluster: &Cluster,
+        dbname: &str,
+        table: &str,
+    ) -> Result<WriteLedger, TestkitError> {
+        cluster.psql(dbname, &format!(
             "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int8 NOT NULL, at timestamptz DEFAULT now())"
         ))?;
         Ok(WriteLedger {
@@ -129,7 +141,15 @@ impl WriteLedger {
     /// # Errors
     /// When the table cannot be read.
     pub fn check(&self, db: &TestDb) -> Result<LedgerReport, TestkitError> {
-        let out = db.psql(&format!("SELECT id FROM {}", self.table))?;
+        self.check_on(db.cluster(), db.name())
+    }
+
+    /// As [`WriteLedger::check`], for a table in database `dbname` of `cluster`.
+    ///
+    /// # Errors
+    /// When the table cannot be read.
+    pub fn check_on(&self, cluster: &Cluster, dbname: &str) -> Result<LedgerReport, TestkitError> {
+        let out = cluster.psql(dbname, &format!("SELECT id FROM {}", self.table))?;
         let mut present = HashSet::new();
         let mut report = LedgerReport::default();
         for line in out.lines().filter(|l| !l.is_empty()) {

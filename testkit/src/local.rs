@@ -127,9 +127,9 @@ impl Local {
             .map_err(|err| self.with_log_tail(err))
     }
 
-    /// `pg_ctl restart -m fast`, waiting until the server accepts connections.
-    pub(crate) fn restart(&self) -> Result<(), TestkitError> {
-        let args = ["-w", "-t", "60", "-m", "fast", "-l", &self.log, "restart"];
+    /// `pg_ctl restart -m <mode>`, waiting until the server accepts connections.
+    pub(crate) fn restart(&self, mode: &str) -> Result<(), TestkitError> {
+        let args = ["-w", "-t", "60", "-m", mode, "-l", &self.log, "restart"];
         self.pg_ctl("pg_ctl restart", &args)
             .map_err(|err| self.with_log_tail(err))
     }

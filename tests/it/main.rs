@@ -32,6 +32,7 @@ mod pool_transactions;
 mod protocol_robustness;
 mod protocol_versions;
 mod retryable;
+mod server_faults;
 mod shared_connection;
 mod statement_cache;
 mod streams;
