@@ -378,3 +378,44 @@ async fn server_ready(cluster: &Arc<Cluster>, db: &str) -> Duration {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A query abandoned just around its completion, 1,000 times, under the Recover policy
+/// (the connection is kept, and its cancel may land late): the next query on that same
+/// connection never receives an innocent 57014.
+#[tokio::test]
+async fn a_cancel_racing_completion_never_hits_the_next_query() {
+    let db = TestDb::new();
+    let pool = Pool::builder(db.url())
+        .max_size(1)
+        .abandon_policy(pgkeel::pool::AbandonPolicy::Recover)
+        .build()
+        .unwrap();
+    let mut abandoned = 0;
+    for i in 0..1000u64 {
+        {
+            let conn = pool.get().await.unwrap();
+            let limit = Duration::from_micros(200 + (i * 7919) % 2500);
+            let n = i as i64;
+            let params: [&(dyn pgkeel::ToSql + Sync); 1] = [&n];
+            let q = conn.query_one("SELECT pg_sleep(0.001), $1::int8", &params);
+            if tokio::time::timeout(limit, q).await.is_err() {
+                abandoned += 1;
+            }
+        }
+        let n = i as i64;
+        let row = pool
+            .query_one("SELECT $1::int8", &[&n])
+            .await
+            .unwrap_or_else(|e| panic!("round {i}: {e}"));
+        assert_eq!(row.get::<_, i64>(0), n);
+    }
+    let s = pool.status();
+    println!(
+        "{abandoned} abandoned, {} recovered, {} evicted broken",
+        s.recovered, s.evicted_broken
+    );
+    assert!(
+        abandoned > 100 && s.recovered > 0,
+        "{abandoned} abandoned; {s:?}"
+    );
+}
