@@ -122,6 +122,37 @@ pub(super) fn check_types(types: &[Type], b: Binding<'_>) -> Result<(), Error> {
     }
 }
 
+/// Fails unless the parameters name the types a statement was parsed with (`oids`):
+/// the later parameter sets of `execute_many` bind to the first set's statement.
+pub(super) fn check_oids(oids: &[Oid], b: Binding<'_>) -> Result<(), Error> {
+    if oids.len() != b.len() {
+        let msg = format!(
+            "the statement takes {} parameters but {} were given",
+            oids.len(),
+            b.len()
+        );
+        return Err(Error::new(ErrorKind::Encode, msg));
+    }
+    let Some(i) = (0..b.len()).find(|&i| b.oid(i) != oids[i]) else {
+        return Ok(());
+    };
+    let sent = |oid: Oid| match oid {
+        0 => "sent untyped (as text, or for the server to infer)".to_owned(),
+        oid => format!("sent as {}", Type::for_oid(oid)),
+    };
+    Err(Error::new(
+        ErrorKind::Encode,
+        format!(
+            "parameter ${} is Rust type {}, {}, but the statement was parsed for the first \
+             parameter set's value, {}",
+            i + 1,
+            b.params[i].rust_type_name(),
+            sent(b.oid(i)),
+            sent(oids[i]),
+        ),
+    ))
+}
+
 /// Appends Bind of `statement` to the unnamed portal. `known` are the statement's
 /// parameter types when they are known (else each value is encoded as its own type).
 pub(super) fn write_bind(

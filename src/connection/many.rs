@@ -9,7 +9,7 @@
 
 use bytes::BytesMut;
 
-use super::bind::{check_count, check_types, write_bind, Binding};
+use super::bind::{check_count, check_oids, check_types, write_bind, Binding};
 use super::query::{check_prepared, is_stale_statement, write_statement, Answer, Plan};
 use super::wire::{Closes, Flow, Handler, InFlight, Wire};
 use super::{Params, StatementRef, ToStatement};
@@ -94,11 +94,15 @@ impl Wire {
                 return Err(e);
             }
         };
-        let types = types.as_deref();
+        let target = match (&types, plan) {
+            (Some(types), _) => Target::Types(types),
+            (None, Plan::Parse { types, .. }) => Target::Oids(types),
+            (None, Plan::Prepared(_)) => unreachable!("a prepared plan has types"),
+        };
         if let Some(bytes) = &run.replay {
             f.buf().extend_from_slice(bytes);
         } else if check_first {
-            if let Err(e) = run.first_alone(&mut f, &name, types, rows).await {
+            if let Err(e) = run.first_alone(&mut f, &name, target, rows).await {
                 // An encoding failure sent nothing; a socket failure broke the wire.
                 f.abandon_unsent();
                 return Err(e);
@@ -111,7 +115,7 @@ impl Wire {
         let mut sent_any = run.replay.is_some() || check_first;
         loop {
             let start = f.buf().len();
-            match write_chunk(&name, types, rows, f.buf()) {
+            match write_chunk(&name, target, rows, f.buf()) {
                 Ok(()) => {}
                 Err(e) if !sent_any => {
                     f.buf().truncate(start);
@@ -164,7 +168,7 @@ impl Run {
         &mut self,
         f: &mut InFlight<'_>,
         name: &str,
-        types: Option<&[Type]>,
+        types: Target<'_>,
         rows: &mut std::iter::Peekable<impl Iterator<Item = Params<'p>>>,
     ) -> Result<(), Error> {
         let first = rows.next().expect("peeked");
@@ -246,7 +250,7 @@ impl Handler for ManyReader<'_> {
 /// sets run out; on an error, nothing of this chunk stays in the buffer.
 fn write_chunk<'p>(
     name: &str,
-    types: Option<&[Type]>,
+    types: Target<'_>,
     rows: &mut impl Iterator<Item = Params<'p>>,
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
@@ -264,18 +268,33 @@ fn write_chunk<'p>(
     Ok(())
 }
 
+/// What the parameter sets of a run must fit: the types of a statement on the server,
+/// or the OIDs the run's own Parse named.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Types(&'a [Type]),
+    Oids(&'a [Oid]),
+}
+
 fn bind_row(
     name: &str,
-    types: Option<&[Type]>,
+    target: Target<'_>,
     params: Params<'_>,
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
     let b = Binding::new(params);
-    if let Some(types) = types {
-        check_count(types, params)?;
-        check_types(types, b)?;
-    }
-    write_bind(name, b, types, buf)?;
+    let known = match target {
+        Target::Types(types) => {
+            check_count(types, params)?;
+            check_types(types, b)?;
+            Some(types)
+        }
+        Target::Oids(oids) => {
+            check_oids(oids, b)?;
+            None
+        }
+    };
+    write_bind(name, b, known, buf)?;
     frontend::execute("", 0, buf)?;
     Ok(())
 }
