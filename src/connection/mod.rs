@@ -261,8 +261,11 @@ impl Connection {
 
     /// Runs a statement and returns all its rows.
     ///
-    /// Parameters are sent in binary, typed by their Rust types; SQL text is prepared and
-    /// cached on first use, so later calls skip parsing. One round trip either way.
+    /// Parameters are sent in binary, typed by their Rust types, except strings, which
+    /// are untyped text literals the server types from the SQL (see `docs/TYPES.md`);
+    /// SQL text is prepared and cached on first use, so later calls skip parsing. One
+    /// round trip either way (two the first time for a statement that must be described
+    /// first, such as one with an [`Infer`](crate::types::Infer) parameter).
     ///
     /// # Errors
     /// A server error ([`ErrorKind::Db`], with `code()` and `as_db_error()`); an
