@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
-use super::query::{statement_name, write_parse, Answer, AnswerReader, Discard};
+use super::query::{statement_name, write_parse, Answer, AnswerReader, Discard, RowSink};
 use super::wire::{Closes, Wire};
 use crate::error::Error;
 use crate::statement::{Column, Statement};
-use crate::types::{catalog, Oid, Type};
+use crate::types::{catalog, Field, Kind, Oid, Type};
 
 impl Wire {
     /// Parse + Describe + Sync of `sql` as `name`; returns the statement's parameter and
@@ -102,5 +102,74 @@ impl Wire {
             answer.columns = Some(c.clone());
         }
         Ok(resolved)
+    }
+
+    /// Columns of anonymous records (`SELECT ROW(...)`) whose values hold types that are
+    /// not built in, typed as a composite of those fields (resolved, looked up if need
+    /// be) so that `Record` reads them; the shape is read from the first non-NULL value.
+    /// Returns the columns when they changed.
+    pub(super) async fn resolve_records(
+        &mut self,
+        columns: &Arc<[Column]>,
+        sink: &impl RowSink,
+    ) -> Result<Option<Arc<[Column]>>, Error> {
+        if !columns.iter().any(|c| c.type_() == &Type::RECORD) {
+            return Ok(None);
+        }
+        let shapes: Vec<(usize, Vec<Oid>)> = (0..columns.len())
+            .filter(|&i| columns[i].type_() == &Type::RECORD)
+            .filter_map(|i| Some((i, record_field_oids(sink.sample(i)?)?)))
+            .filter(|(_, oids)| oids.iter().any(|&o| Type::from_oid(o).is_none()))
+            .collect();
+        if shapes.is_empty() {
+            return Ok(None);
+        }
+        let all: Vec<Oid> = shapes.iter().flat_map(|(_, o)| o.iter().copied()).collect();
+        catalog::look_up(self, &all).await?;
+        let mut resolved = columns.to_vec();
+        for (i, oids) in shapes {
+            let field = |(n, &oid): (usize, &Oid)| {
+                Field::new(format!("f{}", n + 1), catalog::known(&self.shared, oid))
+            };
+            let kind = Kind::Composite(oids.iter().enumerate().map(field).collect());
+            let ty = Type::new(
+                "record".into(),
+                Type::RECORD.oid(),
+                kind,
+                "pg_catalog".into(),
+            );
+            resolved[i] = resolved[i].with_type(ty);
+        }
+        Ok(Some(resolved.into()))
+    }
+}
+
+/// The field type OIDs of a binary record value (record_send: the field count, then per
+/// field its OID, its length and its bytes); `None` if the value is malformed.
+fn record_field_oids(raw: &[u8]) -> Option<Vec<Oid>> {
+    let word = |at: usize| -> Option<[u8; 4]> { raw.get(at..at + 4)?.try_into().ok() };
+    let count = usize::try_from(i32::from_be_bytes(word(0)?)).ok()?;
+    let mut oids = Vec::with_capacity(count.min(raw.len() / 8));
+    let mut at = 4;
+    for _ in 0..count {
+        oids.push(u32::from_be_bytes(word(at)?));
+        let len = i32::from_be_bytes(word(at + 4)?);
+        at += 8 + usize::try_from(len).unwrap_or(0);
+    }
+    Some(oids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record_field_oids;
+
+    #[test]
+    fn the_field_oids_of_a_record_value() {
+        let mut raw = vec![0, 0, 0, 2];
+        raw.extend([0, 0, 0, 23, 0, 0, 0, 4, 0, 0, 0, 1]);
+        raw.extend([0, 1, 0, 0, 255, 255, 255, 255]);
+        assert_eq!(record_field_oids(&raw), Some(vec![23, 65536]));
+        assert_eq!(record_field_oids(&raw[..10]), None);
+        assert_eq!(record_field_oids(&[255, 255, 255, 255]), None);
     }
 }

@@ -30,6 +30,11 @@ pub(crate) trait RowSink {
 
     /// Puts resolved column types into the rows already received.
     fn retype(&mut self, _columns: &Arc<[Column]>) {}
+
+    /// A non-NULL value of column `col` among the rows received, if the sink keeps rows.
+    fn sample(&self, _col: usize) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl RowSink for Vec<Row> {
@@ -40,6 +45,10 @@ impl RowSink for Vec<Row> {
     fn retype(&mut self, columns: &Arc<[Column]>) {
         let rows = std::mem::take(self);
         self.extend(rows.into_iter().map(|r| r.with_columns(columns.clone())));
+    }
+
+    fn sample(&self, col: usize) -> Option<&[u8]> {
+        self.iter().find_map(|r| r.raw(col))
     }
 }
 
@@ -301,6 +310,11 @@ impl Wire {
         if error.is_none() && ended != Ended::Stopped {
             if let Some(columns) = self.resolve_answer(&mut answer).await? {
                 sink.retype(&columns);
+            }
+            if let Some(columns) = &answer.columns {
+                if let Some(records) = self.resolve_records(columns, sink).await? {
+                    sink.retype(&records);
+                }
             }
         }
         let error = error.map(|e| self.name_parameter(e, &plan, b, &answer));

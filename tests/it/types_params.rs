@@ -291,3 +291,23 @@ async fn a_query_dropped_during_its_type_lookup_leaves_a_clean_state() {
     }
     panic!("the query never finished");
 }
+
+#[tokio::test]
+async fn an_anonymous_record_reads_fields_of_user_types() {
+    let (_db, conn) = with_schema().await;
+    let row = conn
+        .query_one(
+            "SELECT ROW(feeling, id, name), ROW(1, 'x'::text) FROM people WHERE id = $1",
+            &[&1i64],
+        )
+        .await
+        .unwrap();
+    let rec: pgkeel::types::Record = row.get(0);
+    assert_eq!(rec.field_type(0).unwrap().name(), "mood");
+    assert_eq!(rec.get::<String>(0).unwrap(), "happy");
+    assert_eq!(rec.get::<i64>(1).unwrap(), 1);
+    assert_eq!(rec.get::<String>(2).unwrap(), "Ada");
+    assert_eq!(row.columns()[1].type_(), &Type::RECORD);
+    let plain: pgkeel::types::Record = row.get(1);
+    assert_eq!(plain.get::<String>(1).unwrap(), "x");
+}
