@@ -113,11 +113,11 @@ impl Wire {
         columns: &Arc<[Column]>,
         sink: &impl RowSink,
     ) -> Result<Option<Arc<[Column]>>, Error> {
-        if !columns.iter().any(|c| c.type_() == &Type::RECORD) {
+        if !columns.iter().any(|c| c.type_() == Type::RECORD) {
             return Ok(None);
         }
         let shapes: Vec<(usize, Vec<Oid>)> = (0..columns.len())
-            .filter(|&i| columns[i].type_() == &Type::RECORD)
+            .filter(|&i| columns[i].type_() == Type::RECORD)
             .filter_map(|i| Some((i, record_field_oids(sink.sample(i)?)?)))
             .filter(|(_, oids)| oids.iter().any(|&o| Type::from_oid(o).is_none()))
             .collect();
