@@ -143,23 +143,6 @@ impl Statement {
         &self.0.columns
     }
 
-    /// The statement with every parameter and column type passed through `f` (to put in
-    /// the catalogue's resolved types). Only a statement no one else holds yet is changed.
-    pub(crate) fn map_types(self, f: impl Fn(&Type) -> Type) -> Statement {
-        match Arc::try_unwrap(self.0) {
-            Ok(mut inner) => {
-                inner.params = inner.params.iter().map(&f).collect();
-                inner.columns = inner
-                    .columns
-                    .iter()
-                    .map(|c| c.with_type(f(c.type_())))
-                    .collect();
-                Statement(Arc::new(inner))
-            }
-            Err(shared) => Statement(shared),
-        }
-    }
-
     pub(crate) fn columns_arc(&self) -> &Arc<[Column]> {
         &self.0.columns
     }

@@ -9,14 +9,15 @@
 
 use crate::connection::wire::{spawn_cleanup, HolderMark, WireGuard};
 use crate::connection::{
-    at_most_one, bounded_call, run_on, Connection, Params, RowStream, ToStatement,
+    at_most_one, bounded_call, run_on, split_typed, Binding, Connection, Params, RowStream,
+    ToStatement,
 };
 use crate::connection::{WireSlot, DEFAULT_BATCH_ROWS};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleQueryMessage};
 use crate::statement::Statement;
-use crate::types::Type;
+use crate::types::{ToSql, Type};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +169,31 @@ macro_rules! statement_methods {
                 let mut rows = Vec::new();
                 let wire = self.core()?.ready().await?;
                 run_on(wire, statement, params, &mut rows).await?;
-                crate::types::catalog::resolve_rows(wire, rows).await
+                Ok(rows)
+            })
+        }
+
+        /// Runs SQL text with each parameter's PostgreSQL type named; see
+        /// [`Connection::query_typed`].
+        ///
+        /// # Errors
+        /// As [`Connection::query_typed`].
+        pub async fn query_typed(
+            &mut self,
+            sql: &str,
+            params: &[(&(dyn ToSql + Sync), Type)],
+        ) -> Result<Vec<Row>, Error> {
+            let limit = self.core()?.wire.shared.limits.query;
+            let (values, types) = split_typed(params);
+            bounded_call!(limit, {
+                let mut rows = Vec::new();
+                let b = Binding {
+                    params: &values,
+                    typed: Some(&types),
+                };
+                let wire = self.core()?.ready().await?;
+                wire.query_sql(sql, b, &mut rows).await?;
+                Ok(rows)
             })
         }
 

@@ -9,15 +9,13 @@
 
 use bytes::BytesMut;
 
-use super::query::{
-    check_count, check_prepared, check_types, encode_param, is_stale_statement, prepared_plan,
-    write_parse, Answer, Plan,
-};
+use super::bind::{check_count, check_oids, check_types, write_bind, Binding};
+use super::query::{check_prepared, is_stale_statement, write_statement, Answer, Plan};
 use super::wire::{Closes, Flow, Handler, InFlight, Wire};
 use super::{Params, StatementRef, ToStatement};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::backend::rows_affected;
-use crate::protocol::frontend::{self, Format};
+use crate::protocol::frontend;
 use crate::protocol::{BackendMessage, TransactionStatus};
 use crate::statement::Column;
 use crate::types::{Oid, Type};
@@ -46,10 +44,13 @@ impl Wire {
             return Ok(0);
         };
         let (plan, sql) = match statement.statement_ref() {
-            StatementRef::Sql(sql) => (self.plan_sql(sql, first), Some(sql)),
+            StatementRef::Sql(sql) => (
+                self.plan_sql(sql, Binding::new(first), false).await?,
+                Some(sql),
+            ),
             StatementRef::Prepared(stmt) => {
                 check_prepared(self.shared.id, stmt, first)?;
-                (prepared_plan(stmt), None)
+                (Plan::Prepared(stmt.clone()), None)
             }
         };
         // A cached statement may have gone stale: its first Bind is answered before the
@@ -85,18 +86,23 @@ impl Wire {
         run: &mut Run,
         check_first: bool,
     ) -> Result<u64, Error> {
-        let (name, types) = plan_target(plan);
         let mut f = self.begin("running execute_many", Closes::Inline)?;
-        if let Plan::Parse { sql, types, name } = plan {
-            if let Err(e) = write_parse(name, sql, types, f.buf()) {
+        let (name, types) = match write_statement(plan, None, f.buf()) {
+            Ok((name, types)) => (name.to_owned(), types.map(<[Type]>::to_vec)),
+            Err(e) => {
                 f.abandon_unsent();
                 return Err(e);
             }
-        }
+        };
+        let target = match (&types, plan) {
+            (Some(types), _) => Target::Types(types),
+            (None, Plan::Parse { types, .. }) => Target::Oids(types),
+            (None, Plan::Prepared(_)) => unreachable!("a prepared plan has types"),
+        };
         if let Some(bytes) = &run.replay {
             f.buf().extend_from_slice(bytes);
         } else if check_first {
-            if let Err(e) = run.first_alone(&mut f, &name, &types, rows).await {
+            if let Err(e) = run.first_alone(&mut f, &name, target, rows).await {
                 // An encoding failure sent nothing; a socket failure broke the wire.
                 f.abandon_unsent();
                 return Err(e);
@@ -109,7 +115,7 @@ impl Wire {
         let mut sent_any = run.replay.is_some() || check_first;
         loop {
             let start = f.buf().len();
-            match write_chunk(&name, &types, rows, f.buf()) {
+            match write_chunk(&name, target, rows, f.buf()) {
                 Ok(()) => {}
                 Err(e) if !sent_any => {
                     f.buf().truncate(start);
@@ -162,7 +168,7 @@ impl Run {
         &mut self,
         f: &mut InFlight<'_>,
         name: &str,
-        types: &[Type],
+        types: Target<'_>,
         rows: &mut std::iter::Peekable<impl Iterator<Item = Params<'p>>>,
     ) -> Result<(), Error> {
         let first = rows.next().expect("peeked");
@@ -173,7 +179,7 @@ impl Run {
             return Err(Error::with_source(ErrorKind::Encode, msg, e));
         }
         let bytes = BytesMut::from(&f.buf()[start..]);
-        let oids = first.iter().map(|p| p.dyn_sql_type().oid()).collect();
+        let oids = Binding::new(first).oids().collect();
         frontend::flush(f.buf());
         f.flush().await?;
         let mut reader = ManyReader::new(&mut self.answer);
@@ -240,22 +246,11 @@ impl Handler for ManyReader<'_> {
     }
 }
 
-/// The statement name and parameter types a plan binds with.
-fn plan_target(plan: &Plan<'_>) -> (String, Vec<Type>) {
-    match plan {
-        Plan::Prepared(stmt) => (stmt.name().to_owned(), stmt.params().to_vec()),
-        Plan::Parse { types, name, .. } => (
-            name.clone(),
-            types.iter().map(|&o| Type::for_oid(o)).collect(),
-        ),
-    }
-}
-
 /// Appends Bind + Execute for parameter sets until [`CHUNK_BYTES`] are buffered or the
 /// sets run out; on an error, nothing of this chunk stays in the buffer.
 fn write_chunk<'p>(
     name: &str,
-    types: &[Type],
+    types: Target<'_>,
     rows: &mut impl Iterator<Item = Params<'p>>,
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
@@ -273,24 +268,33 @@ fn write_chunk<'p>(
     Ok(())
 }
 
+/// What the parameter sets of a run must fit: the types of a statement on the server,
+/// or the OIDs the run's own Parse named.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Types(&'a [Type]),
+    Oids(&'a [Oid]),
+}
+
 fn bind_row(
     name: &str,
-    types: &[Type],
+    target: Target<'_>,
     params: Params<'_>,
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
-    check_count(types, params)?;
-    check_types(types, params)?;
-    let encode = |i: usize, buf: &mut BytesMut| encode_param(i, params[i], Some(types), buf);
-    frontend::bind(
-        "",
-        name,
-        params.len(),
-        Format::Binary,
-        encode,
-        Format::Binary,
-        buf,
-    )?;
+    let b = Binding::new(params);
+    let known = match target {
+        Target::Types(types) => {
+            check_count(types, params)?;
+            check_types(types, b)?;
+            Some(types)
+        }
+        Target::Oids(oids) => {
+            check_oids(oids, b)?;
+            None
+        }
+    };
+    write_bind(name, b, known, buf)?;
     frontend::execute("", 0, buf)?;
     Ok(())
 }

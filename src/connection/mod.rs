@@ -6,8 +6,10 @@
 //! [`wire`](self::wire) for the invariants): later calls fail at once with
 //! [`ErrorKind::Broken`], never with someone else's rows.
 
+pub(crate) mod bind;
 mod cache;
 mod connect;
+mod describe;
 mod inflight;
 mod ledger;
 mod many;
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+pub(crate) use self::bind::Binding;
 pub(crate) use self::query::Discard;
 pub use self::query::Params;
 pub(crate) use self::seam::ReturnState;
@@ -36,7 +39,7 @@ use crate::error::{Error, ErrorKind, TimeoutKind};
 use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleQueryMessage};
 use crate::statement::Statement;
-use crate::types::Type;
+use crate::types::{ToSql, Type};
 
 /// How often a server checks that the client is still there while a query runs.
 const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -143,7 +146,7 @@ pub(crate) async fn run_on<T: ToStatement + ?Sized>(
     sink: &mut impl query::RowSink,
 ) -> Result<u64, Error> {
     match statement.statement_ref() {
-        StatementRef::Sql(sql) => wire.query_sql(sql, params, sink).await,
+        StatementRef::Sql(sql) => wire.query_sql(sql, Binding::new(params), sink).await,
         StatementRef::Prepared(stmt) => wire.query_prepared(stmt, params, sink).await,
     }
 }
@@ -161,6 +164,13 @@ pub(crate) async fn with_timeout<T>(
             format!("the call did not finish within {limit:?} (query_timeout)"),
         )),
     }
+}
+
+/// The values and the types of `query_typed`'s parameters, apart.
+pub(crate) fn split_typed<'a>(
+    params: &'a [(&'a (dyn ToSql + Sync), Type)],
+) -> (Vec<&'a (dyn ToSql + Sync)>, Vec<Type>) {
+    params.iter().map(|(v, t)| (*v, t.clone())).unzip()
 }
 
 /// Runs `$body` (a block that may await) under the query timeout `$limit`. Without a
@@ -251,8 +261,11 @@ impl Connection {
 
     /// Runs a statement and returns all its rows.
     ///
-    /// Parameters are sent in binary, typed by their Rust types; SQL text is prepared and
-    /// cached on first use, so later calls skip parsing. One round trip either way.
+    /// Parameters are sent in binary, typed by their Rust types, except strings, which
+    /// are untyped text literals the server types from the SQL (see `docs/TYPES.md`);
+    /// SQL text is prepared and cached on first use, so later calls skip parsing. One
+    /// round trip either way (two the first time for a statement that must be described
+    /// first, such as one with an [`Infer`](crate::types::Infer) parameter).
     ///
     /// # Errors
     /// A server error ([`ErrorKind::Db`], with `code()` and `as_db_error()`); an
@@ -272,7 +285,48 @@ impl Connection {
             let mut wire = self.lock("query").await?;
             let mut rows = Vec::new();
             run_on(&mut wire, statement, params, &mut rows).await?;
-            crate::types::catalog::resolve_rows(&mut wire, rows).await
+            Ok(rows)
+        })
+    }
+
+    /// Runs SQL text with each parameter's PostgreSQL type named by the caller, and
+    /// returns all its rows (tokio-postgres's `query_typed`).
+    ///
+    /// Every value is sent in binary as the type given with it, after a check that its
+    /// Rust type can be; a type with OID 0 ([`Type::UNSPECIFIED`]) is left for the server
+    /// to infer (the statement is then described first). Use it to pin a type the SQL
+    /// leaves open, or to bind `&str` as exactly `text`.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
+    /// use pgkeel::types::Type;
+    /// let rows = conn
+    ///     .query_typed("SELECT $1 IS NULL", &[(&None::<i64>, Type::INT8)])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Connection::query`]; an [`ErrorKind::Encode`] error naming the parameter,
+    /// its Rust type and the PostgreSQL type when the value cannot be sent as that type.
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn query_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, Error> {
+        let (values, types) = split_typed(params);
+        bounded_call!(self.inner.shared.limits.query, {
+            let mut wire = self.lock("query_typed").await?;
+            let mut rows = Vec::new();
+            let b = Binding {
+                params: &values,
+                typed: Some(&types),
+            };
+            wire.query_sql(sql, b, &mut rows).await?;
+            Ok(rows)
         })
     }
 
@@ -389,8 +443,7 @@ impl Connection {
     pub async fn prepare_typed(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
         bounded_call!(self.inner.shared.limits.query, {
             let mut wire = self.lock("prepare").await?;
-            let stmt = wire.prepare(sql, types).await?;
-            crate::types::catalog::resolve_statement(&mut wire, stmt).await
+            wire.prepare(sql, types).await
         })
     }
 

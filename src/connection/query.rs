@@ -1,23 +1,25 @@
 //! The extended-protocol exchanges: prepare, and bind/execute in one round trip.
 //!
-//! A query by SQL text names its parameter types from the Rust values, so Parse,
-//! Describe, Bind, Execute and Sync go out in one write and the answer comes back in one
-//! read. The statement is then cached; the next call with the same SQL and types sends
-//! only Bind, Execute and Sync. Reference: PostgreSQL manual, "Extended Query".
+//! A query by SQL text names its parameter types from the Rust values (see [`super::bind`]),
+//! so Parse, Describe, Bind, Execute and Sync go out in one write and the answer comes
+//! back in one read. The statement is then cached, with its types resolved (see
+//! [`super::describe`]); the next call with the same SQL and types sends only Bind,
+//! Execute and Sync. Reference: PostgreSQL manual, "Extended Query".
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use super::bind::{self, check_count, check_types, write_bind, Binding};
 use super::wire::{Closes, Ended, Flow, Handler, Wire};
 use super::{StatementRef, ToStatement};
 use crate::error::{sqlstate, Error, ErrorKind};
 use crate::protocol::backend::{rows_affected, DataRow};
-use crate::protocol::frontend::{self, Format, Target};
+use crate::protocol::frontend::{self, Target};
 use crate::protocol::{BackendMessage, TransactionStatus};
 use crate::row::Row;
 use crate::statement::{Column, Statement};
-use crate::types::{IsNull, Oid, ToSql, Type};
+use crate::types::{catalog, Oid, ToSql, Type};
 
 /// Query parameters: any mix of Rust values that implement [`ToSql`].
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -25,11 +27,28 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// Where the rows of an exchange go.
 pub(crate) trait RowSink {
     fn row(&mut self, columns: &Arc<[Column]>, row: DataRow);
+
+    /// Puts resolved column types into the rows already received.
+    fn retype(&mut self, _columns: &Arc<[Column]>) {}
+
+    /// A non-NULL value of column `col` among the rows received, if the sink keeps rows.
+    fn sample(&self, _col: usize) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl RowSink for Vec<Row> {
     fn row(&mut self, columns: &Arc<[Column]>, row: DataRow) {
         self.push(Row::new(columns.clone(), row));
+    }
+
+    fn retype(&mut self, columns: &Arc<[Column]>) {
+        let rows = std::mem::take(self);
+        self.extend(rows.into_iter().map(|r| r.with_columns(columns.clone())));
+    }
+
+    fn sample(&self, col: usize) -> Option<&[u8]> {
+        self.iter().find_map(|r| r.raw(col))
     }
 }
 
@@ -42,7 +61,8 @@ impl RowSink for Discard {
 
 /// How the statement of an exchange is found.
 pub(super) enum Plan<'a> {
-    /// Already prepared (cached or by the user).
+    /// Already prepared (cached or by the user), or described and parsed afresh at each
+    /// use (pooler mode, a statement cache of size 0).
     Prepared(Statement),
     /// Parse it now under `name` ("" for the unnamed statement), with client-named types.
     Parse {
@@ -67,6 +87,8 @@ pub(super) struct Answer {
     pub(super) suspended: bool,
     pub(super) parsed: bool,
     pub(super) param_types: Option<Vec<Oid>>,
+    /// The parameter types, resolved (set once the answer's types were looked up).
+    pub(super) params: Option<Vec<Type>>,
     pub(super) columns: Option<Arc<[Column]>>,
     pub(super) rows_affected: u64,
 }
@@ -74,8 +96,8 @@ pub(super) struct Answer {
 /// Reads the answer to a Parse/Bind/Execute exchange into an [`Answer`], rows into a
 /// sink. A streamed batch (ended with Flush) stops at PortalSuspended, and sends its
 /// Sync once the command completes or fails.
-struct AnswerReader<'s, S> {
-    a: Answer,
+pub(super) struct AnswerReader<'s, S> {
+    pub(super) a: Answer,
     sink: &'s mut S,
     streaming: bool,
     failed: bool,
@@ -83,7 +105,7 @@ struct AnswerReader<'s, S> {
 }
 
 impl<'s, S: RowSink> AnswerReader<'s, S> {
-    fn new(sink: &'s mut S, columns: Option<Arc<[Column]>>, streaming: bool) -> Self {
+    pub(super) fn new(sink: &'s mut S, columns: Option<Arc<[Column]>>, streaming: bool) -> Self {
         AnswerReader {
             a: Answer {
                 columns,
@@ -147,21 +169,29 @@ impl Wire {
     pub(crate) async fn query_sql(
         &mut self,
         sql: &str,
-        params: Params<'_>,
+        b: Binding<'_>,
         sink: &mut impl RowSink,
     ) -> Result<u64, Error> {
-        let plan = self.plan_sql(sql, params);
+        let plan = self.plan_sql(sql, b, false).await?;
         let cached = matches!(plan, Plan::Prepared(_));
         let idle = self.transaction_status() == TransactionStatus::Idle;
-        match self.run_limited(plan, params, 0, sink).await {
+        match self.run_limited(plan, b, 0, sink).await {
             // The server refused a cached statement before running it (the schema changed
             // under it, or it was deallocated); `settle_cache` has forgotten it. Outside a
             // transaction block nothing happened, so prepare afresh and run once more.
             // Inside one, the error has failed the transaction: it is the caller's.
             Err(e) if cached && idle && is_stale_statement(Some(&e)) => {
                 tracing::debug!(sql, error = %e, "re-preparing a stale cached statement");
-                let plan = self.plan_sql(sql, params);
-                self.run_limited(plan, params, 0, sink).await
+                let plan = self.plan_sql(sql, b, false).await?;
+                self.run_limited(plan, b, 0, sink).await
+            }
+            // Nothing in the SQL fixes the type of a text literal (`$1 IS NULL`): name it
+            // `text`, as a string with no context is. Nothing ran; inside a transaction
+            // block the error has failed it, so it is the caller's.
+            Err(e) if !cached && idle && bind::is_indeterminate(&e) && b.text_oids().is_some() => {
+                let oids = b.text_oids().unwrap_or_default();
+                let plan = self.plan_sql_oids(sql, oids);
+                self.run_limited(plan, b, 0, sink).await
             }
             other => other,
         }
@@ -179,8 +209,9 @@ impl Wire {
         sink: &mut impl RowSink,
     ) -> Result<u64, Error> {
         check_prepared(self.shared.id, stmt, params)?;
+        let plan = Plan::Prepared(stmt.clone());
         match self
-            .run_limited(prepared_plan(stmt), params, 0, sink)
+            .run_limited(plan, Binding::new(params), 0, sink)
             .await?
         {
             Step::Done(n) => Ok(n),
@@ -191,16 +222,30 @@ impl Wire {
     /// Finds SQL text in the statement cache, or plans to parse it (named from a hash
     /// of the SQL and parameter types, so the name is the same for the same statement
     /// in every session: sessions that meet on one server connection behind a pooler
-    /// can only ever run the statement they asked for).
-    pub(super) fn plan_sql<'s>(&mut self, sql: &'s str, params: Params<'_>) -> Plan<'s> {
-        let oids = params.iter().map(|p| p.dyn_sql_type().oid());
-        match self.cache.get_with(sql, oids.clone()) {
-            Some(stmt) => Plan::Prepared(stmt),
-            None => self.plan_parse(sql, oids.collect()),
+    /// can only ever run the statement they asked for). With `describe`, or when a
+    /// parameter needs the server's inferred type, a statement not cached is described
+    /// first (one more round trip), so its types are known before the Bind.
+    pub(super) async fn plan_sql<'s>(
+        &mut self,
+        sql: &'s str,
+        b: Binding<'_>,
+        describe: bool,
+    ) -> Result<Plan<'s>, Error> {
+        if let Some(stmt) = self.cache.get_with(sql, b.oids()) {
+            if b.needs_check() {
+                check_types(stmt.params(), b)?;
+            }
+            return Ok(Plan::Prepared(stmt));
         }
+        if !describe && !b.needs_describe() {
+            return Ok(self.plan_parse(sql, b.oids().collect()));
+        }
+        let stmt = self.describe_first(sql, b.oids().collect()).await?;
+        check_types(stmt.params(), b)?;
+        Ok(Plan::Prepared(stmt))
     }
 
-    /// As `plan_sql`, from parameter OIDs.
+    /// As `plan_sql` without a description, from parameter OIDs.
     pub(super) fn plan_sql_oids<'s>(&mut self, sql: &'s str, types: Vec<Oid>) -> Plan<'s> {
         match self.cache.get_with(sql, types.iter().copied()) {
             Some(stmt) => Plan::Prepared(stmt),
@@ -220,12 +265,12 @@ impl Wire {
     async fn run_limited(
         &mut self,
         plan: Plan<'_>,
-        params: Params<'_>,
+        b: Binding<'_>,
         max_rows: i32,
         sink: &mut impl RowSink,
     ) -> Result<Step, Error> {
         let mut f = self.begin("running a query", Closes::Inline)?;
-        if let Err(e) = write_plan(&plan, params, max_rows, f.buf()) {
+        if let Err(e) = write_plan(&plan, b, max_rows, f.buf()) {
             f.abandon_unsent();
             return Err(e);
         }
@@ -242,21 +287,55 @@ impl Wire {
         };
         let mut reader = AnswerReader::new(sink, prepared, streaming);
         let ended = f.read(&mut reader).await?;
-        let answer = reader.a;
+        let mut answer = reader.a;
         let error = f.take_error();
         if ended == Ended::Stopped {
+            // Mid-exchange no lookup can run: a stream's statement was described (and
+            // its types looked up) before it started, so the catalogue knows them.
             let columns = answer
                 .columns
-                .clone()
+                .take()
                 .unwrap_or_else(|| Arc::from(Vec::new()));
+            let columns = match catalog::retyped(&f.wire().shared, &columns) {
+                Some(resolved) => {
+                    sink.retype(&resolved);
+                    resolved
+                }
+                None => columns,
+            };
+            answer.columns = Some(columns.clone());
             f.pause(false, columns);
         }
         drop(f);
+        if error.is_none() && ended != Ended::Stopped {
+            if let Some(columns) = self.resolve_answer(&mut answer).await? {
+                sink.retype(&columns);
+            }
+            if let Some(columns) = &answer.columns {
+                if let Some(records) = self.resolve_records(columns, sink).await? {
+                    sink.retype(&records);
+                }
+            }
+        }
+        let error = error.map(|e| self.name_parameter(e, &plan, b, &answer));
         self.settle_cache(plan, &answer, error.as_ref());
         match error {
             Some(e) => Err(e),
             None => Ok(answer.step()),
         }
+    }
+
+    /// A server error about a parameter, with the parameter named.
+    fn name_parameter(&self, e: Error, plan: &Plan<'_>, b: Binding<'_>, answer: &Answer) -> Error {
+        let (sql, types): (Option<&str>, Vec<Type>) = match plan {
+            Plan::Prepared(stmt) => (stmt.reparse_sql(), stmt.params().to_vec()),
+            Plan::Parse { sql, .. } => {
+                let oids = answer.param_types.clone().unwrap_or_default();
+                let types = oids.into_iter().map(|o| catalog::known(&self.shared, o));
+                (Some(*sql), types.collect())
+            }
+        };
+        bind::name_parameter(e, sql, b, &types)
     }
 
     /// Starts a streamed query: the first batch of at most `max_rows` rows goes to `sink`.
@@ -267,24 +346,24 @@ impl Wire {
         max_rows: i32,
         sink: &mut impl RowSink,
     ) -> Result<Step, Error> {
+        let b = Binding::new(params);
         let plan = match statement.statement_ref() {
-            StatementRef::Sql(sql) => self.plan_sql(sql, params),
+            StatementRef::Sql(sql) => self.plan_sql(sql, b, true).await?,
             StatementRef::Prepared(stmt) => {
                 check_prepared(self.shared.id, stmt, params)?;
-                prepared_plan(stmt)
+                Plan::Prepared(stmt.clone())
             }
         };
-        let cached = matches!(plan, Plan::Prepared(_))
-            && matches!(statement.statement_ref(), StatementRef::Sql(_));
+        let cached = matches!(statement.statement_ref(), StatementRef::Sql(_));
         let idle = self.transaction_status() == TransactionStatus::Idle;
-        match self.run_limited(plan, params, max_rows, sink).await {
+        match self.run_limited(plan, b, max_rows, sink).await {
             // As in `query_sql`: a stale cached statement ran nothing; prepare it afresh.
             Err(e) if cached && idle && is_stale_statement(Some(&e)) => {
                 let StatementRef::Sql(sql) = statement.statement_ref() else {
                     return Err(e);
                 };
-                let plan = self.plan_sql(sql, params);
-                self.run_limited(plan, params, max_rows, sink).await
+                let plan = self.plan_sql(sql, b, true).await?;
+                self.run_limited(plan, b, max_rows, sink).await
             }
             other => other,
         }
@@ -321,7 +400,7 @@ impl Wire {
     }
 
     /// Prepares `sql` as a named statement owned by the caller (in pooler mode, a
-    /// statement parsed afresh at every use).
+    /// statement parsed afresh at every use), with its types resolved.
     pub(crate) async fn prepare(&mut self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
         let oids: Vec<Oid> = types.iter().map(|t| t.oid()).collect();
         let name = match self.cache.enabled() {
@@ -331,28 +410,7 @@ impl Wire {
             }
             false => String::new(),
         };
-        let mut f = self.begin("preparing a statement", Closes::Inline)?;
-        if let Err(e) = write_parse(&name, sql, &oids, f.buf()) {
-            f.abandon_unsent();
-            return Err(e);
-        }
-        f.sync();
-        f.flush().await?;
-        let mut discard = Discard;
-        let mut reader = AnswerReader::new(&mut discard, None, false);
-        f.read(&mut reader).await?;
-        if let Some(e) = f.take_error() {
-            return Err(e);
-        }
-        drop(f);
-        let answer = reader.a;
-        let params = answer
-            .param_types
-            .unwrap_or_default()
-            .into_iter()
-            .map(Type::for_oid)
-            .collect();
-        let columns = answer.columns.unwrap_or_else(|| Arc::from(Vec::new()));
+        let (params, columns) = self.parse_describe(&name, sql, &oids).await?;
         if name.is_empty() {
             return Ok(Statement::reparsed(sql, params, columns, self.shared.id));
         }
@@ -365,8 +423,10 @@ impl Wire {
     pub(super) fn settle_cache(&mut self, plan: Plan<'_>, answer: &Answer, error: Option<&Error>) {
         match plan {
             Plan::Parse { sql, types, name } if answer.parsed && !name.is_empty() => {
-                let params = answer.param_types.clone().unwrap_or_default();
-                let params = params.into_iter().map(Type::for_oid).collect();
+                let params = match &answer.params {
+                    Some(params) => params.clone(),
+                    None => self.known_types(answer.param_types.as_deref().unwrap_or_default()),
+                };
                 let columns = answer
                     .columns
                     .clone()
@@ -375,7 +435,7 @@ impl Wire {
                 let evicted = self.cache.insert(sql, types, stmt);
                 self.to_close.extend(evicted);
             }
-            Plan::Prepared(stmt) if is_stale_statement(error) => {
+            Plan::Prepared(stmt) if is_stale_statement(error) && stmt.reparse_sql().is_none() => {
                 self.cache
                     .remove_statement(stmt.name())
                     .into_iter()
@@ -383,18 +443,6 @@ impl Wire {
             }
             _ => {}
         }
-    }
-}
-
-/// The plan for a prepared statement: Bind to its name, or parse it again (pooler mode).
-pub(super) fn prepared_plan(stmt: &Statement) -> Plan<'_> {
-    match stmt.reparse_sql() {
-        Some(sql) => Plan::Parse {
-            sql,
-            types: stmt.params().iter().map(|t| t.oid()).collect(),
-            name: String::new(),
-        },
-        None => Plan::Prepared(stmt.clone()),
     }
 }
 
@@ -450,43 +498,7 @@ pub(super) fn check_prepared(
         ));
     }
     check_count(stmt.params(), params)?;
-    check_types(stmt.params(), params)
-}
-
-/// Fails unless there is one parameter per type.
-pub(super) fn check_count(types: &[Type], params: Params<'_>) -> Result<(), Error> {
-    match types.len() == params.len() {
-        true => Ok(()),
-        false => Err(Error::new(
-            ErrorKind::Encode,
-            format!(
-                "the statement takes {} parameters but {} were given",
-                types.len(),
-                params.len()
-            ),
-        )),
-    }
-}
-
-/// Fails when a parameter's Rust type cannot be sent as the statement's type (the count
-/// is checked by [`check_count`], with every prepared plan).
-pub(super) fn check_types(types: &[Type], params: Params<'_>) -> Result<(), Error> {
-    let mismatch = params
-        .iter()
-        .zip(types)
-        .enumerate()
-        .find(|(_, (p, ty))| !p.dyn_accepts(ty));
-    match mismatch {
-        None => Ok(()),
-        Some((i, (p, ty))) => Err(Error::new(
-            ErrorKind::Encode,
-            format!(
-                "parameter ${} has type {ty}, which Rust type {} cannot be sent as",
-                i + 1,
-                p.rust_type_name()
-            ),
-        )),
-    }
+    check_types(stmt.params(), Binding::new(params))
 }
 
 /// Appends Parse and Describe of `name`. A named statement is closed first in the same
@@ -506,64 +518,42 @@ pub(super) fn write_parse(
     Ok(())
 }
 
+/// Appends what makes the plan's statement exist for a Bind: Parse for a statement
+/// parsed now or afresh at every use; nothing for one on the server. Returns the
+/// statement's name and, when known, its parameter types.
+pub(super) fn write_statement<'p>(
+    plan: &'p Plan<'_>,
+    typed: Option<&'p [Type]>,
+    buf: &mut BytesMut,
+) -> Result<(&'p str, Option<&'p [Type]>), Error> {
+    match plan {
+        Plan::Prepared(stmt) => {
+            if let Some(sql) = stmt.reparse_sql() {
+                let oids: Vec<Oid> = stmt.params().iter().map(Type::oid).collect();
+                write_parse("", sql, &oids, buf)?;
+            }
+            Ok((stmt.name(), Some(stmt.params())))
+        }
+        Plan::Parse { sql, types, name } => {
+            write_parse(name, sql, types, buf)?;
+            Ok((name, typed))
+        }
+    }
+}
+
 fn write_plan(
     plan: &Plan<'_>,
-    params: Params<'_>,
+    b: Binding<'_>,
     max_rows: i32,
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
-    if let Plan::Prepared(stmt) = plan {
-        check_count(stmt.params(), params)?;
+    match (plan, b.typed) {
+        (Plan::Prepared(stmt), _) => check_count(stmt.params(), b.params)?,
+        (Plan::Parse { .. }, Some(typed)) => check_types(typed, b)?,
+        (Plan::Parse { .. }, None) => {}
     }
-    let name = match plan {
-        Plan::Prepared(stmt) => stmt.name(),
-        Plan::Parse { sql, types, name } => {
-            write_parse(name, sql, types, buf)?;
-            name
-        }
-    };
-    let types = match plan {
-        Plan::Prepared(stmt) => Some(stmt.params()),
-        Plan::Parse { .. } => None,
-    };
-    frontend::bind(
-        "",
-        name,
-        params.len(),
-        Format::Binary,
-        |i, buf| encode_param(i, params[i], types, buf),
-        Format::Binary,
-        buf,
-    )?;
+    let (name, known) = write_statement(plan, b.typed, buf)?;
+    write_bind(name, b, known, buf)?;
     frontend::execute("", max_rows, buf)?;
     Ok(())
-}
-
-pub(super) fn encode_param(
-    i: usize,
-    p: &dyn ToSql,
-    types: Option<&[Type]>,
-    buf: &mut BytesMut,
-) -> Result<bool, Error> {
-    // The statement's own type when there is one (borrowed: no clone per parameter).
-    let own;
-    let ty = match types.and_then(|t| t.get(i)) {
-        Some(ty) => ty,
-        None => {
-            own = p.dyn_sql_type();
-            &own
-        }
-    };
-    match p.to_sql_checked(ty, buf) {
-        Ok(IsNull::Yes) => Ok(true),
-        Ok(IsNull::No) => Ok(false),
-        Err(e) => {
-            let msg = format!(
-                "parameter ${} of type {ty} from Rust type {}",
-                i + 1,
-                p.rust_type_name()
-            );
-            Err(Error::with_source(ErrorKind::Encode, msg, e))
-        }
-    }
 }

@@ -40,6 +40,11 @@ impl RowSink for VecDeque<Row> {
     fn row(&mut self, columns: &Arc<[Column]>, row: DataRow) {
         self.push_back(Row::new(columns.clone(), row));
     }
+
+    fn retype(&mut self, columns: &Arc<[Column]>) {
+        let rows = std::mem::take(self);
+        self.extend(rows.into_iter().map(|r| r.with_columns(columns.clone())));
+    }
 }
 
 /// The wire a stream reads from: its own lock, or a transaction's.

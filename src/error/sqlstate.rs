@@ -16,6 +16,16 @@ pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
 /// `22012` division_by_zero.
 pub const DIVISION_BY_ZERO: &str = "22012";
+/// `22P03` invalid_binary_representation.
+pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
+/// `42804` datatype_mismatch.
+pub const DATATYPE_MISMATCH: &str = "42804";
+/// `42883` undefined_function (also "operator does not exist").
+pub const UNDEFINED_FUNCTION: &str = "42883";
+/// `42P08` ambiguous_parameter.
+pub const AMBIGUOUS_PARAMETER: &str = "42P08";
+/// `42P18` indeterminate_datatype.
+pub const INDETERMINATE_DATATYPE: &str = "42P18";
 /// `22P02` invalid_text_representation.
 pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
 /// `23502` not_null_violation.

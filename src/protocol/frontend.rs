@@ -237,6 +237,41 @@ where
     })
 }
 
+/// Bind with one format code per parameter (`param_format(i)` for parameter `i`), for a
+/// mix of binary values and text that the server parses (its input function).
+///
+/// # Errors
+/// As [`bind`].
+pub fn bind_formats<E>(
+    portal: &str,
+    statement: &str,
+    param_count: usize,
+    param_format: impl Fn(usize) -> Format,
+    mut value: impl FnMut(usize, &mut BytesMut) -> Result<bool, E>,
+    result_format: Format,
+    buf: &mut BytesMut,
+) -> Result<(), E>
+where
+    E: From<ProtocolError>,
+{
+    message(Some(b'B'), "Bind", buf, |buf| {
+        cstr(portal, "Bind", buf)?;
+        cstr(statement, "Bind", buf)?;
+        let count = count16(param_count, "Bind", "parameters")?;
+        buf.put_i16(count);
+        for i in 0..param_count {
+            buf.put_i16(param_format(i) as i16);
+        }
+        buf.put_i16(count);
+        for i in 0..param_count {
+            bind_value(i, &mut value, buf)?;
+        }
+        buf.put_i16(1);
+        buf.put_i16(result_format as i16);
+        Ok(())
+    })
+}
+
 fn bind_value<E>(
     i: usize,
     value: &mut impl FnMut(usize, &mut BytesMut) -> Result<bool, E>,

@@ -374,3 +374,21 @@ fn consecutive_messages_are_appended_back_to_back() {
     let expected = b"Q\0\0\0\x05\0S\0\0\0\x04E\0\0\0\x09\0\0\0\0\x01";
     assert_eq!(&buf[..], expected);
 }
+
+#[test]
+fn bind_formats_names_one_format_per_parameter() {
+    let got = appended(|b| {
+        bind_formats(
+            "",
+            "s",
+            2,
+            |i| [Format::Text, Format::Binary][i],
+            null_then_seven,
+            Format::Binary,
+            b,
+        )
+    });
+    let expected =
+        b"B\0\0\0\x1f\0s\0\0\x02\0\0\0\x01\0\x02\xff\xff\xff\xff\0\0\0\x04\0\0\0\x07\0\x01\0\x01";
+    assert_eq!(got, expected);
+}

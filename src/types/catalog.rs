@@ -15,8 +15,8 @@ use super::{Field, Kind, Oid, Type};
 use crate::connection::bounded_call;
 use crate::connection::wire::{Shared, Wire};
 use crate::error::{Error, ErrorKind};
-use crate::row::{Row, SimpleQueryMessage, SimpleQueryRow};
-use crate::statement::{Column, Statement};
+use crate::row::{SimpleQueryMessage, SimpleQueryRow};
+use crate::statement::Column;
 use crate::Connection;
 
 /// The closure of type rows needed to describe the OIDs in `$1` (an `oid[]` literal).
@@ -317,62 +317,46 @@ pub(crate) async fn look_up(wire: &mut Wire, oids: &[Oid]) -> Result<(), Error> 
     Ok(())
 }
 
-/// Replaces the unresolved parameter and column types of a freshly prepared statement
-/// with their catalogue types, looking up the missing ones on the same locked wire.
-pub(crate) async fn resolve_statement(
-    wire: &mut Wire,
-    stmt: Statement,
-) -> Result<Statement, Error> {
-    let unresolved: Vec<Oid> = stmt
-        .params()
-        .iter()
-        .chain(stmt.columns().iter().map(|c| c.type_()))
-        .filter(|t| !t.is_resolved())
-        .map(Type::oid)
-        .collect();
-    if unresolved.is_empty() {
-        return Ok(stmt);
+/// The type of `oid` as far as this connection knows it without I/O: a built-in, a type
+/// already looked up, or a placeholder.
+pub(crate) fn known(shared: &Shared, oid: Oid) -> Type {
+    if let Some(t) = Type::from_oid(oid) {
+        return t;
     }
-    look_up(wire, &unresolved).await?;
-    let catalog = catalog(&wire.shared);
-    Ok(stmt.map_types(|t| catalog.resolved(t).unwrap_or_else(|| t.clone())))
+    catalog(shared)
+        .get(oid)
+        .unwrap_or_else(|| Type::for_oid(oid))
 }
 
-/// Puts the catalogue's types into the columns of rows whose column types are not all
-/// resolved, looking up the missing ones on the same locked wire (rows of built-in
-/// types are returned as they are, with no work).
-pub(crate) async fn resolve_rows(wire: &mut Wire, rows: Vec<Row>) -> Result<Vec<Row>, Error> {
-    let Some(first) = rows.first() else {
-        return Ok(rows);
-    };
-    let unresolved: Vec<Oid> = first
-        .columns()
-        .iter()
-        .map(Column::type_)
-        .filter(|t| !t.is_resolved())
-        .map(Type::oid)
-        .collect();
-    if unresolved.is_empty() {
-        return Ok(rows);
+/// The OIDs among `types` that are not resolved.
+pub(crate) fn unresolved<'a>(types: impl Iterator<Item = &'a Type>) -> Vec<Oid> {
+    types.filter(|t| !t.is_resolved()).map(Type::oid).collect()
+}
+
+/// `columns` with the catalogue's types put in, or `None` when all were resolved already
+/// (rows of built-in types cost no lock and no copy).
+pub(crate) fn retyped(shared: &Shared, columns: &[Column]) -> Option<std::sync::Arc<[Column]>> {
+    if columns.iter().all(|c| c.type_().is_resolved()) {
+        return None;
     }
-    look_up(wire, &unresolved).await?;
-    let columns: std::sync::Arc<[Column]> = {
-        let catalog = catalog(&wire.shared);
-        let resolve = |c: &Column| {
-            catalog
-                .resolved(c.type_())
-                .unwrap_or_else(|| c.type_().clone())
-        };
-        first
-            .columns()
-            .iter()
-            .map(|c| c.with_type(resolve(c)))
-            .collect()
+    let catalog = catalog(shared);
+    let retype = |c: &Column| match catalog.resolved(c.type_()) {
+        Some(t) => c.with_type(t),
+        None => c.clone(),
     };
-    Ok(rows
+    Some(columns.iter().map(retype).collect())
+}
+
+/// `types` with the catalogue's types put in.
+pub(crate) fn retyped_params(shared: &Shared, types: Vec<Type>) -> Vec<Type> {
+    if types.iter().all(Type::is_resolved) {
+        return types;
+    }
+    let catalog = catalog(shared);
+    types
         .into_iter()
-        .map(|r| r.with_columns(columns.clone()))
-        .collect())
+        .map(|t| catalog.resolved(&t).unwrap_or(t))
+        .collect()
 }
 
 #[cfg(test)]

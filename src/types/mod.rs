@@ -70,6 +70,7 @@ pub(crate) mod catalog;
 #[cfg(feature = "chrono")]
 mod chrono;
 mod datetime;
+mod infer;
 mod json;
 mod lsn;
 mod money;
@@ -90,6 +91,7 @@ pub use self::bits::BitString;
 pub use self::datetime::{
     Date, Interval, PgDate, PgTime, PgTimeTz, PgTimestamp, PgTimestampTz, Timestamp,
 };
+pub use self::infer::Infer;
 #[cfg(feature = "serde_json")]
 pub use self::json::Json;
 pub use self::json::RawJson;

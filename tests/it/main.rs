@@ -44,6 +44,7 @@ mod types;
 mod types_catalog;
 mod types_from_row;
 mod types_oracle;
+mod types_params;
 mod wire_lock;
 
 /// Runs this test binary again as a child process with `env` set, on the tests matching
@@ -94,6 +95,7 @@ fn suite_again_through_pgbouncer_in_transaction_mode() {
     }
     let modules = [
         "types::",
+        "types_params::",
         "errors::",
         "execute_many::",
         "cancel_every_poll::",
