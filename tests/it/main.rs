@@ -26,6 +26,7 @@ mod pgbouncer;
 mod pool_backoff;
 mod pool_checkout;
 mod pool_failover;
+mod pool_idle_health;
 mod pool_restart;
 mod pool_storm;
 mod pool_transactions;

@@ -118,14 +118,22 @@ async fn a_read_only_error_on_a_pool_that_asks_for_any_server_does_not_evict() {
     assert_eq!((s.evicted_read_only, s.idle), (0, 1), "{s:?}");
 }
 
-/// Writes through `pool` every 20 ms until one succeeds on `want`; returns the errors
-/// seen and the time taken.
-async fn write_until_on(pool: &Pool, want: u16, within: Duration) -> (u32, Duration) {
+/// Writes through `pool` every 20 ms until one succeeds on `want` (writes may land on
+/// `old` meanwhile); returns the errors seen and the time taken.
+async fn write_until_on(
+    pool: &Pool,
+    want: u16,
+    old: Option<u16>,
+    within: Duration,
+) -> (u32, Duration) {
     let started = Instant::now();
     let mut errors = 0;
     loop {
         match write(pool, "after_failover").await {
             Ok(port) if port == i32::from(want) => return (errors, started.elapsed()),
+            Ok(port) if old.is_some_and(|o| i32::from(o) == port) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Ok(port) => panic!("a write landed on {port}, not on the primary {want}"),
             Err(e) => {
                 errors += 1;
@@ -169,16 +177,31 @@ async fn after_a_failover_the_pool_writes_to_the_new_primary_and_still_does_afte
         i32::from(primary.port())
     );
 
+    // A writer keeps writing every 20 ms through the stop, the promotion and after.
+    let writer_started = Instant::now();
+    let writer = {
+        let (pool, want, old) = (existing.clone(), standby.port(), primary.port());
+        tokio::spawn(async move {
+            write_until_on(&pool, want, Some(old), Duration::from_secs(60)).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let p = primary.clone();
+    let stopped = Instant::now();
     step("stop the primary", move || p.stop_server()).await;
     let s = standby.clone();
     let promoted = Instant::now();
     step("promote the standby", move || s.promote()).await;
-    eprintln!("promote took {:?}", promoted.elapsed());
-    let (errors, took) = write_until_on(&existing, standby.port(), Duration::from_secs(30)).await;
+    let promote_took = promoted.elapsed();
+    let (errors, took) = writer.await.unwrap();
+    let recovered = writer_started + took;
     eprintln!(
-        "existing pool: first write on the new primary {took:?} after promote returned, \
-         {errors} failed writes before it; status {:?}",
+        "existing pool: {errors} failed writes; first write on the new primary {:?} after the \
+         stop began, {:?} after promote began (stop took {:?}, promote {promote_took:?}); \
+         status {:?}",
+        recovered - stopped,
+        recovered.saturating_duration_since(promoted),
+        promoted - stopped,
         existing.status()
     );
     for _ in 0..10 {
@@ -197,14 +220,16 @@ async fn after_a_failover_the_pool_writes_to_the_new_primary_and_still_does_afte
     let (p, s) = (primary.clone(), standby.clone());
     step("rejoin as a standby", move || p.rejoin_as_standby_of(&s)).await;
     let rejoined = Instant::now();
-    let (errors, took) = write_until_on(&existing, standby.port(), Duration::from_secs(30)).await;
+    let (errors, took) =
+        write_until_on(&existing, standby.port(), None, Duration::from_secs(30)).await;
     eprintln!("existing pool after the rejoin: {errors} failed writes, {took:?}");
     assert_eq!(
         errors, 0,
         "the existing pool's connections are on the new primary"
     );
     let fresh = pool(&url);
-    let (errors, took) = write_until_on(&fresh, standby.port(), Duration::from_secs(30)).await;
+    let (errors, took) =
+        write_until_on(&fresh, standby.port(), None, Duration::from_secs(30)).await;
     eprintln!(
         "fresh pool after the rejoin: {errors} failed writes, first write {took:?} ({:?} after the rejoin)",
         rejoined.elapsed()
