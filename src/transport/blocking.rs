@@ -25,11 +25,23 @@ impl Deadline {
     pub(crate) fn left(&self) -> io::Result<Duration> {
         match self.0.checked_duration_since(Instant::now()) {
             Some(d) if !d.is_zero() => Ok(d.max(Duration::from_millis(1))),
-            _ => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the cancel request was not delivered within the cancel timeout",
-            )),
+            _ => Err(timed_out()),
         }
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the cancel request was not delivered within the cancel timeout",
+    )
+}
+
+/// A socket timeout shows as `WouldBlock` (EAGAIN) on Linux: the deadline passed.
+pub(crate) fn deadline_error(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
+        _ => e,
     }
 }
 
@@ -83,8 +95,8 @@ pub(crate) fn send_and_wait_close<S: Read + Write>(
     request: &[u8],
 ) -> io::Result<()> {
     bound(stream)?;
-    stream.write_all(request)?;
-    stream.flush()?;
+    stream.write_all(request).map_err(deadline_error)?;
+    stream.flush().map_err(deadline_error)?;
     let mut sink = [0u8; 64];
     loop {
         bound(stream)?;
@@ -93,7 +105,7 @@ pub(crate) fn send_and_wait_close<S: Read + Write>(
             Ok(_) => {}
             // Over TLS, a close without close_notify is the normal end here.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e),
+            Err(e) => return Err(deadline_error(e)),
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 use crate::config::{env, Config, Host, SslMode, SslRootCert, Target, TlsVersion};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{auth, frontend};
-use crate::transport::blocking::{send_and_wait_close, Bounded, Deadline};
+use crate::transport::blocking::{deadline_error, send_and_wait_close, Bounded, Deadline};
 
 /// What a TLS handshake with one target needs; kept by the cancel token so a
 /// CancelRequest travels the same way as its session.
@@ -187,9 +187,9 @@ pub(crate) fn cancel_blocking(
         let mut buf = BytesMut::with_capacity(8);
         frontend::ssl_request(&mut buf);
         tcp.bound(deadline)?;
-        tcp.write_all(&buf)?;
+        tcp.write_all(&buf).map_err(deadline_error)?;
         let mut answer = [0u8; 1];
-        tcp.read_exact(&mut answer)?;
+        tcp.read_exact(&mut answer).map_err(deadline_error)?;
         if answer[0] != b'S' {
             return Err(io::Error::other(
                 "the server refused TLS for the cancel request",
@@ -201,7 +201,9 @@ pub(crate) fn cancel_blocking(
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     while tls.conn.is_handshaking() {
         tls.sock.bound(deadline)?;
-        tls.conn.complete_io(&mut tls.sock)?;
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(deadline_error)?;
     }
     if setup.direct && tls.conn.alpn_protocol() != Some(ALPN) {
         return Err(io::Error::other(
