@@ -11,9 +11,16 @@
 //! even while abandoned connections are still being cancelled.
 //!
 //! On return the decision is synchronous and follows the connection's own state: broken
-//! → evicted (its slot kept until its cancel and close finish); inside a transaction by
-//! the server's status byte, or busy → a background ROLLBACK within `return_timeout`,
-//! else evicted; otherwise idle at once, with no round trip.
+//! → evicted (its slot kept until its cancel and close finish); on a server that turned
+//! read-only (SQLSTATE 25006 while `target_session_attrs` asks for a writable one) →
+//! evicted; inside a transaction by the server's status byte, or busy → a background
+//! ROLLBACK within `return_timeout`, else evicted; otherwise idle at once, with no round
+//! trip.
+//!
+//! While connects fail, one attempt runs at a time, spaced by an exponential backoff
+//! (50 ms doubling to 2 s, with jitter), and every caller waiting meanwhile gets that
+//! attempt's result. Idle connections are checked in the background: their sockets every
+//! maintenance round, a ping after `health_check_after`. See `docs/CONNECTING.md`.
 
 mod backoff;
 mod maintain;
