@@ -39,6 +39,9 @@ pub(crate) enum Outcome {
 struct State {
     /// Failed attempts since the last success; 0 = the gate is open.
     failures: u32,
+    /// Which delay comes next: 1 after the first failure (however many connects that
+    /// were under way failed with it), one more after each failed probe.
+    step: u32,
     /// When the next attempt is due (while failing).
     next_at: Option<Instant>,
     /// Whether a probe is under way.
@@ -145,17 +148,18 @@ impl Gate {
     /// A connect that was not the probe succeeded or failed.
     pub(crate) fn record(&self, result: Result<(), &Error>) {
         let mut s = self.lock();
-        self.settle(&mut s, result);
+        self.settle(&mut s, result, false);
     }
 
     /// A success opens the gate and wakes every waiter; a failure makes the next
     /// attempt wait out the delay, and every caller waiting now gets its error.
-    fn settle(&self, s: &mut State, result: Result<(), &Error>) {
+    fn settle(&self, s: &mut State, result: Result<(), &Error>, probe: bool) {
         let e = match result {
             Ok(()) => {
                 if std::mem::take(&mut s.failures) > 0 {
                     tracing::info!("the pool can connect again");
                     s.next_at = None;
+                    s.step = 0;
                     self.outcome.send_replace(Outcome::Opened);
                 }
                 return;
@@ -163,7 +167,10 @@ impl Gate {
             Err(e) => e,
         };
         s.failures = s.failures.saturating_add(1);
-        let delay = self.delay(s.failures);
+        if probe || s.step == 0 {
+            s.step = s.step.saturating_add(1);
+        }
+        let delay = self.delay(s.step);
         s.next_at = Some(Instant::now() + delay);
         s.last_error = Some(ConnectFailure {
             message: e.to_string(),
@@ -176,10 +183,10 @@ impl Gate {
     }
 
     /// `min(cap, base × 2^(n-1))`, drawn between half and all of it.
-    fn delay(&self, failures: u32) -> Duration {
+    fn delay(&self, step: u32) -> Duration {
         let exp = self
             .base
-            .saturating_mul(1 << (failures.saturating_sub(1)).min(20));
+            .saturating_mul(1 << (step.saturating_sub(1)).min(20));
         let d = exp.min(self.cap);
         d.mul_f64(0.5 + 0.5 * jitter_fraction())
     }
@@ -197,7 +204,7 @@ impl Probe {
         self.settled = true;
         let mut s = self.gate.lock();
         s.probing = false;
-        self.gate.settle(&mut s, result);
+        self.gate.settle(&mut s, result, true);
     }
 }
 
@@ -223,5 +230,38 @@ mod tests {
             let d = gate.delay(n);
             assert!(d >= full / 2 && d <= full, "{n}: {d:?} of {full:?}");
         }
+    }
+
+    #[test]
+    fn connects_that_fail_together_count_once_for_the_delay_and_each_in_the_status() {
+        let gate = Arc::new(Gate::new(
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        ));
+        let e = Error::new(crate::ErrorKind::Io, "refused");
+        for _ in 0..8 {
+            gate.record(Err(&e));
+        }
+        let due = gate.lock().next_at.unwrap();
+        assert!(due <= Instant::now() + Duration::from_millis(100));
+        assert_eq!(gate.report().0, 8);
+        assert!(
+            gate.try_turn().is_none(),
+            "not due yet, and nothing to probe"
+        );
+        std::thread::sleep(Duration::from_millis(110));
+        let Some(Turn::Probe(probe)) = gate.try_turn() else {
+            panic!("the probe is due");
+        };
+        assert!(gate.try_turn().is_none(), "one probe at a time");
+        probe.settle(Err(&e));
+        let due = gate.lock().next_at.unwrap();
+        assert!(
+            due > Instant::now() + Duration::from_millis(90),
+            "the second delay: 100-200 ms"
+        );
+        gate.record(Ok(()));
+        assert!(matches!(gate.try_turn(), Some(Turn::Free)));
+        assert_eq!(gate.report().0, 0);
     }
 }

@@ -218,10 +218,11 @@ impl PoolBuilder {
     }
 
     /// The reconnect backoff while connects fail (default 50 ms and 2 s): after the n-th
-    /// failure in a row the next attempt waits `min(max, base × 2^(n-1))`, drawn between
-    /// half and all of it, and only one attempt runs at a time; every caller waiting
-    /// meanwhile gets that attempt's result. Once the server is back, the pool serves
-    /// again within `max`. `base` must not be zero.
+    /// failed attempt (connects that were under way together and failed together count
+    /// as one) the next attempt waits `min(max, base × 2^(n-1))`, drawn between half and
+    /// all of it, and only one attempt runs at a time; every caller waiting meanwhile
+    /// gets that attempt's result. Once the server is back, the pool serves again within
+    /// `max`. `base` must not be zero.
     pub fn connect_backoff(mut self, base: Duration, max: Duration) -> Self {
         self.options.backoff_base = base;
         self.options.backoff_cap = max.max(base);

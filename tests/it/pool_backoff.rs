@@ -100,9 +100,10 @@ async fn while_connects_fail_the_pool_makes_few_attempts_and_serves_again_within
         s.connect_failures, s.consecutive_connect_failures, s.last_connect_error
     );
     // The first failures may come from every slot at once (max_size); then one attempt
-    // at a time, 25-50 ms, 50-100 ms, ... up to 1-2 s apart: at most 7 more in 2 s.
+    // at a time, 25-50 ms, 50-100 ms, ... up to 1-2 s apart: at most 7 more in 2 s
+    // (measured: 9-10 in all; 3,477 without backoff). A little slack for a slow machine.
     assert!(
-        attempts <= MAX_SIZE as u64 + 8,
+        attempts <= MAX_SIZE as u64 + 10,
         "{attempts} connect attempts in 2 s"
     );
     assert!(attempts >= 3, "the pool kept trying: {attempts}");
