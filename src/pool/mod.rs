@@ -567,6 +567,10 @@ impl PoolInner {
     /// get the error of the attempt it waited for instead.
     async fn open(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<Checkout, Error> {
         let turn = self.gate.turn().await?;
+        // The backoff may have kept this caller past a close().
+        if self.closed.load(Ordering::Acquire) {
+            return Err(pool_closed());
+        }
         let (tx, rx) = oneshot::channel::<Result<Handoff, Error>>();
         let inner = self.clone();
         tokio::spawn(async move {
