@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, TimeoutKind};
 use crate::protocol::frontend;
+use crate::transport::blocking::{self, send_and_wait_close, Bounded, Deadline};
 use crate::transport::tls::{self, Negotiated, TlsSetup};
 use crate::transport::{self, PeerAddr, Stream};
 
@@ -99,34 +100,26 @@ impl CancelToken {
         }
     }
 
-    /// Sends the CancelRequest with blocking socket calls, bounded by the cancel
+    /// Sends the CancelRequest with blocking socket calls, the whole of it (connect,
+    /// TLS negotiated as the session's, write, wait for the close) bounded by the cancel
     /// timeout; for a drop path that has no runtime left to run the async one.
     pub(crate) fn cancel_blocking(&self) -> std::io::Result<()> {
-        use std::io::{Read, Write};
         let mut buf = BytesMut::with_capacity(16);
         frontend::cancel_request_with_key(self.process_id, &self.key()?, &mut buf);
-        let limit = Some(self.timeout.max(std::time::Duration::from_millis(1)));
-        let mut sink = [0u8; 16];
+        let deadline = Deadline::after(self.timeout);
         match &self.peer {
             PeerAddr::Tcp(addr) => {
-                let mut s = std::net::TcpStream::connect_timeout(addr, self.timeout)?;
-                s.set_read_timeout(limit)?;
-                s.set_write_timeout(limit)?;
-                if let Some(setup) = &self.tls {
-                    return tls::cancel_blocking(s, setup, &buf);
+                let mut s = std::net::TcpStream::connect_timeout(addr, deadline.left()?)?;
+                match &self.tls {
+                    Some(setup) => tls::cancel_blocking(s, setup, &buf, &deadline),
+                    None => send_and_wait_close(&mut s, |s| s.bound(&deadline), &buf),
                 }
-                s.write_all(&buf)?;
-                while s.read(&mut sink)? > 0 {}
             }
             PeerAddr::Unix(path) => {
-                let mut s = std::os::unix::net::UnixStream::connect(path)?;
-                s.set_read_timeout(limit)?;
-                s.set_write_timeout(limit)?;
-                s.write_all(&buf)?;
-                while s.read(&mut sink)? > 0 {}
+                let mut s = blocking::connect_unix(path, &deadline)?;
+                send_and_wait_close(&mut s, |s| s.bound(&deadline), &buf)
             }
         }
-        Ok(())
     }
 
     /// The backend process id the token cancels.
@@ -177,3 +170,6 @@ impl CancelToken {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,6 +18,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::{Config, Host, Target};
 
+pub(crate) mod blocking;
 pub(crate) mod tls;
 
 /// The address a session is connected to, so a CancelRequest reaches the same server.
@@ -104,10 +105,17 @@ impl Liveness {
     /// Applies the settings to a connected TCP socket.
     fn apply(&self, sock: &SockRef<'_>) -> io::Result<()> {
         if let Some((idle, interval, count)) = self.keepalive {
-            let ka = TcpKeepalive::new()
-                .with_time(idle)
-                .with_interval(interval)
-                .with_retries(count);
+            // A zero leaves the kernel's own setting for that one, as in libpq.
+            let mut ka = TcpKeepalive::new();
+            if !idle.is_zero() {
+                ka = ka.with_time(idle);
+            }
+            if !interval.is_zero() {
+                ka = ka.with_interval(interval);
+            }
+            if count > 0 {
+                ka = ka.with_retries(count);
+            }
             sock.set_tcp_keepalive(&ka)?;
         }
         if let Some(limit) = self.user_timeout {
@@ -245,5 +253,47 @@ impl AsyncWrite for Stream {
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(name: &str) -> u64 {
+        let path = format!("/proc/sys/net/ipv4/{name}");
+        std::fs::read_to_string(path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// libpq's rule: a keepalive setting of 0 leaves the kernel's value in force.
+    #[test]
+    fn zero_keepalive_settings_leave_the_kernels_and_others_are_applied() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config: Config = "keepalives_idle=0 keepalives_interval=0 keepalives_count=0"
+            .parse()
+            .unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let sock = SockRef::from(&tcp);
+        Liveness::of(&config).apply(&sock).unwrap();
+        assert!(sock.keepalive().unwrap());
+        let idle = sock.keepalive_time().unwrap().as_secs();
+        let interval = sock.keepalive_interval().unwrap().as_secs();
+        assert_eq!(idle, kernel("tcp_keepalive_time"));
+        assert_eq!(interval, kernel("tcp_keepalive_intvl"));
+        assert_eq!(
+            u64::from(sock.keepalive_retries().unwrap()),
+            kernel("tcp_keepalive_probes")
+        );
+
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let sock = SockRef::from(&tcp);
+        Liveness::of(&Config::new()).apply(&sock).unwrap();
+        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(10));
+        assert_eq!(sock.keepalive_interval().unwrap(), Duration::from_secs(5));
+        assert_eq!(sock.keepalive_retries().unwrap(), 3);
     }
 }

@@ -7,11 +7,14 @@ use super::Config;
 use crate::error::Error;
 
 /// Parses `host=/tmp port=5432 password='it\'s'`. Errors name the position, never the
-/// text: a malformed string may have a password in it.
+/// text: a malformed string may have a password in it. After an unquoted password,
+/// not even an option's name or value is shown: `password=my secret=x` is a password
+/// with a space that was not quoted, and `secret` would be part of it.
 pub(super) fn parse_key_values(s: &str) -> Result<Config, Error> {
     let mut config = Config::new();
     let mut chars = s.chars().peekable();
     let mut n = 0;
+    let mut after_bare_password = false;
     loop {
         skip_space(&mut chars);
         if chars.peek().is_none() {
@@ -27,9 +30,25 @@ pub(super) fn parse_key_values(s: &str) -> Result<Config, Error> {
             )));
         }
         skip_space(&mut chars);
+        let quoted = chars.peek() == Some(&'\'');
         let value = parse_value(&mut chars, n)?;
-        config.set(&key, &value)?;
+        if let Err(e) = config.set(&key, &value) {
+            return Err(match after_bare_password {
+                true => hidden(n),
+                false => e,
+            });
+        }
+        after_bare_password |= key == "password" && !quoted;
     }
+}
+
+/// The error for item `n` when it may hold part of an unquoted password.
+fn hidden(n: usize) -> Error {
+    Error::config(format!(
+        "item {n} of the connection string is invalid; it is not shown because it follows \
+         an unquoted password and may be part of it (a password with spaces must be \
+         quoted: password='...')"
+    ))
 }
 
 fn skip_space(chars: &mut Peekable<Chars<'_>>) {

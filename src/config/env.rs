@@ -77,40 +77,70 @@ fn config_message(e: &Error) -> String {
     text.strip_prefix(&prefix).unwrap_or(&text).to_owned()
 }
 
-/// Copies into `c` every option that `c` leaves unset and `env` sets.
+/// The options the environment can fill, by their libpq names.
+pub(super) const TRACKED: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "user",
+    "password",
+    "passfile",
+    "dbname",
+    "application_name",
+    "options",
+    "connect_timeout",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslsni",
+    "sslnegotiation",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "channel_binding",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "min_protocol_version",
+    "max_protocol_version",
+];
+
+/// Copies into `c` every option that `c` leaves unset and `env` sets. An option set
+/// explicitly stays, even when its value is the default (`sslmode=prefer` with
+/// `PGSSLMODE=require` set stays `prefer`, as in libpq).
 pub(super) fn fill_from(c: &mut Config, env: Config) {
     let new = Config::new();
     macro_rules! fill {
-        ($($field:ident),*) => {$(
-            if c.$field == new.$field && env.$field != new.$field {
+        ($($field:ident $(| $also:ident)? => $key:literal),*) => {$(
+            if !c.explicit.contains($key) && c.$field == new.$field && env.$field != new.$field {
                 c.$field = env.$field;
+                $(c.$also = env.$also;)?
             }
         )*};
     }
     fill!(
-        hosts,
-        hostaddrs,
-        ports,
-        user,
-        password,
-        passfile,
-        dbname,
-        application_name,
-        options,
-        connect_timeout,
-        ssl_mode,
-        ssl_root_cert,
-        ssl_cert,
-        ssl_key,
-        ssl_sni,
-        ssl_direct,
-        ssl_min_protocol_version,
-        ssl_max_protocol_version,
-        channel_binding,
-        target_session_attrs,
-        load_balance_hosts,
-        min_protocol_version,
-        max_protocol_version
+        hosts => "host",
+        hostaddrs => "hostaddr",
+        ports => "port",
+        user => "user",
+        password => "password",
+        passfile => "passfile",
+        dbname => "dbname",
+        application_name => "application_name",
+        options => "options",
+        connect_timeout => "connect_timeout",
+        ssl_mode => "sslmode",
+        ssl_root_cert => "sslrootcert",
+        ssl_cert => "sslcert",
+        ssl_key => "sslkey",
+        ssl_sni => "sslsni",
+        ssl_direct => "sslnegotiation",
+        ssl_min_protocol_version => "ssl_min_protocol_version",
+        ssl_max_protocol_version => "ssl_max_protocol_version",
+        channel_binding => "channel_binding",
+        target_session_attrs => "target_session_attrs",
+        load_balance_hosts => "load_balance_hosts",
+        min_protocol_version => "min_protocol_version",
+        max_protocol_version => "max_protocol_version"
     );
 }
 

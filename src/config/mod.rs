@@ -23,6 +23,7 @@ pub(crate) mod pgpass;
 mod targets;
 mod url;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -176,6 +177,9 @@ pub struct Config {
     pub(crate) load_balance_hosts: LoadBalanceHosts,
     pub(crate) min_protocol_version: ProtocolVersion,
     pub(crate) max_protocol_version: ProtocolVersion,
+    /// The options set explicitly (by name or builder), whatever their value: the `PG*`
+    /// environment never overrides them, even when they equal the default.
+    pub(crate) explicit: BTreeSet<&'static str>,
 }
 
 /// libpq's default `connect_timeout` is none; pgkeel bounds every host to 10 s.
@@ -251,6 +255,14 @@ impl Config {
             load_balance_hosts: LoadBalanceHosts::Disable,
             min_protocol_version: ProtocolVersion::V3_0,
             max_protocol_version: ProtocolVersion::V3_0,
+            explicit: BTreeSet::new(),
+        }
+    }
+
+    /// Records that option `key` was set explicitly (see [`env::TRACKED`]).
+    fn mark(&mut self, key: &str) {
+        if let Some(k) = env::TRACKED.iter().find(|k| **k == key) {
+            self.explicit.insert(k);
         }
     }
 
@@ -262,6 +274,7 @@ impl Config {
     /// value; the message names the option and never contains a password.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Config, Error> {
         options::set(self, key, value)?;
+        self.mark(key);
         Ok(self)
     }
 
@@ -330,6 +343,7 @@ impl Config {
     /// Bounds each host's attempt: TCP connect, TLS handshake, authentication and the
     /// `target_session_attrs` check (default 10 s).
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Config {
+        self.mark("connect_timeout");
         self.connect_timeout = Some(timeout);
         self
     }
@@ -365,8 +379,8 @@ impl Config {
         self
     }
 
-    /// Sets the idle time before the first keepalive probe (default 10 s); `None` turns
-    /// keepalive off.
+    /// Sets the idle time before the first keepalive probe (default 10 s; zero: the
+    /// kernel's setting, as `keepalives_idle=0` in libpq); `None` turns keepalive off.
     pub fn keepalives_idle(&mut self, idle: Option<Duration>) -> &mut Config {
         match idle {
             Some(idle) => self.keepalives_idle = idle,
@@ -375,13 +389,14 @@ impl Config {
         self
     }
 
-    /// Sets the time between keepalive probes (default 5 s).
+    /// Sets the time between keepalive probes (default 5 s; zero: the kernel's setting).
     pub fn keepalives_interval(&mut self, interval: Duration) -> &mut Config {
         self.keepalives_interval = interval;
         self
     }
 
-    /// Sets how many unanswered probes end the connection (default 3).
+    /// Sets how many unanswered probes end the connection (default 3; zero: the kernel's
+    /// setting).
     pub fn keepalives_count(&mut self, count: u32) -> &mut Config {
         self.keepalives_count = count;
         self
@@ -430,6 +445,7 @@ impl Config {
 
     /// Sets the TLS mode (default `prefer`, or `verify-full` with `sslrootcert=system`).
     pub fn ssl_mode(&mut self, mode: SslMode) -> &mut Config {
+        self.mark("sslmode");
         self.ssl_mode = Some(mode);
         self
     }
@@ -454,24 +470,28 @@ impl Config {
     /// Starts TLS at once, without SSLRequest (`sslnegotiation=direct`, PostgreSQL 17+,
     /// ALPN `postgresql`); needs `sslmode` require, verify-ca or verify-full.
     pub fn ssl_negotiation_direct(&mut self, direct: bool) -> &mut Config {
+        self.mark("sslnegotiation");
         self.ssl_direct = direct;
         self
     }
 
     /// Sets SCRAM channel binding (default `prefer`).
     pub fn channel_binding(&mut self, mode: ChannelBindingMode) -> &mut Config {
+        self.mark("channel_binding");
         self.channel_binding = mode;
         self
     }
 
     /// Sets which kind of server a session must reach (default `any`).
     pub fn target_session_attrs(&mut self, attrs: TargetSessionAttrs) -> &mut Config {
+        self.mark("target_session_attrs");
         self.target_session_attrs = attrs;
         self
     }
 
     /// Sets the order hosts are tried in (default: as given).
     pub fn load_balance_hosts(&mut self, order: LoadBalanceHosts) -> &mut Config {
+        self.mark("load_balance_hosts");
         self.load_balance_hosts = order;
         self
     }
@@ -480,6 +500,8 @@ impl Config {
     /// StartupMessage asks for `max`; a server that answers with an older version below
     /// `min` is refused.
     pub fn protocol_versions(&mut self, min: ProtocolVersion, max: ProtocolVersion) -> &mut Config {
+        self.mark("min_protocol_version");
+        self.mark("max_protocol_version");
         self.min_protocol_version = min;
         self.max_protocol_version = max;
         self

@@ -74,9 +74,10 @@ fn set_address(c: &mut Config, key: &str, value: &str) -> Result<bool, Error> {
         }
         "connect_timeout" => c.connect_timeout = parse_connect_timeout(value)?,
         "keepalives" => c.keepalives = parse_int::<i64>(key, value)? != 0,
-        "keepalives_idle" => c.keepalives_idle = secs(key, value, 1)?,
-        "keepalives_interval" => c.keepalives_interval = secs(key, value, 1)?,
-        "keepalives_count" => c.keepalives_count = parse_int::<u32>(key, value)?.max(1),
+        // As libpq: 0 leaves the kernel's setting (net.ipv4.tcp_keepalive_*) in force.
+        "keepalives_idle" => c.keepalives_idle = secs(key, value, 0)?,
+        "keepalives_interval" => c.keepalives_interval = secs(key, value, 0)?,
+        "keepalives_count" => c.keepalives_count = parse_int::<u32>(key, value)?,
         "tcp_user_timeout" => c.tcp_user_timeout = optional(millis(key, value)?),
         "load_balance_hosts" => c.load_balance_hosts = parse_load_balance(value)?,
         "target_session_attrs" => c.target_session_attrs = parse_session_attrs(value)?,

@@ -111,7 +111,8 @@ fn every_libpq_value_is_validated() {
         ("channel_binding=maybe", "channel_binding"),
         ("load_balance_hosts=roundrobin", "load_balance_hosts"),
         ("keepalives=yes", "keepalives"),
-        ("keepalives_idle=0", "keepalives_idle"),
+        ("keepalives_idle=-1", "keepalives_idle"),
+        ("keepalives_interval=soon", "keepalives_interval"),
         ("keepalives_count=x", "keepalives_count"),
         ("tcp_user_timeout=-1", "tcp_user_timeout"),
         ("connect_timeout=soon", "connect_timeout"),
@@ -198,6 +199,11 @@ fn config_errors_never_contain_the_password() {
         "postgres://user:hunter2@h:99999/db",
         "host=h password='hunter2",
         "host=h password=hunter2 port",
+        // An unquoted password with a space: the rest of it looks like options.
+        "host=h password=pass hunter2=x",
+        "host=h password=pass port=hunter2",
+        "host=h password=pass sslmode=hunter2",
+        "password=pass x=1 target_session_attrs=hunter2",
     ] {
         let msg = err(bad);
         assert!(!msg.contains("hunter"), "{bad}: {msg}");
@@ -226,6 +232,41 @@ fn the_environment_is_read_only_when_asked_and_fills_only_what_is_unset() {
     assert_eq!(c.user.as_deref(), Some("me"));
     assert_eq!(c.target_session_attrs, TargetSessionAttrs::ReadWrite);
     assert_eq!(c.connect_timeout, Some(Duration::from_secs(5)));
+}
+
+#[test]
+fn an_option_set_to_its_default_is_not_overridden_by_the_environment() {
+    let vars = |name: &str| match name {
+        "PGSSLMODE" => Some("require".to_owned()),
+        "PGTARGETSESSIONATTRS" => Some("read-write".to_owned()),
+        "PGCONNECT_TIMEOUT" => Some("3".to_owned()),
+        "PGCHANNELBINDING" => Some("require".to_owned()),
+        "PGLOADBALANCEHOSTS" => Some("random".to_owned()),
+        "PGSSLSNI" => Some("0".to_owned()),
+        _ => None,
+    };
+    let explicit = "host=h sslmode=prefer target_session_attrs=any connect_timeout=10 \
+                    channel_binding=prefer load_balance_hosts=disable sslsni=1";
+    let mut c = parse(explicit);
+    env::fill_from(&mut c, env::from_vars(vars).unwrap());
+    assert_eq!(c.get_ssl_mode(), SslMode::Prefer);
+    assert_eq!(c.target_session_attrs, TargetSessionAttrs::Any);
+    assert_eq!(c.connect_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(c.channel_binding, ChannelBindingMode::Prefer);
+    assert_eq!(c.load_balance_hosts, LoadBalanceHosts::Disable);
+    assert!(c.ssl_sni);
+    // The same through the builder.
+    let mut c = Config::new();
+    c.target_session_attrs(TargetSessionAttrs::Any)
+        .connect_timeout(Duration::from_secs(10));
+    env::fill_from(&mut c, env::from_vars(vars).unwrap());
+    assert_eq!(c.target_session_attrs, TargetSessionAttrs::Any);
+    assert_eq!(c.connect_timeout, Some(Duration::from_secs(10)));
+    // Left unset, the environment fills them.
+    let mut c = parse("host=h");
+    env::fill_from(&mut c, env::from_vars(vars).unwrap());
+    assert_eq!(c.get_ssl_mode(), SslMode::Require);
+    assert_eq!(c.target_session_attrs, TargetSessionAttrs::ReadWrite);
 }
 
 #[test]

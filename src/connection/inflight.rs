@@ -272,7 +272,9 @@ impl<'a> InFlight<'a> {
                 return Ok(None);
             }
             BackendMessage::ErrorResponse(fields) => {
-                keep_first(&mut self.error, Error::db(DbError::from_fields(fields)));
+                let e = Error::db(DbError::from_fields(fields));
+                self.wire.shared.note_error(&e);
+                keep_first(&mut self.error, e);
                 h.error()
             }
             BackendMessage::CopyInResponse(_) => {

@@ -88,6 +88,12 @@ impl Connection {
         }
     }
 
+    /// Whether a statement on this connection failed with SQLSTATE 25006
+    /// (read_only_sql_transaction): the server it reached is read-only now.
+    pub(crate) fn hit_read_only(&self) -> bool {
+        self.inner.shared.read_only_seen()
+    }
+
     /// Opts this connection in to recovery of abandoned exchanges.
     pub(crate) fn set_recoverable(&self, on: bool) {
         self.inner.shared.set_recoverable(on);

@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     next_holder_token: AtomicU64,
     /// Set when the connection broke mid-exchange and CancelRequests went out.
     pub(crate) cancelled: AtomicBool,
+    /// Set once a statement failed with SQLSTATE 25006: the server is read-only (a
+    /// standby, or `default_transaction_read_only` turned on). Never cleared.
+    read_only_seen: AtomicBool,
     /// The task repeating CancelRequests for an abandoned exchange (Recover policy).
     pub(super) canceller: StdMutex<Option<tokio::task::JoinHandle<Result<(), Error>>>>,
     pub(crate) params: StdMutex<HashMap<String, String>>,
@@ -76,6 +79,7 @@ impl Shared {
             next_holder_token: AtomicU64::new(1),
             canceller: StdMutex::new(None),
             cancelled: AtomicBool::new(false),
+            read_only_seen: AtomicBool::new(false),
             params: StdMutex::new(params),
             cancel,
             killswitch,
@@ -84,6 +88,18 @@ impl Shared {
             drain: StdMutex::new(None),
             types: StdMutex::default(),
         }
+    }
+
+    /// Notes a server error the pool may act on (25006: the server is read-only).
+    pub(super) fn note_error(&self, e: &Error) {
+        if e.code() == Some(crate::error::sqlstate::READ_ONLY_SQL_TRANSACTION) {
+            self.read_only_seen.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether a statement failed with SQLSTATE 25006 on this connection.
+    pub(crate) fn read_only_seen(&self) -> bool {
+        self.read_only_seen.load(Ordering::Acquire)
     }
 
     /// Fails at once if the connection is closed or broken.

@@ -201,6 +201,22 @@ impl Error {
         self
     }
 
+    /// A copy of this error for another caller (its source becomes text): the one
+    /// failed connect attempt that several waiting callers share.
+    pub(crate) fn duplicate(&self) -> Error {
+        let source = self
+            .0
+            .source
+            .as_ref()
+            .map(|s| BoxError::from(s.to_string()));
+        Error(Box::new(Inner {
+            kind: self.0.kind,
+            message: self.0.message.clone(),
+            db: self.0.db.clone(),
+            source,
+        }))
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind

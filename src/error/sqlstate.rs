@@ -38,6 +38,8 @@ pub const UNIQUE_VIOLATION: &str = "23505";
 pub const CHECK_VIOLATION: &str = "23514";
 /// `25001` active_sql_transaction.
 pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
+/// `25006` read_only_sql_transaction (a write on a standby or a read-only server).
+pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 /// `25P02` in_failed_sql_transaction.
 pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 /// `26000` invalid_sql_statement_name (a prepared statement that no longer exists).

@@ -11,10 +11,18 @@
 //! even while abandoned connections are still being cancelled.
 //!
 //! On return the decision is synchronous and follows the connection's own state: broken
-//! → evicted (its slot kept until its cancel and close finish); inside a transaction by
-//! the server's status byte, or busy → a background ROLLBACK within `return_timeout`,
-//! else evicted; otherwise idle at once, with no round trip.
+//! → evicted (its slot kept until its cancel and close finish); on a server that turned
+//! read-only (SQLSTATE 25006 while `target_session_attrs` asks for a writable one) →
+//! evicted; inside a transaction by the server's status byte, or busy → a background
+//! ROLLBACK within `return_timeout`, else evicted; otherwise idle at once, with no round
+//! trip.
+//!
+//! While connects fail, one attempt runs at a time, spaced by an exponential backoff
+//! (50 ms doubling to 2 s, with jitter), and every caller waiting meanwhile gets that
+//! attempt's result. Idle connections are checked in the background: their sockets every
+//! maintenance round, a ping after `health_check_after`. See `docs/CONNECTING.md`.
 
+mod backoff;
 mod maintain;
 mod options;
 mod pooled;
@@ -28,13 +36,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-pub use self::options::{AbandonPolicy, AfterConnect, PoolBuilder};
+pub use self::options::{AbandonPolicy, AfterConnect, PoolBuilder, DEFAULT_HEALTH_CHECK_AFTER};
 pub use self::pooled::{PoolTransaction, PooledConnection};
-pub use self::status::{EvictReason, Status};
+pub use self::status::{ConnectFailure, EvictReason, Status};
 
+use self::backoff::{Gate, Outcome, Turn};
 use self::options::PoolOptions;
 use self::status::{bump, Counters, Gauge, GaugeGuard, Gauges, InGauge};
-use crate::config::Config;
+use crate::config::{Config, TargetSessionAttrs};
 use crate::connection::{Connection, IntoConfig, Params, ToStatement};
 use crate::error::{Error, ErrorKind, TimeoutKind};
 use crate::row::Row;
@@ -50,6 +59,8 @@ pub struct Pool {
 pub(crate) struct Meta {
     expires: Option<Instant>,
     idle_since: Instant,
+    /// When it was last known alive: returned by a user, or pinged.
+    checked_at: Instant,
 }
 
 struct Idle {
@@ -65,6 +76,10 @@ pub(crate) struct PoolInner {
     idle: StdMutex<Vec<Idle>>,
     gauges: Arc<Gauges>,
     counters: Counters,
+    /// Reconnect backoff: one attempt at a time while connects fail.
+    gate: Arc<Gate>,
+    /// `target_session_attrs` asks for a writable server: evict on SQLSTATE 25006.
+    wants_writable: bool,
     closed: AtomicBool,
     next_checkout: AtomicU64,
     leaks: StdMutex<Vec<(u64, Instant, &'static Location<'static>, bool)>>,
@@ -84,8 +99,14 @@ impl Pool {
     }
 
     pub(crate) fn new(config: Config, opts: PoolOptions) -> Pool {
+        let wants_writable = matches!(
+            config.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary
+        );
         let inner = Arc::new(PoolInner {
             sem: Arc::new(Semaphore::new(opts.max_size)),
+            gate: Arc::new(Gate::new(opts.backoff_base, opts.backoff_cap)),
+            wants_writable,
             config,
             opts,
             idle: StdMutex::new(Vec::new()),
@@ -202,6 +223,7 @@ impl Meta {
         Meta {
             expires,
             idle_since: now,
+            checked_at: now,
         }
     }
 
@@ -305,7 +327,7 @@ impl PoolInner {
         let permit = self.sem.clone().try_acquire_owned().ok()?;
         let idle = self.pop_idle()?;
         let idle_for = idle.meta.idle_since.elapsed();
-        let no_ping = !matches!(self.opts.health_check_after, Some(t) if idle_for >= t);
+        let no_ping = !self.needs_ping(&idle.meta);
         let alive = idle_for < PEEK_AFTER_IDLE
             && no_ping
             && !idle.meta.expired()
@@ -322,15 +344,7 @@ impl PoolInner {
     }
 
     async fn acquire_slot(self: &Arc<Self>) -> Result<Checkout, Error> {
-        let permit = {
-            let _waiting = GaugeGuard::new(&self.gauges.waiting);
-            self.sem
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| pool_closed())?
-        };
-        let mut permit = permit;
+        let mut permit = self.wait_for_slot().await?;
         loop {
             let Some(idle) = self.pop_idle() else {
                 return self.open(permit).await;
@@ -347,6 +361,49 @@ impl PoolInner {
                 }
             }
         }
+    }
+
+    /// Waits for a slot, first come first served. While connects fail and no connection
+    /// exists that could come back (none idle, in use or being cleaned up), a failed
+    /// attempt ends the wait with its error: the slot would only lead to the next one.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropped, the waiter leaves the queue.
+    async fn wait_for_slot(&self) -> Result<OwnedSemaphorePermit, Error> {
+        let _waiting = GaugeGuard::new(&self.gauges.waiting);
+        let mut outcomes = self.gate.subscribe();
+        let acquire = self.sem.clone().acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            // A failure first: the slot it frees would only lead to the next attempt.
+            let changed = tokio::select! {
+                biased;
+                changed = outcomes.changed() => changed,
+                permit = &mut acquire => return permit.map_err(|_| pool_closed()),
+            };
+            if changed.is_err() {
+                return acquire.await.map_err(|_| pool_closed());
+            }
+            let failed = match &*outcomes.borrow_and_update() {
+                Outcome::Failed(e) => Some(e.duplicate()),
+                _ => None,
+            };
+            if let Some(e) = failed.filter(|_| self.nothing_to_hand_back()) {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Whether no connection exists that a waiter could be handed.
+    fn nothing_to_hand_back(&self) -> bool {
+        let [idle, in_use, _, returning, _] = self.gauges.snapshot();
+        idle + in_use + returning == 0
+    }
+
+    /// Whether an idle connection is due a ping before use (`health_check_after`).
+    fn needs_ping(&self, meta: &Meta) -> bool {
+        let after = self.opts.health_check_after;
+        after.is_some_and(|t| meta.checked_at.elapsed() >= t)
     }
 
     fn pop_idle(&self) -> Option<Idle> {
@@ -366,13 +423,19 @@ impl PoolInner {
         }
     }
 
-    fn push_idle(&self, conn: Connection, mut meta: Meta, mut gauge: InGauge) {
+    fn push_idle(&self, conn: Connection, mut meta: Meta, gauge: InGauge) {
         meta.idle_since = Instant::now();
-        gauge.shift(Gauge::Idle);
+        meta.checked_at = meta.idle_since;
+        self.requeue(Idle { conn, meta, gauge });
+    }
+
+    /// Puts a connection back in the idle queue as it was (idle since when it was).
+    fn requeue(&self, mut idle: Idle) {
+        idle.gauge.shift(Gauge::Idle);
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Idle { conn, meta, gauge });
+            .push(idle);
     }
 
     /// Closes a connection and waits (bounded by `drain_timeout`) until its backend has
@@ -423,11 +486,7 @@ impl PoolInner {
                 .await;
             return Err(Some(permit));
         }
-        let stale = self
-            .opts
-            .health_check_after
-            .is_some_and(|t| idle.meta.idle_since.elapsed() >= t);
-        match stale {
+        match self.needs_ping(&idle.meta) {
             false => Ok((idle, permit)),
             true => self.ping(idle, permit).await,
         }
@@ -504,11 +563,18 @@ impl PoolInner {
 
     /// Opens a connection in a spawned task, so that a caller who stops waiting does not
     /// waste it: it goes to the idle queue instead.
+    /// While connects fail, it first waits its turn at the reconnect backoff, and may
+    /// get the error of the attempt it waited for instead.
     async fn open(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<Checkout, Error> {
+        let turn = self.gate.turn().await?;
+        // The backoff may have kept this caller past a close().
+        if self.closed.load(Ordering::Acquire) {
+            return Err(pool_closed());
+        }
         let (tx, rx) = oneshot::channel::<Result<Handoff, Error>>();
         let inner = self.clone();
         tokio::spawn(async move {
-            let sent = match inner.connect_new().await {
+            let sent = match inner.connect_new(turn).await {
                 Ok((conn, gauge)) => {
                     let meta = Meta::new(inner.opts.max_lifetime);
                     tx.send(Ok(Handoff::new(&inner, (conn, meta, permit, gauge))))
@@ -530,7 +596,9 @@ impl PoolInner {
         }
     }
 
-    async fn connect_new(self: &Arc<Self>) -> Result<(Connection, InGauge), Error> {
+    /// Opens a connection and reports the result to the reconnect backoff (`turn` says
+    /// whether this is the one attempt allowed while connects fail).
+    async fn connect_new(self: &Arc<Self>, turn: Turn) -> Result<(Connection, InGauge), Error> {
         let opening = InGauge::new(&self.gauges, Gauge::Opening);
         let result = async {
             let conn = Connection::connect(&self.config).await?;
@@ -544,10 +612,12 @@ impl PoolInner {
         .await;
         match &result {
             Ok(_) => bump(&self.counters.connects),
-            Err(e) => {
-                bump(&self.counters.connect_failures);
-                tracing::warn!(error = %e, "pool could not open a connection");
-            }
+            Err(_) => bump(&self.counters.connect_failures),
+        }
+        let settled = result.as_ref().map(drop);
+        match turn {
+            Turn::Probe(probe) => probe.settle(settled),
+            Turn::Free => self.gate.record(settled),
         }
         result
     }
@@ -556,6 +626,7 @@ impl PoolInner {
         let c = &self.counters;
         let [idle, in_use, opening, returning, draining] = self.gauges.snapshot();
         let count = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (consecutive_connect_failures, last_connect_error) = self.gate.report();
         Status {
             max_size: self.opts.max_size,
             size: idle + in_use + opening + returning + draining,
@@ -575,11 +646,14 @@ impl PoolInner {
             evicted_idle: count(&c.evicted_idle),
             evicted_health_check: count(&c.evicted_health_check),
             evicted_cloned_out: count(&c.evicted_cloned_out),
+            evicted_read_only: count(&c.evicted_read_only),
             rollbacks_on_return: count(&c.rollbacks_on_return),
             cancels_sent: count(&c.cancels_sent),
             recovered: count(&c.recovered),
             transaction_retries: count(&c.transaction_retries),
             backends_lingering: count(&c.backends_lingering),
+            consecutive_connect_failures,
+            last_connect_error,
         }
     }
 

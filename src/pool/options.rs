@@ -10,6 +10,9 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::error::Error;
 
+/// The default of [`PoolBuilder::health_check_after`].
+pub const DEFAULT_HEALTH_CHECK_AFTER: Duration = Duration::from_secs(30);
+
 /// A hook run on every new connection before the pool hands it out (e.g. `SET search_path`).
 pub type AfterConnect = Arc<dyn Fn(&Connection) -> BoxFuture<'_, Result<(), Error>> + Send + Sync>;
 
@@ -51,6 +54,8 @@ pub(crate) struct PoolOptions {
     pub(crate) retry_codes: Vec<String>,
     pub(crate) retry_base_delay: Duration,
     pub(crate) retry_max_delay: Duration,
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_cap: Duration,
 }
 
 impl Default for PoolOptions {
@@ -61,7 +66,7 @@ impl Default for PoolOptions {
             acquire_timeout: Duration::from_secs(30),
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
-            health_check_after: None,
+            health_check_after: Some(DEFAULT_HEALTH_CHECK_AFTER),
             reset_on_return: None,
             after_connect: None,
             return_timeout: Duration::from_secs(5),
@@ -74,6 +79,8 @@ impl Default for PoolOptions {
             retry_codes: Vec::new(),
             retry_base_delay: Duration::from_millis(5),
             retry_max_delay: Duration::from_millis(500),
+            backoff_base: super::backoff::DEFAULT_BACKOFF_BASE,
+            backoff_cap: super::backoff::DEFAULT_BACKOFF_CAP,
         }
     }
 }
@@ -86,9 +93,9 @@ pub struct PoolBuilder {
 
 impl PoolBuilder {
     /// The most connections the pool keeps, counting those being opened, cleaned up or
-    /// drained (default 10).
+    /// drained (default 10; at least 1, at most 4095, else `build()` fails).
     pub fn max_size(mut self, n: usize) -> Self {
-        self.options.max_size = n.max(1);
+        self.options.max_size = n;
         self
     }
 
@@ -125,8 +132,11 @@ impl PoolBuilder {
         self
     }
 
-    /// Pings a connection on checkout when it has been idle longer than this (default off:
-    /// a cheap non-blocking check for a closed socket runs on every checkout).
+    /// Pings an idle connection not known alive for this long (default 30 s; `None`:
+    /// never). The maintenance task pings such connections in the background every
+    /// round, so a checkout rarely waits for one; a checkout that finds one first pings
+    /// it itself. Apart from this, a cheap non-blocking look at the socket runs on every
+    /// idle connection every maintenance round, and at checkout.
     pub fn health_check_after(mut self, d: Option<Duration>) -> Self {
         self.options.health_check_after = d;
         self
@@ -173,7 +183,8 @@ impl PoolBuilder {
         self
     }
 
-    /// How often idle timeouts, lifetimes, `min_idle` and leaks are checked (default 1 s).
+    /// How often idle timeouts, lifetimes, idle health, `min_idle` and leaks are checked
+    /// (default 1 s).
     pub fn maintenance_interval(mut self, d: Duration) -> Self {
         self.options.maintenance_interval = d.max(Duration::from_millis(10));
         self
@@ -206,11 +217,45 @@ impl PoolBuilder {
         self
     }
 
+    /// The reconnect backoff while connects fail (default 50 ms and 2 s): after the n-th
+    /// failed attempt (connects that were under way together and failed together count
+    /// as one) the next attempt waits `min(max, base × 2^(n-1))`, drawn between half and
+    /// all of it, and only one attempt runs at a time; every caller waiting meanwhile
+    /// gets that attempt's result. Once the server is back, the pool serves again within
+    /// `max`. `base` must not be zero.
+    pub fn connect_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.options.backoff_base = base;
+        self.options.backoff_cap = max.max(base);
+        self
+    }
+
     /// Builds the pool. Connections open on demand (and `min_idle` in the background).
     ///
     /// # Errors
-    /// [`crate::ErrorKind::Config`] for invalid connection settings.
+    /// [`crate::ErrorKind::Config`] for invalid connection settings, a `max_size` of 0 or
+    /// above 4095, or a zero `connect_backoff` base.
     pub fn build(self) -> Result<Pool, Error> {
-        Ok(Pool::new(self.config?, self.options))
+        let config = self.config?;
+        self.options.validate()?;
+        Ok(Pool::new(config, self.options))
+    }
+}
+
+impl PoolOptions {
+    fn validate(&self) -> Result<(), Error> {
+        let most = super::status::MAX_POOL_SIZE;
+        if self.max_size == 0 || self.max_size > most {
+            return Err(Error::config(format!(
+                "max_size {} is out of range: a pool holds 1 to {most} connections",
+                self.max_size
+            )));
+        }
+        if self.backoff_base.is_zero() {
+            return Err(Error::config(
+                "connect_backoff: the base delay must be above zero (else a pool whose \
+                 connects fail would retry without pause)",
+            ));
+        }
+        Ok(())
     }
 }

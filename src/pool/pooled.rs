@@ -79,7 +79,8 @@ impl std::fmt::Debug for PooledConnection {
 
 impl PoolInner {
     /// The return pipeline, the same under every abandon policy: a kept clone, a dead
-    /// connection, a closed pool and an expired lifetime each end the connection; one
+    /// connection, a closed pool, a read-only server when a writable one was asked
+    /// (SQLSTATE 25006 seen) and an expired lifetime each end the connection; one
     /// that is clean goes straight back to the idle queue; anything else (an abandoned
     /// exchange, an open transaction, a paused portal, a reset to run) is restored in
     /// the background within its deadline, or evicted.
@@ -107,6 +108,13 @@ impl PoolInner {
             return self.spawn_close_with_slot(conn, permit, gauge);
         }
         if self.closed.load(Ordering::Acquire) {
+            return self.spawn_close_with_slot(conn, permit, gauge);
+        }
+        if self.wants_writable && conn.hit_read_only() {
+            // The server it reached is read-only now (a standby after a failover, or
+            // default_transaction_read_only turned on): the next connect goes through
+            // target_session_attrs again and finds the writable one.
+            self.evicted(EvictReason::ReadOnly, &conn);
             return self.spawn_close_with_slot(conn, permit, gauge);
         }
         if meta.expired() {

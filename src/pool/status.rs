@@ -18,6 +18,11 @@ pub enum EvictReason {
     HealthCheck,
     /// The caller kept a clone of the connection after returning it.
     ClonedOut,
+    /// The configuration asks for a writable server (`target_session_attrs` read-write
+    /// or primary) and a statement on it failed with SQLSTATE 25006
+    /// (read_only_sql_transaction): the server became read-only or a standby, so the
+    /// next connect goes through `target_session_attrs` again.
+    ReadOnly,
 }
 
 /// Where a connection of the pool is; each one is counted in exactly one place.
@@ -123,6 +128,7 @@ pub(crate) struct Counters {
     pub(crate) evicted_idle: AtomicU64,
     pub(crate) evicted_health_check: AtomicU64,
     pub(crate) evicted_cloned_out: AtomicU64,
+    pub(crate) evicted_read_only: AtomicU64,
     pub(crate) rollbacks_on_return: AtomicU64,
     pub(crate) cancels_sent: AtomicU64,
     pub(crate) recovered: AtomicU64,
@@ -139,6 +145,7 @@ impl Counters {
             EvictReason::Idle => &self.evicted_idle,
             EvictReason::HealthCheck => &self.evicted_health_check,
             EvictReason::ClonedOut => &self.evicted_cloned_out,
+            EvictReason::ReadOnly => &self.evicted_read_only,
         };
         bump(c);
     }
@@ -179,7 +186,8 @@ pub struct Status {
     pub in_use: usize,
     /// Connections being opened.
     pub opening: usize,
-    /// Returned connections being cleaned up (rollback, reset).
+    /// Returned connections being cleaned up (rollback, reset), and idle ones being
+    /// pinged by the background health check.
     pub returning: usize,
     /// Evicted broken connections whose cancel and close are still running.
     pub draining: usize,
@@ -201,10 +209,14 @@ pub struct Status {
     pub evicted_lifetime: u64,
     /// Evictions at `idle_timeout`.
     pub evicted_idle: u64,
-    /// Evictions by the checkout health check.
+    /// Evictions by a health check: at checkout, or of an idle connection in the
+    /// background (a closed socket, or a failed ping after `health_check_after`).
     pub evicted_health_check: u64,
     /// Evictions because a clone of the connection was kept after its return.
     pub evicted_cloned_out: u64,
+    /// Evictions after SQLSTATE 25006 on a pool that asks for a writable server
+    /// ([`EvictReason::ReadOnly`]).
+    pub evicted_read_only: u64,
     /// Returned connections that were inside a transaction and were rolled back.
     pub rollbacks_on_return: u64,
     /// CancelRequests sent for abandoned exchanges of evicted connections.
@@ -217,6 +229,23 @@ pub struct Status {
     /// for it (`drain_timeout`): their slot was freed, so the server may briefly run more
     /// backends than `max_size`. Each one is also logged at WARN.
     pub backends_lingering: u64,
+    /// Failed connect attempts since the last one that succeeded; 0 while connects work.
+    /// While it is above 0, the pool makes one attempt at a time, spaced by its reconnect
+    /// backoff.
+    pub consecutive_connect_failures: u32,
+    /// The most recent failed connect attempt (kept after connects work again).
+    pub last_connect_error: Option<ConnectFailure>,
+}
+
+/// A failed connect attempt, as [`Status::last_connect_error`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectFailure {
+    /// The error's text: each host and port tried, with its own cause.
+    pub message: String,
+    /// When the attempt failed.
+    pub at: std::time::SystemTime,
+    /// How many attempts in a row had failed, this one included.
+    pub consecutive_failures: u32,
 }
 
 impl Status {

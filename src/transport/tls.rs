@@ -24,6 +24,7 @@ use tokio_rustls::client::TlsStream;
 use crate::config::{env, Config, Host, SslMode, SslRootCert, Target, TlsVersion};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{auth, frontend};
+use crate::transport::blocking::{deadline_error, send_and_wait_close, Bounded, Deadline};
 
 /// What a TLS handshake with one target needs; kept by the cancel token so a
 /// CancelRequest travels the same way as its session.
@@ -172,19 +173,23 @@ pub(crate) fn end_point(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
     auth::tls_server_end_point(cert.as_ref())
 }
 
-/// Sends a CancelRequest inside TLS with blocking calls (for a drop path without a runtime).
+/// Sends a CancelRequest inside TLS with blocking calls (for a drop path without a
+/// runtime), negotiated as the session was: SSLRequest first, or direct TLS whose
+/// server must agree to ALPN `postgresql`. Every step is bounded by `deadline`.
 pub(crate) fn cancel_blocking(
     mut tcp: std::net::TcpStream,
     setup: &TlsSetup,
     request: &[u8],
+    deadline: &Deadline,
 ) -> io::Result<()> {
     use std::io::{Read, Write};
     if !setup.direct {
         let mut buf = BytesMut::with_capacity(8);
         frontend::ssl_request(&mut buf);
-        tcp.write_all(&buf)?;
+        tcp.bound(deadline)?;
+        tcp.write_all(&buf).map_err(deadline_error)?;
         let mut answer = [0u8; 1];
-        tcp.read_exact(&mut answer)?;
+        tcp.read_exact(&mut answer).map_err(deadline_error)?;
         if answer[0] != b'S' {
             return Err(io::Error::other(
                 "the server refused TLS for the cancel request",
@@ -194,22 +199,18 @@ pub(crate) fn cancel_blocking(
     let conn = rustls::ClientConnection::new(setup.config.clone(), setup.name.clone())
         .map_err(io::Error::other)?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(request)?;
-    tls.flush()?;
-    drain(&mut tls)
-}
-
-/// Reads until the server closes; a close without close_notify is the normal end here.
-pub(crate) fn drain(r: &mut impl std::io::Read) -> io::Result<()> {
-    let mut sink = [0u8; 64];
-    loop {
-        match r.read(&mut sink) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e),
-        }
+    while tls.conn.is_handshaking() {
+        tls.sock.bound(deadline)?;
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(deadline_error)?;
     }
+    if setup.direct && tls.conn.alpn_protocol() != Some(ALPN) {
+        return Err(io::Error::other(
+            "sslnegotiation=direct: the server did not agree to ALPN \"postgresql\" for the cancel request",
+        ));
+    }
+    send_and_wait_close(&mut tls, |t| t.sock.bound(deadline), request)
 }
 
 /// libpq's checks: chain and name for verify-full, chain for verify-ca (and for the

@@ -13,7 +13,7 @@ use crate::common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pgkeel::{Connection, ErrorKind};
+use pgkeel::{Connection, ErrorKind, Pool};
 
 /// The environment variable that turns the `ns_proxy_entry` test into the proxy.
 const PROXY_ENV: &str = "PGKEEL_NS_PROXY";
@@ -41,8 +41,11 @@ struct Netns {
 
 impl Netns {
     fn create() -> Option<Netns> {
-        let n = std::process::id() % 250 + 1;
-        let name = format!("pgkeel-ho-{}", std::process::id());
+        // Distinct for each namespace of this process: tests run at the same time.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = (std::process::id() + k * 97) % 250 + 1;
+        let name = format!("pgkeel-ho-{}-{k}", std::process::id());
         let (host_if, ns_if) = (format!("pgkh{n}"), format!("pgkn{n}"));
         let net = Netns {
             host_addr: format!("10.213.{n}.1"),
@@ -104,6 +107,15 @@ impl Netns {
 
     /// From now on the namespace drops every packet it would send to the host.
     fn blackhole(&self) {
+        self.route("add");
+    }
+
+    /// The path works again.
+    fn heal(&self) {
+        self.route("del");
+    }
+
+    fn route(&self, verb: &str) {
         let route = format!("{}/32", self.host_addr);
         assert!(ip(&[
             "netns",
@@ -111,7 +123,7 @@ impl Netns {
             &self.name,
             "ip",
             "route",
-            "add",
+            verb,
             "blackhole",
             &route
         ]));
@@ -234,4 +246,56 @@ async fn a_query_in_flight_and_an_idle_connection_fail_within_the_bound_when_the
     eprintln!("idle connection failed {idle_took:?} after the cut: {err}");
     assert!(err.is_connection_fatal(), "{err}");
     assert!(idle_took <= BOUND + BOUND, "{idle_took:?}");
+}
+
+#[tokio::test]
+async fn an_idle_pooled_connection_on_a_dead_path_is_evicted_in_the_background_and_the_pool_serves_once_it_heals(
+) {
+    let Some(mut net) = Netns::create() else {
+        eprintln!("skipped: needs root and `ip netns` to build a network namespace");
+        return;
+    };
+    let (db, _conn) = common::db().await;
+    let cluster = db.cluster();
+    let relay_port = relay(&net.host_addr, cluster.port()).await;
+    net.start_proxy(15432, &format!("{}:{relay_port}", net.host_addr));
+    let url = format!(
+        "postgres://{}@{}:15432/{}?sslmode=disable",
+        cluster.superuser(),
+        net.ns_addr,
+        db.name()
+    );
+    drop(connect_through(&url).await); // the proxy is up
+                                       // The pool's defaults: keepalive and the background checks as documented.
+    let pool = Pool::builder(url.as_str()).max_size(2).build().unwrap();
+    pool.query_one("SELECT 1", &[]).await.unwrap();
+    assert_eq!(pool.status().idle, 1);
+
+    net.blackhole();
+    let cut = Instant::now();
+    // Nobody calls get(): the maintenance task must find it.
+    let s = loop {
+        let s = pool.status();
+        if s.evicted_health_check > 0 || cut.elapsed() > BOUND + Duration::from_secs(10) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = cut.elapsed();
+    eprintln!("idle pooled connection evicted {took:?} after the cut: {s:?}");
+    assert_eq!((s.evicted_health_check, s.idle), (1, 0), "{s:?}");
+    assert!(
+        took <= BOUND,
+        "detected after {took:?}, documented bound {BOUND:?}"
+    );
+
+    net.heal();
+    let healed = Instant::now();
+    let n: i32 = tokio::time::timeout(Duration::from_secs(15), pool.query_one("SELECT 7", &[]))
+        .await
+        .expect("the pool serves once the path heals")
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 7);
+    eprintln!("served again {:?} after the path healed", healed.elapsed());
 }
