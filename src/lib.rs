@@ -65,10 +65,11 @@
 //!
 //! # Features
 //!
-//! - `chrono`, `time`: their date and time types.
+//! - `chrono`, `time`, `jiff`: their date and time types (`jiff` also `Span` and
+//!   `SignedDuration` for interval).
 //! - `uuid`: `uuid::Uuid`.
 //! - `serde_json`: `serde_json::Value` and `types::Json<T>` for json/jsonb.
-//! - `rust_decimal`: `rust_decimal::Decimal` for numeric.
+//! - `rust_decimal`, `bigdecimal`: `rust_decimal::Decimal`, `bigdecimal::BigDecimal` for numeric.
 //! - `derive`: `#[derive(FromRow)]` for structs (by column name, `#[pgkeel(rename = "..")]`),
 //!   and `#[derive(ToSql, FromSql)]` for enums, composites and newtypes over a domain.
 //!

@@ -4,6 +4,23 @@
 //!
 //! A composite's binary form (record_send / record_recv): the field count, then per field
 //! its type OID and its value (4-byte length, -1 for NULL).
+//!
+//! Shapes that have no PostgreSQL counterpart do not compile (with feature `derive`):
+//!
+//! ```compile_fail
+//! #[derive(Debug, pgkeel::ToSql)]
+//! enum WithData { A(i32) } // "variant `A` has fields"
+//! ```
+//!
+//! ```compile_fail
+//! #[derive(Debug, pgkeel::FromSql)]
+//! struct Tuple(i32, String); // "needs named fields"
+//! ```
+//!
+//! ```compile_fail
+//! #[derive(Debug, pgkeel::ToSql)]
+//! struct Generic<T> { t: T } // "does not support generic types"
+//! ```
 
 use std::error::Error;
 use std::fmt;

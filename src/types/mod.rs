@@ -64,6 +64,8 @@ macro_rules! sql_impl {
 }
 
 mod array;
+#[cfg(feature = "bigdecimal")]
+mod bigdecimal;
 mod bits;
 mod builtin;
 pub(crate) mod catalog;
@@ -72,11 +74,15 @@ mod chrono;
 mod datetime;
 #[doc(hidden)]
 pub mod derive;
+#[cfg(feature = "jiff")]
+mod jiff;
 mod json;
 mod lsn;
 mod money;
 mod net;
 mod numeric;
+#[cfg(any(feature = "rust_decimal", feature = "bigdecimal"))]
+mod numeric_fast;
 mod option;
 mod primitives;
 mod range;

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::args::Sizes;
 use crate::child::{self, ChildResult};
 use crate::drivers;
-use crate::measure::{proc_status_kib, runtime};
+use crate::measure::{cpu_times, proc_status_kib, runtime};
 use crate::report::{Better, Cell, Check, Driver, Line, Report};
 use crate::setup::{Bench, DECODE_SQL};
 
@@ -33,6 +33,7 @@ const NAME: &str = "2b. decode 7 types (streamed, 1 connection)";
 pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut rate = [vec![], vec![], vec![]];
     let mut peak = [vec![], vec![], vec![]];
+    let mut cpu = [vec![], vec![], vec![]];
     for rep in 1..=sizes.reps {
         for driver in sizes.drivers.clone() {
             let r = child::run_child("decode", driver, &bench.url, sizes.fetch_rows as u64)
@@ -52,13 +53,15 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             );
             let rows_per_sec = rows / r.get("secs");
             let peak_mib = (r.get("hwm_after_kib") - r.get("rss_before_kib")) / 1024.0;
+            let cpu_us = r.get("cpu_secs") * 1e6 / rows;
             eprintln!(
-                "decode        rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB",
+                "decode        rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB  {cpu_us:.2} µs CPU/row",
                 driver.name(),
                 rows_per_sec
             );
             rate[driver as usize].push(rows_per_sec);
             peak[driver as usize].push(peak_mib);
+            cpu[driver as usize].push(cpu_us);
         }
     }
     let [r0, r1, r2] = rate;
@@ -68,6 +71,17 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             .set(Driver::TokioPostgres, Cell::Values(r1))
             .set(Driver::Sqlx, Cell::Values(r2))
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
+    );
+    let [c0, c1, c2] = cpu;
+    report.push(
+        Line::new(
+            NAME,
+            "client CPU µs/row (user + system)",
+            Some(Better::Lower),
+        )
+        .set(Driver::Pgkeel, Cell::Values(c0))
+        .set(Driver::TokioPostgres, Cell::Values(c1))
+        .set(Driver::Sqlx, Cell::Values(c2)),
     );
     let [p0, p1, p2] = peak;
     report.push(
@@ -83,7 +97,8 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     report.note(format!(
         "Decode: {} rows of (int8, text, float8, timestamptz, numeric, uuid, jsonb) into \
          (i64, String, f64, DateTime<Utc>, rust_decimal::Decimal, Uuid, serde_json::Value); \
-         each run is a fresh child process; peak memory = VmHWM after the fetch − VmRSS before it.",
+         each run is a fresh child process; peak memory = VmHWM after the fetch − VmRSS before it; \
+         client CPU = the child's getrusage (every thread) over connecting and the fetch.",
         sizes.fetch_rows
     ));
 }
@@ -135,6 +150,7 @@ impl Acc {
 pub fn child(driver: Driver, url: &str) -> ChildResult {
     let rt = runtime();
     rt.block_on(async {
+        let cpu0 = cpu_times();
         let (acc, rss_before, secs) = match driver {
             Driver::Pgkeel => fetch_pgkeel(url).await,
             Driver::TokioPostgres => fetch_tokio_postgres(url).await,
@@ -151,6 +167,7 @@ pub fn child(driver: Driver, url: &str) -> ChildResult {
         r.set("rows", acc.rows as f64);
         r.set("check", acc.check());
         r.set("secs", secs);
+        r.set("cpu_secs", cpu.as_secs_f64());
         r.set("rss_before_kib", rss_before as f64);
         r.set("hwm_after_kib", proc_status_kib("VmHWM") as f64);
         r
