@@ -229,7 +229,7 @@ fn composite(
                         use ::pgkeel::types::derive as d;
                         let mut r = d::CompositeReader::new::<Self>(ty, raw)?;
                         #(let mut #slots: ::std::option::Option<#types> = ::std::option::Option::None;)*
-                        while let ::std::option::Option::Some((f, v)) = r.next::<Self>()? {
+                        while let ::std::option::Option::Some((f, v)) = r.next_field::<Self>()? {
                             match f.name() {
                                 #(#pg_names => #slots = ::std::option::Option::Some(
                                     r.decode::<Self, #types>(f, v)?,

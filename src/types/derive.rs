@@ -180,6 +180,9 @@ fn field_error<S>(ty: &Type, field: &Field, e: BoxError) -> BoxError {
     mismatch::<S>(ty, reason)
 }
 
+/// One field of a composite value: its declaration and its raw value (`None` for NULL).
+pub type FieldValue<'a, 't> = (&'t Field, Option<&'a [u8]>);
+
 /// Reads a composite value field by field, checking the count and every field's OID
 /// against the composite's declaration.
 pub struct CompositeReader<'a, 't> {
@@ -202,7 +205,7 @@ impl<'a, 't> CompositeReader<'a, 't> {
     }
 
     /// The next field's declaration and raw value (`None` for NULL), or `None` at the end.
-    pub fn next<S>(&mut self) -> Result<Option<(&'t Field, Option<&'a [u8]>)>, BoxError> {
+    pub fn next_field<S>(&mut self) -> Result<Option<FieldValue<'a, 't>>, BoxError> {
         let Some(field) = self.fields.next() else {
             return match self.r.raw.is_empty() {
                 true => Ok(None),
@@ -307,16 +310,16 @@ mod tests {
         assert!(err.to_string().contains("field \"b\" (text)"), "{err}");
         let raw = &out[..out.len() - 8];
         let mut r = CompositeReader::new::<()>(&ty, raw).unwrap();
-        let (f, v) = r.next::<()>().unwrap().unwrap();
+        let (f, v) = r.next_field::<()>().unwrap().unwrap();
         assert_eq!(r.decode::<(), i32>(f, v).unwrap(), 7);
-        let (f, v) = r.next::<()>().unwrap().unwrap();
+        let (f, v) = r.next_field::<()>().unwrap().unwrap();
         assert_eq!(r.decode::<(), Option<String>>(f, v).unwrap(), None);
         assert!(r.decode::<(), String>(f, v).is_err());
-        assert!(r.next::<()>().unwrap().is_none());
+        assert!(r.next_field::<()>().unwrap().is_none());
         let mut bad = raw.to_vec();
         bad[7] = 20; // field a claims int8
         let mut r = CompositeReader::new::<()>(&ty, &bad).unwrap();
-        let err = r.next::<()>().unwrap_err();
+        let err = r.next_field::<()>().unwrap_err();
         assert!(
             err.to_string()
                 .contains("declared int4 but the value's is oid 20"),

@@ -156,6 +156,8 @@ pub fn child(driver: Driver, url: &str) -> ChildResult {
             Driver::TokioPostgres => fetch_tokio_postgres(url).await,
             Driver::Sqlx => fetch_sqlx(url).await,
         };
+        let cpu1 = cpu_times();
+        let cpu = (cpu1.0 + cpu1.1) - (cpu0.0 + cpu0.1);
         black_box((
             acc.text_bytes,
             acc.floats,
