@@ -65,11 +65,13 @@
 //!
 //! # Features
 //!
-//! - `chrono`, `time`: their date and time types.
+//! - `chrono`, `time`, `jiff`: their date and time types (`jiff` also `Span` and
+//!   `SignedDuration` for interval).
 //! - `uuid`: `uuid::Uuid`.
 //! - `serde_json`: `serde_json::Value` and `types::Json<T>` for json/jsonb.
-//! - `rust_decimal`: `rust_decimal::Decimal` for numeric.
-//! - `derive`: `#[derive(FromRow)]` for structs (by column name, `#[pgkeel(rename = "..")]`).
+//! - `rust_decimal`, `bigdecimal`: `rust_decimal::Decimal`, `bigdecimal::BigDecimal` for numeric.
+//! - `derive`: `#[derive(FromRow)]` for structs (by column name, `#[pgkeel(rename = "..")]`),
+//!   and `#[derive(ToSql, FromSql)]` for enums, composites and newtypes over a domain.
 //!
 //! # Testing
 //!
@@ -115,3 +117,7 @@ pub use types::{FromSql, ToSql, Type};
 /// `#[derive(FromRow)]`: a struct built from a row by column name (feature `derive`).
 #[cfg(feature = "derive")]
 pub use pgkeel_derive::FromRow;
+/// `#[derive(ToSql, FromSql)]`: Rust enums as PostgreSQL enums, structs as composite
+/// types, `#[pgkeel(transparent)]` newtypes as their field (feature `derive`).
+#[cfg(feature = "derive")]
+pub use pgkeel_derive::{FromSql, ToSql};

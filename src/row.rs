@@ -127,10 +127,10 @@ impl Row {
             Error::with_source(ErrorKind::Decode, msg, e)
         };
         if !T::accepts(ty) {
-            return Err(decode_error(Box::new(crate::types::WrongType {
-                ty: ty.clone(),
-                rust_type: std::any::type_name::<T>(),
-            })));
+            return Err(decode_error(crate::types::type_error::<T>(
+                ty,
+                T::mismatch(ty),
+            )));
         }
         T::from_sql_nullable(ty, self.data.value(i)).map_err(decode_error)
     }

@@ -1,5 +1,7 @@
-//! `#[derive(FromRow)]` for pgkeel: a struct with named fields built from a row by
-//! column name. Use it through pgkeel's `derive` feature (`pgkeel::FromRow`).
+//! Derive macros for pgkeel, used through its `derive` feature: `#[derive(FromRow)]`
+//! builds a struct with named fields from a row by column name; `#[derive(ToSql,
+//! FromSql)]` maps a Rust enum to a PostgreSQL enum, a struct to a composite type, and a
+//! `#[pgkeel(transparent)]` newtype to its field's type (a domain).
 //!
 //! ```ignore
 //! #[derive(pgkeel::FromRow)]
@@ -11,11 +13,23 @@
 //! }
 //! let users: Vec<User> = rows.iter().map(|r| r.to()).collect::<Result<_, _>>()?;
 //! ```
+//!
+//! ```ignore
+//! #[derive(Debug, pgkeel::ToSql, pgkeel::FromSql)]
+//! #[pgkeel(name = "mood", rename_all = "snake_case")]
+//! enum Mood { Sad, Ok, VeryHappy } // labels 'sad', 'ok', 'very_happy'
+//!
+//! #[derive(Debug, pgkeel::ToSql, pgkeel::FromSql)]
+//! struct Pair { m: Mood, n: Option<i32> } // CREATE TYPE pair AS (m mood, n int4)
+//! ```
 #![forbid(unsafe_code)]
+
+mod attrs;
+mod sql;
 
 use proc_macro::TokenStream;
 use quote::quote;
-use syn::{parse_macro_input, Data, DeriveInput, Fields, LitStr};
+use syn::{parse_macro_input, Data, DeriveInput, Fields};
 
 /// Implements `pgkeel::FromRow` for a struct with named fields: each field is read with
 /// `Row::try_get` from the column of its name, or of `#[pgkeel(rename = "...")]`.
@@ -26,6 +40,29 @@ pub fn derive_from_row(input: TokenStream) -> TokenStream {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }
+}
+
+/// Implements `pgkeel::types::ToSql`: a unit-only enum as a PostgreSQL enum (labels by
+/// variant name, `#[pgkeel(rename = "..")]`, `#[pgkeel(rename_all = "..")]`), a struct
+/// with named fields as a composite type (fields by name), or a
+/// `#[pgkeel(transparent)]` newtype as its field. `#[pgkeel(name = "..")]` also checks
+/// the PostgreSQL type's name.
+#[proc_macro_derive(ToSql, attributes(pgkeel))]
+pub fn derive_to_sql(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    sql::expand(&input, sql::Trait::ToSql)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
+}
+
+/// Implements `pgkeel::types::FromSql` for the shapes [`macro@ToSql`] takes, with the
+/// same attributes.
+#[proc_macro_derive(FromSql, attributes(pgkeel))]
+pub fn derive_from_sql(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    sql::expand(&input, sql::Trait::FromSql)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
 }
 
 fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
@@ -58,17 +95,5 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
 
 /// The column named by `#[pgkeel(rename = "...")]`, if the field has one.
 fn column_name(field: &syn::Field) -> syn::Result<Option<String>> {
-    let mut name = None;
-    for attr in field.attrs.iter().filter(|a| a.path().is_ident("pgkeel")) {
-        attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("rename") {
-                let lit: LitStr = meta.value()?.parse()?;
-                name = Some(lit.value());
-                Ok(())
-            } else {
-                Err(meta.error("expected `rename = \"column\"`"))
-            }
-        })?;
-    }
-    Ok(name)
+    attrs::rename(&field.attrs)
 }

@@ -86,6 +86,12 @@ fn accepts_elements(ty: &Type, accepts: fn(&Type) -> bool) -> bool {
     element(ty).is_some_and(|e| accepts(e.base()))
 }
 
+/// Why the elements of an array of `ty` do not fit, as the element type says.
+fn element_mismatch(ty: &Type, mismatch: fn(&Type) -> Option<String>) -> Option<String> {
+    let elem = element(ty)?.base();
+    mismatch(elem).map(|why| format!("its element type {elem}: {why}"))
+}
+
 /// Writes an array of `ty` with `dims`, encoding each element with `to_sql_checked`.
 fn write_array<'e, T: ToSql + 'e>(
     ty: &Type,
@@ -213,6 +219,10 @@ macro_rules! seq_to_sql {
                 accepts_elements(ty, T::accepts)
             }
 
+            fn mismatch(ty: &Type) -> Option<String> {
+                element_mismatch(ty, <T as ToSql>::mismatch)
+            }
+
             fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
                 let dims = match self.len() {
                     0 => Vec::new(),
@@ -248,6 +258,10 @@ impl<'a, T: FromSql<'a>> FromSql<'a> for Vec<T> {
 
     fn accepts(ty: &Type) -> bool {
         accepts_elements(ty, T::accepts)
+    }
+
+    fn mismatch(ty: &Type) -> Option<String> {
+        element_mismatch(ty, T::mismatch)
     }
 }
 

@@ -9,7 +9,7 @@
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
 
-use super::datetime::fixed;
+use super::datetime::{finite_date, finite_days, finite_micros, finite_timestamp, fixed};
 use super::{invalid, BoxError, Type};
 
 /// 2000-01-01 00:00:00, the server's epoch.
@@ -19,19 +19,8 @@ fn pg_epoch() -> NaiveDateTime {
         .expect("a valid date")
 }
 
-/// Reads a finite timestamp's microseconds, naming infinity as the error.
-fn finite_micros(ty: &Type, raw: &[u8]) -> Result<i64, BoxError> {
-    match i64::from_be_bytes(fixed(ty, raw)?) {
-        i64::MAX | i64::MIN => Err(invalid(
-            ty,
-            "infinity does not fit chrono; read it as pgkeel::types::Timestamp<T>".into(),
-        )),
-        m => Ok(m),
-    }
-}
-
 fn decode_naive(ty: &Type, raw: &[u8]) -> Result<NaiveDateTime, BoxError> {
-    let m = finite_micros(ty, raw)?;
+    let m = finite_timestamp(ty, raw, "chrono")?;
     pg_epoch()
         .checked_add_signed(TimeDelta::microseconds(m))
         .ok_or_else(|| {
@@ -43,10 +32,7 @@ fn decode_naive(ty: &Type, raw: &[u8]) -> Result<NaiveDateTime, BoxError> {
 }
 
 fn encode_naive(v: &NaiveDateTime, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
-    let m = v
-        .signed_duration_since(pg_epoch())
-        .num_microseconds()
-        .filter(|m| *m != i64::MAX && *m != i64::MIN)
+    let m = finite_micros(v.signed_duration_since(pg_epoch()).num_microseconds())
         .ok_or_else(|| invalid(ty, format!("{v} is out of range")))?;
     out.put_i64(m);
     Ok(())
@@ -90,19 +76,13 @@ sql_impl!(
     [DATE],
     |v, ty, out| {
         let days = v.signed_duration_since(pg_epoch().date()).num_days();
-        let days = i32::try_from(days)
-            .ok()
-            .filter(|d| *d != i32::MAX && *d != i32::MIN)
+        let days = finite_days(i32::try_from(days).ok())
             .ok_or_else(|| invalid(ty, format!("{v} is out of range")))?;
         out.put_i32(days);
         Ok(())
     },
     |ty, raw| {
-        let days = i32::from_be_bytes(fixed(ty, raw)?);
-        if days == i32::MAX || days == i32::MIN {
-            let why = "infinity does not fit chrono; read it as pgkeel::types::Date<T>";
-            return Err(invalid(ty, why.into()));
-        }
+        let days = finite_date(ty, raw, "chrono")?;
         pg_epoch()
             .date()
             .checked_add_signed(TimeDelta::days(days.into()))

@@ -29,6 +29,41 @@ pub(crate) fn fixed<const N: usize>(ty: &Type, raw: &[u8]) -> Result<[u8; N], Bo
         .map_err(|_| invalid(ty, format!("expected {N} bytes, got {}", raw.len())))
 }
 
+/// A finite `timestamp`/`timestamptz`'s microseconds since 2000-01-01; ±infinity is an
+/// error that names the Rust type `rust` and the wrapper that reads infinity.
+pub(crate) fn finite_timestamp(ty: &Type, raw: &[u8], rust: &str) -> Result<i64, BoxError> {
+    match i64::from_be_bytes(fixed(ty, raw)?) {
+        i64::MAX | i64::MIN => Err(infinity_error(ty, rust, "Timestamp")),
+        m => Ok(m),
+    }
+}
+
+/// A finite `date`'s days since 2000-01-01; ±infinity is an error as above.
+#[cfg(any(feature = "chrono", feature = "time", feature = "jiff"))]
+pub(crate) fn finite_date(ty: &Type, raw: &[u8], rust: &str) -> Result<i32, BoxError> {
+    match i32::from_be_bytes(fixed(ty, raw)?) {
+        i32::MAX | i32::MIN => Err(infinity_error(ty, rust, "Date")),
+        d => Ok(d),
+    }
+}
+
+fn infinity_error(ty: &Type, rust: &str, wrapper: &str) -> BoxError {
+    let why = format!("infinity does not fit {rust}; read it as pgkeel::types::{wrapper}<T>");
+    invalid(ty, why)
+}
+
+/// `m` when it is a finite timestamp: the integer extremes would be read back as
+/// ±infinity, so a value that lands on them is out of range.
+pub(crate) fn finite_micros(m: Option<i64>) -> Option<i64> {
+    m.filter(|m| *m != i64::MAX && *m != i64::MIN)
+}
+
+/// `d` when it is a finite date (as [`finite_micros`]).
+#[cfg(any(feature = "chrono", feature = "jiff"))]
+pub(crate) fn finite_days(d: Option<i32>) -> Option<i32> {
+    d.filter(|d| *d != i32::MAX && *d != i32::MIN)
+}
+
 /// The proleptic Gregorian (year, month, day) of a day count from 1970-01-01.
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -44,7 +79,7 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// The day count from 1970-01-01 of a proleptic Gregorian date.
-#[cfg(test)]
+#[cfg(any(test, feature = "jiff"))]
 pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -423,10 +458,9 @@ impl ToSql for SystemTime {
             Ok(d) => i128::try_from(d.as_micros()).ok(),
             Err(e) => i128::try_from(e.duration().as_micros()).ok().map(|m| -m),
         };
-        let pg = unix
-            .and_then(|m| i64::try_from(m - i128::from(UNIX_TO_PG_MICROS)).ok())
-            .filter(|m| *m != i64::MAX && *m != i64::MIN)
-            .ok_or_else(|| invalid(ty, format!("{self:?} is out of range")))?;
+        let pg = unix.and_then(|m| i64::try_from(m - i128::from(UNIX_TO_PG_MICROS)).ok());
+        let pg =
+            finite_micros(pg).ok_or_else(|| invalid(ty, format!("{self:?} is out of range")))?;
         out.put_i64(pg);
         Ok(IsNull::No)
     }
@@ -439,12 +473,7 @@ impl<'a> FromSql<'a> for SystemTime {
         if !timestamp_type(ty) {
             return Err(wrong_type::<Self>(ty));
         }
-        let pg = i64::from_be_bytes(fixed(ty, raw)?);
-        if pg == i64::MAX || pg == i64::MIN {
-            let why =
-                "infinity does not fit SystemTime; use Timestamp<SystemTime> or PgTimestampTz";
-            return Err(invalid(ty, why.into()));
-        }
+        let pg = finite_timestamp(ty, raw, "SystemTime")?;
         let unix = i128::from(pg) + i128::from(UNIX_TO_PG_MICROS);
         let d = Duration::from_micros(unix.unsigned_abs() as u64);
         let t = match unix >= 0 {

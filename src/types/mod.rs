@@ -64,18 +64,26 @@ macro_rules! sql_impl {
 }
 
 mod array;
+#[cfg(feature = "bigdecimal")]
+mod bigdecimal;
 mod bits;
 mod builtin;
 pub(crate) mod catalog;
 #[cfg(feature = "chrono")]
 mod chrono;
 mod datetime;
+#[doc(hidden)]
+pub mod derive;
 mod infer;
+#[cfg(feature = "jiff")]
+mod jiff;
 mod json;
 mod lsn;
 mod money;
 mod net;
 mod numeric;
+#[cfg(any(feature = "rust_decimal", feature = "bigdecimal"))]
+mod numeric_fast;
 mod option;
 mod primitives;
 mod range;
@@ -91,6 +99,7 @@ pub use self::bits::BitString;
 pub use self::datetime::{
     Date, Interval, PgDate, PgTime, PgTimeTz, PgTimestamp, PgTimestampTz, Timestamp,
 };
+pub use self::derive::Mismatch;
 pub use self::infer::Infer;
 #[cfg(feature = "serde_json")]
 pub use self::json::Json;
@@ -138,6 +147,16 @@ pub trait ToSql: fmt::Debug + Sync {
     fn accepts(ty: &Type) -> bool
     where
         Self: Sized;
+
+    /// Why `ty` is not accepted, when the Rust type can say more than [`WrongType`]
+    /// (a derived enum names the label, a derived composite the field); used for errors.
+    #[doc(hidden)]
+    fn mismatch(_ty: &Type) -> Option<String>
+    where
+        Self: Sized,
+    {
+        None
+    }
 
     /// Appends the binary encoding of the value (without the 4-byte length prefix) to
     /// `out`, or returns IsNull::Yes and writes nothing.
@@ -225,6 +244,13 @@ pub trait FromSql<'a>: Sized {
 
     /// Whether this Rust type can be decoded from a column of type `ty`.
     fn accepts(ty: &Type) -> bool;
+
+    /// Why `ty` is not accepted, when the Rust type can say more than [`WrongType`]
+    /// (a derived enum names the label, a derived composite the field); used for errors.
+    #[doc(hidden)]
+    fn mismatch(_ty: &Type) -> Option<String> {
+        None
+    }
 }
 
 /// A FromSql that borrows nothing from the row.
@@ -298,12 +324,26 @@ fn wrong_type<T>(ty: &Type) -> BoxError {
     })
 }
 
-/// Fails with [`WrongType`] unless `T` accepts `ty` as a parameter type.
+/// Fails with [`WrongType`] (or [`Mismatch`] when `T` says why) unless `T` accepts `ty`
+/// as a parameter type.
 fn ensure_accepts<T: ToSql>(ty: &Type) -> Result<(), BoxError> {
     if T::accepts(ty) {
         Ok(())
     } else {
-        Err(wrong_type::<T>(ty))
+        Err(type_error::<T>(ty, T::mismatch(ty)))
+    }
+}
+
+/// A [`Mismatch`] for `T` and `ty` when there is a `reason`, else a [`WrongType`].
+#[doc(hidden)]
+pub fn type_error<T>(ty: &Type, reason: Option<String>) -> BoxError {
+    match reason {
+        Some(reason) => Box::new(Mismatch {
+            ty: ty.clone(),
+            rust_type: std::any::type_name::<T>(),
+            reason,
+        }),
+        None => wrong_type::<T>(ty),
     }
 }
 

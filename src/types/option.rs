@@ -13,6 +13,10 @@ impl<T: ToSql> ToSql for Option<T> {
         T::accepts(ty)
     }
 
+    fn mismatch(ty: &Type) -> Option<String> {
+        <T as ToSql>::mismatch(ty)
+    }
+
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
         match self {
             Some(value) => value.to_sql(ty, out),
@@ -38,6 +42,10 @@ impl<'a, T: FromSql<'a>> FromSql<'a> for Option<T> {
 
     fn accepts(ty: &Type) -> bool {
         T::accepts(ty)
+    }
+
+    fn mismatch(ty: &Type) -> Option<String> {
+        T::mismatch(ty)
     }
 }
 

@@ -7,7 +7,7 @@
 use bytes::{BufMut, BytesMut};
 use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
-use super::datetime::fixed;
+use super::datetime::{finite_date, finite_micros, finite_timestamp, fixed};
 use super::{invalid, BoxError, PgDate, PgTimestamp, Type};
 
 /// 2000-01-01 00:00:00, the server's epoch.
@@ -17,11 +17,7 @@ fn pg_epoch() -> PrimitiveDateTime {
 }
 
 fn decode_primitive(ty: &Type, raw: &[u8]) -> Result<PrimitiveDateTime, BoxError> {
-    let m = i64::from_be_bytes(fixed(ty, raw)?);
-    if m == i64::MAX || m == i64::MIN {
-        let why = "infinity does not fit the time crate; read it as pgkeel::types::Timestamp<T>";
-        return Err(invalid(ty, why.into()));
-    }
+    let m = finite_timestamp(ty, raw, "the time crate")?;
     pg_epoch()
         .checked_add(Duration::microseconds(m))
         .ok_or_else(|| {
@@ -33,9 +29,7 @@ fn decode_primitive(ty: &Type, raw: &[u8]) -> Result<PrimitiveDateTime, BoxError
 }
 
 fn encode_primitive(v: &PrimitiveDateTime, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
-    let m = i64::try_from((*v - pg_epoch()).whole_microseconds())
-        .ok()
-        .filter(|m| *m != i64::MAX && *m != i64::MIN)
+    let m = finite_micros(i64::try_from((*v - pg_epoch()).whole_microseconds()).ok())
         .ok_or_else(|| invalid(ty, format!("{v} is out of range")))?;
     out.put_i64(m);
     Ok(())
@@ -72,11 +66,7 @@ sql_impl!(
         Ok(())
     },
     |ty, raw| {
-        let days = i32::from_be_bytes(fixed(ty, raw)?);
-        if days == i32::MAX || days == i32::MIN {
-            let why = "infinity does not fit the time crate; read it as pgkeel::types::Date<T>";
-            return Err(invalid(ty, why.into()));
-        }
+        let days = finite_date(ty, raw, "the time crate")?;
         let julian = days.checked_add(PG_EPOCH_JULIAN).unwrap_or(i32::MAX);
         Date::from_julian_day(julian).map_err(|_| {
             invalid(

@@ -162,10 +162,15 @@ impl Type {
     }
 
     /// The type under any domains: `self` unless it is a domain.
+    #[inline]
     pub fn base(&self) -> &Type {
-        match self.kind() {
-            Kind::Domain(base) => base.base(),
-            _ => self,
+        match &self.0 {
+            // No built-in type is a domain: every column read asks, so answer at once.
+            Inner::Builtin(_) | Inner::Unresolved(_) => self,
+            Inner::Other(o) => match &o.kind {
+                Kind::Domain(base) => base.base(),
+                _ => self,
+            },
         }
     }
 
@@ -204,8 +209,13 @@ impl Type {
 }
 
 impl PartialEq for Type {
+    #[inline]
     fn eq(&self, other: &Type) -> bool {
-        self.oid() == other.oid()
+        match (&self.0, &other.0) {
+            // The table of built-ins has one row per OID: equal rows, equal OIDs.
+            (Inner::Builtin(a), Inner::Builtin(b)) => a == b,
+            _ => self.oid() == other.oid(),
+        }
     }
 }
 
@@ -327,6 +337,21 @@ mod tests {
         for ty in [Type::CHAR, Type::JSON, Type::BYTEA, Type::TEXT_ARRAY] {
             assert!(!ty.is_text_like(), "{ty}");
         }
+    }
+
+    #[test]
+    fn no_builtin_is_a_domain_and_equality_is_by_oid() {
+        for (i, b) in BUILTINS.iter().enumerate() {
+            assert!(!matches!(b.kind, Kind::Domain(_)), "{}", b.name);
+            let ty = Type::builtin(i as u16);
+            assert_eq!(ty.base(), &ty);
+            assert_eq!(ty, Type::for_oid(b.oid));
+            assert_eq!(
+                ty,
+                Type::new(b.name.into(), b.oid, Kind::Simple, "x".into())
+            );
+        }
+        assert_ne!(Type::INT4, Type::INT8);
     }
 
     #[test]

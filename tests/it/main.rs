@@ -45,6 +45,7 @@ mod tls_direct;
 mod transactions;
 mod types;
 mod types_catalog;
+mod types_derive;
 mod types_from_row;
 mod types_oracle;
 mod types_params;

@@ -910,7 +910,12 @@ async fn rust_decimal_values_bind_back_or_fail_clearly() {
         "0",
         "-12.345",
         "79228162514264337593543950335",
+        "-7922816251426433759354395033.5",
         "0.0000000000000000000000000001",
+        "1.50",
+        "10000",
+        "-0.0500",
+        "99999999.99990000",
         "NULL",
     ];
     oracle(
@@ -930,4 +935,148 @@ async fn rust_decimal_values_bind_back_or_fail_clearly() {
         .to_string()
         .contains("does not fit"));
     assert!(row.try_get::<_, Decimal>(1).is_err());
+}
+
+#[cfg(feature = "bigdecimal")]
+#[tokio::test]
+async fn bigdecimal_values_bind_back_or_fail_clearly() {
+    use bigdecimal::BigDecimal;
+    let (_db, conn) = oracle_db().await;
+    let thousand = format!("-{}.{}", "9".repeat(600), "1234567890".repeat(40));
+    let thousand = format!("'{thousand}'");
+    let nums = [
+        "0",
+        "-12.345",
+        "1.50",
+        "0.000000000000000000000000000000000000001",
+        "1e40",
+        "123456789012345678901234567890.123456789",
+        &thousand,
+        "NULL",
+    ];
+    oracle(
+        &conn,
+        "numeric",
+        &values("numeric", &nums),
+        &Check::<BigDecimal>::bind_back("numeric"),
+    )
+    .await;
+    let row = conn
+        .query_one("SELECT 'NaN'::numeric, '-Infinity'::numeric", &[])
+        .await
+        .unwrap();
+    for i in 0..2 {
+        let err = row.try_get::<_, BigDecimal>(i).unwrap_err();
+        let msg = format!("{err:?}");
+        assert!(msg.contains("does not fit bigdecimal"), "{msg}");
+    }
+}
+
+#[cfg(feature = "jiff")]
+#[tokio::test]
+async fn jiff_values_bind_back_or_fail_clearly() {
+    use jiff::civil::{Date, DateTime, Time};
+    use jiff::{SignedDuration, Span, Timestamp};
+    let (_db, conn) = oracle_db().await;
+    let stamps = [
+        "'2000-02-29 12:34:56.789'",
+        "'1970-01-01'",
+        "'9999-12-31 23:59:59.999999'",
+        "'4713-01-01 00:00:00 BC'",
+        "NULL",
+    ];
+    // jiff's Timestamp stops where an offset could take it past ±9999 in civil time.
+    let stamps_tz = [
+        "'2000-02-29 12:34:56.789+05:30'",
+        "'9999-12-30 21:59:59.999999+00'",
+        "'4713-01-01 00:00:00+00 BC'",
+        "NULL",
+    ];
+    oracle(
+        &conn,
+        "timestamp",
+        &values("timestamp", &stamps),
+        &Check::<DateTime>::bind_back("timestamp"),
+    )
+    .await;
+    oracle(
+        &conn,
+        "timestamptz",
+        &values("timestamptz", &stamps_tz),
+        &Check::<Timestamp>::bind_back("timestamptz"),
+    )
+    .await;
+    let dates = ["'2000-02-29'", "'0044-03-15 BC'", "'9999-12-31'", "NULL"];
+    oracle(
+        &conn,
+        "date",
+        &values("date", &dates),
+        &Check::<Date>::bind_back("date"),
+    )
+    .await;
+    let times = [
+        "'00:00:00'",
+        "'23:59:59.999999'",
+        "'12:00:00.000001'",
+        "NULL",
+    ];
+    oracle(
+        &conn,
+        "time",
+        &values("time", &times),
+        &Check::<Time>::bind_back("time"),
+    )
+    .await;
+    let exact = [
+        "'1 hour 2 minutes 3.000004 seconds'",
+        "'-0.000001 seconds'",
+        "'0'",
+    ];
+    oracle(
+        &conn,
+        "interval",
+        &values("interval", &exact),
+        &Check::<SignedDuration>::bind_back("interval"),
+    )
+    .await;
+    let spans = [
+        "'1 year 2 mons 3 days 04:05:06.7'",
+        "'-1 mons -2 days'",
+        "'0'",
+        "NULL",
+    ];
+    oracle(
+        &conn,
+        "interval",
+        &values("interval", &spans),
+        &Check::<Span>::bind_back("interval"),
+    )
+    .await;
+    let row = conn
+        .query_one(
+            "SELECT 'infinity'::timestamptz, '-infinity'::date, '10001-01-01'::timestamp, \
+                    '1 day'::interval, '200000 years'::interval, '1 mon -2 days'::interval",
+            &[],
+        )
+        .await
+        .unwrap();
+    let errors = [
+        format!("{:?}", row.try_get::<_, Timestamp>(0).unwrap_err()),
+        format!("{:?}", row.try_get::<_, Date>(1).unwrap_err()),
+        format!("{:?}", row.try_get::<_, DateTime>(2).unwrap_err()),
+        format!("{:?}", row.try_get::<_, SignedDuration>(3).unwrap_err()),
+        format!("{:?}", row.try_get::<_, Span>(4).unwrap_err()),
+        format!("{:?}", row.try_get::<_, Span>(5).unwrap_err()),
+    ];
+    let wants = [
+        "infinity does not fit jiff",
+        "infinity does not fit jiff",
+        "out of jiff's range",
+        "a day is not always 24 hours",
+        "does not fit jiff::Span",
+        "mixes signs",
+    ];
+    for (e, want) in errors.iter().zip(wants) {
+        assert!(e.contains(want), "{e}");
+    }
 }

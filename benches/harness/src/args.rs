@@ -9,6 +9,7 @@ use crate::report::Driver;
 pub enum Workload {
     PointSelect,
     LargeFetch,
+    Decode,
     Inserts,
     Storm,
     Acquire,
@@ -17,9 +18,10 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::PointSelect,
         Workload::LargeFetch,
+        Workload::Decode,
         Workload::Inserts,
         Workload::Storm,
         Workload::Acquire,
@@ -31,6 +33,7 @@ impl Workload {
         match self {
             Workload::PointSelect => "point-select",
             Workload::LargeFetch => "large-fetch",
+            Workload::Decode => "decode",
             Workload::Inserts => "inserts",
             Workload::Storm => "storm",
             Workload::Acquire => "acquire",
@@ -140,8 +143,8 @@ usage: cargo run --release -p pgkeel-bench -- [--quick] [--only W[,W...]] [--rep
                                              [--drivers D[,D...]]
 
   --quick        shrink every workload (a smoke run of well under a minute)
-  --only W,...   run only these workloads: point-select, large-fetch, inserts, storm,
-                 acquire, pgbench, callgrind (default: all of them)
+  --only W,...   run only these workloads: point-select, large-fetch, decode, inserts,
+                 storm, acquire, pgbench, callgrind (default: all of them)
   --reps N       repetitions per driver (default 3, with --quick 1)
   --drivers D,...  only these drivers: pgkeel, tokio-postgres, sqlx (default: all; for
                  profiling one driver with perf or strace, the ratios need all three)

@@ -44,6 +44,7 @@ impl ChildArgs {
     pub fn run(self) -> Result<(), String> {
         let result = match self.what.as_str() {
             "fetch" => crate::workloads::large_fetch::child(self.driver, &self.url),
+            "decode" => crate::workloads::decode::child(self.driver, &self.url),
             "callgrind" => crate::workloads::callgrind::child(self.driver, &self.url, self.n),
             other => return Err(format!("unknown child measurement {other}")),
         };

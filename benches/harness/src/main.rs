@@ -71,6 +71,7 @@ fn run_workload(workload: Workload, bench: &Bench, sizes: &Sizes, report: &mut R
     match workload {
         Workload::PointSelect => point_select::run(bench, sizes, report),
         Workload::LargeFetch => large_fetch::run(bench, sizes, report),
+        Workload::Decode => decode::run(bench, sizes, report),
         Workload::Inserts => inserts::run(bench, sizes, report),
         Workload::Storm => storm::run(bench, sizes, report),
         Workload::Acquire => acquire::run(bench, sizes, report),

@@ -20,6 +20,8 @@ pub const POINT_SQL: &str = "SELECT id, name, value FROM point WHERE id = $1";
 /// Workload 2 reads this; timestamptz goes as epoch seconds (pgkeel has no timestamptz yet).
 pub const FETCH_SQL: &str =
     "SELECT id, name, value, extract(epoch FROM ts)::float8 AS ts FROM fetch_rows";
+/// The decode workload reads this: every column decoded into its natural Rust type.
+pub const DECODE_SQL: &str = "SELECT id, name, value, ts, amount, uid, doc FROM decode_rows";
 /// Workload 3 writes this.
 pub const INSERT_SQL: &str = "INSERT INTO ins (id, name, value) VALUES ($1, $2, $3)";
 
@@ -69,6 +71,17 @@ impl Bench {
             self.psql(&format!(
                 "CREATE TABLE fetch_rows (id int8 NOT NULL, name text NOT NULL, value float8 NOT NULL, ts timestamptz NOT NULL);
                  INSERT INTO fetch_rows SELECT i, md5(i::text), i * 0.25, timestamptz '2024-01-01' + i * interval '1 second'
+                 FROM generate_series(1, {}) i;",
+                sizes.fetch_rows
+            ))?;
+        }
+        if needs(&[Workload::Decode]) {
+            self.psql(&format!(
+                "CREATE TABLE decode_rows (id int8 NOT NULL, name text NOT NULL, value float8 NOT NULL,
+                   ts timestamptz NOT NULL, amount numeric NOT NULL, uid uuid NOT NULL, doc jsonb NOT NULL);
+                 INSERT INTO decode_rows SELECT i, md5(i::text), i * 0.25,
+                   timestamptz '2024-01-01' + i * interval '1 second', (i * 1.25)::numeric(14, 2),
+                   md5(i::text)::uuid, jsonb_build_object('id', i, 'tag', 'item-' || i, 'even', i % 2 = 0)
                  FROM generate_series(1, {}) i;",
                 sizes.fetch_rows
             ))?;

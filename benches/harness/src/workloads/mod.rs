@@ -3,6 +3,7 @@
 
 pub mod acquire;
 pub mod callgrind;
+pub mod decode;
 pub mod inserts;
 pub mod large_fetch;
 pub mod pgbench;
