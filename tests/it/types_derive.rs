@@ -285,3 +285,38 @@ async fn a_field_missing_or_of_another_type_is_an_error_that_names_it() {
     let n: i32 = conn.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
 }
+
+/// Derived types bound by SQL text (no `prepare`): the statement is described first,
+/// with and without the statement cache.
+#[tokio::test]
+async fn derived_types_bind_by_sql_text_without_prepare() {
+    let (db, conn) = common::db().await;
+    conn.batch_execute(SCHEMA).await.unwrap();
+    let uncached =
+        pgkeel::Connection::connect(common::with_param(&db.url(), "statement_cache_capacity=0"))
+            .await
+            .unwrap();
+    for c in [&conn, &uncached] {
+        for _ in 0..2 {
+            let row = c
+                .query_one(
+                    "SELECT $1::mood AS m, $2::outer_t AS o, $3::mood[] AS ms",
+                    &[&Mood::Fine, &sample(), &vec![Mood::Sad, Mood::VeryHappy]],
+                )
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, Mood>("m"), Mood::Fine);
+            assert_eq!(row.get::<_, Outer>("o"), sample());
+            assert_eq!(
+                row.get::<_, Vec<Mood>>("ms"),
+                vec![Mood::Sad, Mood::VeryHappy]
+            );
+        }
+        c.execute(
+            "INSERT INTO diary (entry, feeling) VALUES ($1, $2)",
+            &[&sample(), &Mood::Sad],
+        )
+        .await
+        .unwrap();
+    }
+}
