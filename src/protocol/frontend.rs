@@ -215,26 +215,24 @@ pub fn bind<E>(
     statement: &str,
     param_count: usize,
     param_format: Format,
-    mut value: impl FnMut(usize, &mut BytesMut) -> Result<bool, E>,
+    value: impl FnMut(usize, &mut BytesMut) -> Result<bool, E>,
     result_format: Format,
     buf: &mut BytesMut,
 ) -> Result<(), E>
 where
     E: From<ProtocolError>,
 {
-    message(Some(b'B'), "Bind", buf, |buf| {
-        cstr(portal, "Bind", buf)?;
-        cstr(statement, "Bind", buf)?;
+    let formats = |buf: &mut BytesMut| {
         buf.put_i16(1);
         buf.put_i16(param_format as i16);
-        buf.put_i16(count16(param_count, "Bind", "parameters")?);
-        for i in 0..param_count {
-            bind_value(i, &mut value, buf)?;
-        }
-        buf.put_i16(1);
-        buf.put_i16(result_format as i16);
-        Ok(())
-    })
+    };
+    let head = BindHead {
+        portal,
+        statement,
+        param_count,
+        result_format,
+    };
+    bind_message(head, formats, value, buf)
 }
 
 /// Bind with one format code per parameter (`param_format(i)` for parameter `i`), for a
@@ -247,27 +245,59 @@ pub fn bind_formats<E>(
     statement: &str,
     param_count: usize,
     param_format: impl Fn(usize) -> Format,
-    mut value: impl FnMut(usize, &mut BytesMut) -> Result<bool, E>,
+    value: impl FnMut(usize, &mut BytesMut) -> Result<bool, E>,
     result_format: Format,
     buf: &mut BytesMut,
 ) -> Result<(), E>
 where
     E: From<ProtocolError>,
 {
-    message(Some(b'B'), "Bind", buf, |buf| {
-        cstr(portal, "Bind", buf)?;
-        cstr(statement, "Bind", buf)?;
-        let count = count16(param_count, "Bind", "parameters")?;
-        buf.put_i16(count);
+    // The count is checked by `bind_message` before anything is kept.
+    let formats = |buf: &mut BytesMut| {
+        buf.put_i16(param_count as i16);
         for i in 0..param_count {
             buf.put_i16(param_format(i) as i16);
         }
+    };
+    let head = BindHead {
+        portal,
+        statement,
+        param_count,
+        result_format,
+    };
+    bind_message(head, formats, value, buf)
+}
+
+/// What every Bind carries besides its format codes and values.
+struct BindHead<'a> {
+    portal: &'a str,
+    statement: &'a str,
+    param_count: usize,
+    result_format: Format,
+}
+
+/// One Bind: names, the parameter format codes `formats` writes, the values, and one
+/// result format for all columns.
+fn bind_message<E>(
+    head: BindHead<'_>,
+    formats: impl FnOnce(&mut BytesMut),
+    mut value: impl FnMut(usize, &mut BytesMut) -> Result<bool, E>,
+    buf: &mut BytesMut,
+) -> Result<(), E>
+where
+    E: From<ProtocolError>,
+{
+    message(Some(b'B'), "Bind", buf, |buf| {
+        cstr(head.portal, "Bind", buf)?;
+        cstr(head.statement, "Bind", buf)?;
+        let count = count16(head.param_count, "Bind", "parameters")?;
+        formats(buf);
         buf.put_i16(count);
-        for i in 0..param_count {
+        for i in 0..head.param_count {
             bind_value(i, &mut value, buf)?;
         }
         buf.put_i16(1);
-        buf.put_i16(result_format as i16);
+        buf.put_i16(head.result_format as i16);
         Ok(())
     })
 }
