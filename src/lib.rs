@@ -100,7 +100,10 @@ pub use config::{
     ChannelBindingMode, Config, Host, LoadBalanceHosts, ProtocolVersion, SslMode, SslRootCert,
     Target, TargetSessionAttrs, TlsVersion,
 };
-pub use connection::{Connection, IntoConfig, Params, RowStream, ToStatement, DEFAULT_BATCH_ROWS};
+pub use connection::{
+    BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream, Connection, CopyIn, CopyOut,
+    IntoConfig, Params, RowStream, ToStatement, DEFAULT_BATCH_ROWS,
+};
 pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};
 pub use pool::{Pool, PoolTransaction, PooledConnection};
 pub use protocol::TransactionStatus;

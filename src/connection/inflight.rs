@@ -81,6 +81,9 @@ pub(crate) struct InFlight<'a> {
     before: Option<(usize, Ledger)>,
     /// Whether a drop may leave the exchange for recovery (not during recovery itself).
     recoverable: bool,
+    /// Whether the handler takes COPY messages (a COPY exchange) instead of the reader
+    /// refusing or dropping them.
+    copy: bool,
 }
 
 impl<'a> InFlight<'a> {
@@ -99,6 +102,7 @@ impl<'a> InFlight<'a> {
             closes_done: 0,
             extended: true,
             what,
+            copy: false,
         }
     }
 
@@ -136,6 +140,19 @@ impl<'a> InFlight<'a> {
     /// A drop breaks the connection instead of leaving it for recovery.
     pub(super) fn no_recovery(&mut self) {
         self.recoverable = false;
+    }
+
+    /// COPY messages go to the handler, and a drop breaks the connection: a server in
+    /// copy-in mode waits for data and would never answer a recovery.
+    pub(super) fn copy_exchange(&mut self) {
+        self.copy = true;
+        self.recoverable = false;
+    }
+
+    /// Leaves the exchange between the caller's calls in `state` (a COPY in progress).
+    pub(super) fn park(&mut self, state: State) {
+        self.wire.ledger.state = state;
+        self.settle_closes();
     }
 
     /// The wire, for the statement cache and names.
@@ -275,6 +292,17 @@ impl<'a> InFlight<'a> {
                 keep_first(&mut self.error, Error::db(DbError::from_fields(fields)));
                 h.error()
             }
+            msg @ (BackendMessage::CopyInResponse(_)
+            | BackendMessage::CopyOutResponse(_)
+            | BackendMessage::CopyData(_)
+            | BackendMessage::CopyDone)
+                if self.copy =>
+            {
+                match h.message(msg) {
+                    Ok(flow) => flow,
+                    Err(msg) => return Err(self.unexpected(&msg)),
+                }
+            }
             BackendMessage::CopyInResponse(_) => {
                 self.refuse_copy_in();
                 return Ok(None);
@@ -408,7 +436,9 @@ impl Drop for InFlight<'_> {
                 self.settle_closes();
                 self.wire.abandon(self.recoverable)
             }
-            State::Ready | State::PortalPaused { .. } => self.settle_closes(),
+            State::Ready | State::PortalPaused { .. } | State::CopyIn | State::CopyOut => {
+                self.settle_closes()
+            }
             State::Abandoned | State::Broken => {}
         }
     }

@@ -6,8 +6,12 @@
 //! [`wire`](self::wire) for the invariants): later calls fail at once with
 //! [`ErrorKind::Broken`], never with someone else's rows.
 
+mod binary_copy;
 mod cache;
 mod connect;
+mod copy;
+mod copy_in;
+mod copy_out;
 mod inflight;
 mod ledger;
 mod many;
@@ -23,6 +27,9 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+pub use self::binary_copy::{BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream};
+pub use self::copy_in::CopyIn;
+pub use self::copy_out::CopyOut;
 pub(crate) use self::query::Discard;
 pub use self::query::Params;
 pub(crate) use self::seam::ReturnState;
