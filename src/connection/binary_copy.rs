@@ -87,7 +87,10 @@ impl<'a> BinaryCopyInWriter<'a> {
         for (i, (value, ty)) in values.iter().zip(&self.types).enumerate() {
             if let Err(e) = encode_value(&mut self.buf, *value, ty) {
                 self.buf.truncate(start);
-                let msg = format!("column {i} of type {ty} from Rust type {}", value.rust_type_name());
+                let msg = format!(
+                    "column {i} of type {ty} from Rust type {}",
+                    value.rust_type_name()
+                );
                 return Err(Error::with_source(ErrorKind::Encode, msg, e));
             }
         }
@@ -189,7 +192,9 @@ fn header_len(data: &[u8]) -> Result<Option<usize>, Error> {
         return Ok(None);
     }
     if &data[..SIGNATURE.len()] != SIGNATURE {
-        return Err(bad("the COPY data is not in the binary format (no PGCOPY signature)"));
+        return Err(bad(
+            "the COPY data is not in the binary format (no PGCOPY signature)",
+        ));
     }
     let ext = i32::from_be_bytes([data[15], data[16], data[17], data[18]]);
     let ext = usize::try_from(ext).map_err(|_| bad("negative binary COPY header extension"))?;
@@ -259,7 +264,9 @@ impl Stream for BinaryCopyOutStream<'_> {
                 None if this.trailer_read => return Poll::Ready(None),
                 None => {
                     this.trailer_read = true;
-                    return Poll::Ready(Some(Err(bad("the binary COPY data ended without its trailer"))));
+                    return Poll::Ready(Some(Err(bad(
+                        "the binary COPY data ended without its trailer",
+                    ))));
                 }
             }
         }
@@ -283,6 +290,11 @@ impl BinaryCopyOutRow {
     /// Whether the row has no values.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
+    }
+
+    /// Whether the value at `idx` is NULL (false past the last value).
+    pub fn is_null(&self, idx: usize) -> bool {
+        matches!(self.ranges.get(idx), Some(None))
     }
 
     /// The value at `idx`, decoded into `T`.

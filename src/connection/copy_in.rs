@@ -31,7 +31,8 @@ pub(crate) const FLUSH_AT: usize = 256 * 1024;
 
 const WHAT: &str = "writing COPY FROM STDIN data";
 
-type Job<'a> = Pin<Box<dyn Future<Output = (WireSlot<'a>, Result<Option<u64>, Error>)> + Send + 'a>>;
+type Job<'a> =
+    Pin<Box<dyn Future<Output = (WireSlot<'a>, Result<Option<u64>, Error>)> + Send + 'a>>;
 
 enum Phase<'a> {
     /// Between calls: the wire is in [`State::CopyIn`].
@@ -211,6 +212,10 @@ async fn flush(wire: &mut Wire) -> Result<Option<u64>, Error> {
     let mut f = wire.resume_copy(WHAT)?;
     let mut h = Ending::default();
     f.flush_reading(&mut h).await?;
+    // The socket may have taken everything at once: look for an error all the same.
+    if !f.is_finished() {
+        f.read_arrived(&mut h).await?;
+    }
     if f.failed() || f.is_finished() {
         return Err(ended_early(f, &mut h).await);
     }

@@ -222,6 +222,23 @@ impl<'a> InFlight<'a> {
         }
     }
 
+    /// Handles what the server has already sent, without waiting for more; `true` when
+    /// that ended the exchange (its last ReadyForQuery was read).
+    pub(crate) async fn read_arrived(&mut self, h: &mut impl Handler) -> Result<bool, Error> {
+        loop {
+            let msg = poll_fn(|cx| match Pin::new(self.io()).poll_next(cx) {
+                Poll::Ready(msg) => Poll::Ready(Some(msg)),
+                Poll::Pending => Poll::Ready(None),
+            })
+            .await;
+            let Some(msg) = msg else { return Ok(false) };
+            let msg = self.accept(msg)?;
+            if let Some(ended) = self.dispatch(msg, h)? {
+                return Ok(ended == Ended::Ready);
+            }
+        }
+    }
+
     /// Reads the exchange's answers until the last owed ReadyForQuery (the exchange is
     /// then over) or until the handler stops; see the module docs for what the reader
     /// handles itself.

@@ -15,6 +15,7 @@ mod close;
 mod codec_chunks;
 mod config_libpq;
 mod connect;
+mod copy;
 mod dropped_query;
 mod errors;
 mod execute_many;
