@@ -97,6 +97,7 @@ fn suite_again_through_pgbouncer_in_transaction_mode() {
         "cancel_every_poll::",
         "retryable::",
         "behind_pooler::",
+        "copy::",
     ];
     run_again(
         "through PgBouncer",
