@@ -102,7 +102,8 @@ pub use config::{
 };
 pub use connection::{
     BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream, Connection, CopyIn, CopyOut,
-    IntoConfig, Params, RowStream, ToStatement, DEFAULT_BATCH_ROWS,
+    IntoConfig, Listener, ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params,
+    RowStream, ToStatement, DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY,
 };
 pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};
 pub use pool::{Pool, PoolTransaction, PooledConnection};

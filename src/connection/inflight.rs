@@ -292,13 +292,15 @@ impl<'a> InFlight<'a> {
         }
         let flow = match msg {
             BackendMessage::ReadyForQuery(status) => return self.ready(status),
-            BackendMessage::NoticeResponse(fields) => return Ok(log_notice(fields)),
+            BackendMessage::NoticeResponse(fields) => {
+                return Ok(log_notice(&self.wire.shared, fields))
+            }
             BackendMessage::ParameterStatus { name, value } => {
                 self.wire.set_param(name, value);
                 return Ok(None);
             }
-            BackendMessage::NotificationResponse { channel, .. } => {
-                tracing::debug!(conn = self.wire.shared.id, channel, "notification received");
+            msg @ BackendMessage::NotificationResponse { .. } => {
+                self.keep_notification(msg);
                 return Ok(None);
             }
             BackendMessage::CloseComplete if self.closes_done < self.closes.len() => {
@@ -357,7 +359,26 @@ impl<'a> InFlight<'a> {
                 self.wire.set_param(name, value);
                 Ok(None)
             }
+            msg @ BackendMessage::NotificationResponse { .. } => {
+                self.keep_notification(msg);
+                Ok(None)
+            }
             _ => Ok(None),
+        }
+    }
+
+    /// Puts a notification read mid-exchange in the connection's queue.
+    fn keep_notification(&mut self, msg: BackendMessage) {
+        if let BackendMessage::NotificationResponse {
+            process_id,
+            channel,
+            payload,
+        } = msg
+        {
+            let shared = &self.wire.shared;
+            shared
+                .notifications
+                .push(shared.id, process_id, channel, payload);
         }
     }
 
@@ -467,8 +488,12 @@ pub(crate) fn keep_first(slot: &mut Option<Error>, e: Error) {
     }
 }
 
-pub(super) fn log_notice(fields: Vec<(u8, String)>) -> Option<Ended> {
+pub(super) fn log_notice(
+    shared: &super::shared::Shared,
+    fields: Vec<(u8, String)>,
+) -> Option<Ended> {
     let notice = DbError::from_fields(fields);
+    shared.notifications.notice(&notice);
     match notice.severity() {
         "WARNING" => tracing::warn!(code = notice.code(), "{}", notice.message()),
         "DEBUG" | "LOG" => tracing::debug!(code = notice.code(), "{}", notice.message()),

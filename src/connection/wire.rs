@@ -333,12 +333,21 @@ impl Wire {
             match io.next().now_or_never() {
                 None if !look_at_socket => return true,
                 Some(Some(Ok(BackendMessage::NoticeResponse(fields)))) => {
-                    log_notice(fields);
+                    log_notice(&self.shared, fields);
                 }
                 Some(Some(Ok(BackendMessage::ParameterStatus { name, value }))) => {
                     self.set_param(name, value)
                 }
-                Some(Some(Ok(BackendMessage::NotificationResponse { .. }))) => {}
+                Some(Some(Ok(BackendMessage::NotificationResponse {
+                    process_id,
+                    channel,
+                    payload,
+                }))) => {
+                    let shared = &self.shared;
+                    shared
+                        .notifications
+                        .push(shared.id, process_id, channel, payload);
+                }
                 // An error (a FATAL before the server hung up), end-of-file, or bytes the
                 // runtime has not seen yet: none of it belongs on an idle session.
                 _ => break,

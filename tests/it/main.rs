@@ -23,6 +23,7 @@ mod failover;
 mod half_open;
 mod ledger;
 mod malformed_backend;
+mod notify;
 mod pgbouncer;
 mod pool_checkout;
 mod pool_restart;
