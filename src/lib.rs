@@ -105,7 +105,7 @@ pub use connection::{
     IntoConfig, Listener, ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params,
     RowStream, ToStatement, DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY,
 };
-pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};
+pub use error::{sqlstate, DbError, Error, ErrorKind, SqlState, TimeoutKind};
 pub use pool::{Pool, PoolTransaction, PooledConnection};
 pub use protocol::TransactionStatus;
 pub use row::{
