@@ -157,6 +157,10 @@ impl<'a> CopyIn<'a> {
         let Phase::Idle(slot) = std::mem::replace(&mut self.phase, Phase::Done) else {
             return;
         };
+        // The COPY may have moved to another task: its mark follows it.
+        if let Some(holder) = &self._holder {
+            holder.refresh();
+        }
         self.phase = Phase::Busy(Box::pin(async move {
             let mut slot = slot;
             let wire = slot_wire(&mut slot);
