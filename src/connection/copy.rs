@@ -175,7 +175,7 @@ impl Handler for Ending {
 
 impl super::Connection {
     /// Starts a `COPY … FROM STDIN` and returns the sink its data goes to; the COPY holds
-    /// the wire lock until [`CopyIn::finish`] or a drop (which sends CopyFail: nothing is
+    /// the wire lock until [`CopyIn::finish`](super::CopyIn::finish) or a drop (which sends CopyFail: nothing is
     /// committed). For typed rows, wrap it in a [`super::BinaryCopyInWriter`].
     ///
     /// ```no_run
