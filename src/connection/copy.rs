@@ -175,8 +175,9 @@ impl Handler for Ending {
 
 impl super::Connection {
     /// Starts a `COPY … FROM STDIN` and returns the sink its data goes to; the COPY holds
-    /// the wire lock until [`CopyIn::finish`](super::CopyIn::finish) or a drop (which sends CopyFail: nothing is
-    /// committed). For typed rows, wrap it in a [`super::BinaryCopyInWriter`].
+    /// the wire lock until [`finish`](super::CopyIn::finish) or a drop (which sends
+    /// CopyFail: nothing is committed). For typed rows, wrap it in a
+    /// [`super::BinaryCopyInWriter`].
     ///
     /// ```no_run
     /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
