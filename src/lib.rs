@@ -102,8 +102,12 @@ pub use config::{
     ChannelBindingMode, Config, Host, LoadBalanceHosts, ProtocolVersion, SslMode, SslRootCert,
     Target, TargetSessionAttrs, TlsVersion,
 };
-pub use connection::{Connection, IntoConfig, Params, RowStream, ToStatement, DEFAULT_BATCH_ROWS};
-pub use error::{sqlstate, DbError, Error, ErrorKind, TimeoutKind};
+pub use connection::{
+    BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream, Connection, CopyIn, CopyOut,
+    IntoConfig, Listener, ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params,
+    RowStream, ToStatement, DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY,
+};
+pub use error::{sqlstate, DbError, Error, ErrorKind, SqlState, TimeoutKind};
 pub use pool::{Pool, PoolTransaction, PooledConnection};
 pub use protocol::TransactionStatus;
 pub use row::{

@@ -139,6 +139,11 @@ impl TxCore {
     /// Runs what dropped savepoints left behind, then hands out the wire.
     async fn ready(&mut self) -> Result<&mut WireGuard, Error> {
         self._holder.refresh();
+        // A COPY dropped unfinished ends first, so its outcome (a failed COPY fails the
+        // transaction) shows in the status before anything else runs.
+        if self.wire.ledger.is_copying() {
+            self.wire.settle().await?;
+        }
         if !self.pending.is_empty() {
             let sql = self.pending.join("; ");
             self.pending.clear();
@@ -323,6 +328,28 @@ macro_rules! statement_methods {
                 DEFAULT_BATCH_ROWS,
             )
             .await
+        }
+
+        /// Starts a `COPY … FROM STDIN` inside the transaction; see
+        /// [`Connection::copy_in`]. Dropped unfinished, the COPY fails, and with it the
+        /// transaction.
+        ///
+        /// # Errors
+        /// As [`Connection::copy_in`].
+        pub async fn copy_in(&mut self, sql: &str) -> Result<crate::CopyIn<'_>, Error> {
+            let wire = self.core()?.ready().await?;
+            crate::CopyIn::start(WireSlot::Borrowed(wire), None, sql).await
+        }
+
+        /// Starts a `COPY … TO STDOUT` inside the transaction; see
+        /// [`Connection::copy_out`]. Dropped early, the rest of its data is read and
+        /// dropped before the transaction's next statement.
+        ///
+        /// # Errors
+        /// As [`Connection::copy_out`].
+        pub async fn copy_out(&mut self, sql: &str) -> Result<crate::CopyOut<'_>, Error> {
+            let wire = self.core()?.ready().await?;
+            crate::CopyOut::start(WireSlot::Borrowed(wire), None, sql).await
         }
 
         /// Opens a savepoint inside this transaction: a nested guard that rolls back to

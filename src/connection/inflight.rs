@@ -81,6 +81,9 @@ pub(crate) struct InFlight<'a> {
     before: Option<(usize, Ledger)>,
     /// Whether a drop may leave the exchange for recovery (not during recovery itself).
     recoverable: bool,
+    /// Whether the handler takes COPY messages (a COPY exchange) instead of the reader
+    /// refusing or dropping them.
+    copy: bool,
 }
 
 impl<'a> InFlight<'a> {
@@ -99,6 +102,7 @@ impl<'a> InFlight<'a> {
             closes_done: 0,
             extended: true,
             what,
+            copy: false,
         }
     }
 
@@ -136,6 +140,19 @@ impl<'a> InFlight<'a> {
     /// A drop breaks the connection instead of leaving it for recovery.
     pub(super) fn no_recovery(&mut self) {
         self.recoverable = false;
+    }
+
+    /// COPY messages go to the handler, and a drop breaks the connection: a server in
+    /// copy-in mode waits for data and would never answer a recovery.
+    pub(super) fn copy_exchange(&mut self) {
+        self.copy = true;
+        self.recoverable = false;
+    }
+
+    /// Leaves the exchange between the caller's calls in `state` (a COPY in progress).
+    pub(super) fn park(&mut self, state: State) {
+        self.wire.ledger.state = state;
+        self.settle_closes();
     }
 
     /// The wire, for the statement cache and names.
@@ -205,6 +222,23 @@ impl<'a> InFlight<'a> {
         }
     }
 
+    /// Handles what the server has already sent, without waiting for more; `true` when
+    /// that ended the exchange (its last ReadyForQuery was read).
+    pub(crate) async fn read_arrived(&mut self, h: &mut impl Handler) -> Result<bool, Error> {
+        loop {
+            let msg = poll_fn(|cx| match Pin::new(self.io()).poll_next(cx) {
+                Poll::Ready(msg) => Poll::Ready(Some(msg)),
+                Poll::Pending => Poll::Ready(None),
+            })
+            .await;
+            let Some(msg) = msg else { return Ok(false) };
+            let msg = self.accept(msg)?;
+            if let Some(ended) = self.dispatch(msg, h)? {
+                return Ok(ended == Ended::Ready);
+            }
+        }
+    }
+
     /// Reads the exchange's answers until the last owed ReadyForQuery (the exchange is
     /// then over) or until the handler stops; see the module docs for what the reader
     /// handles itself.
@@ -258,13 +292,15 @@ impl<'a> InFlight<'a> {
         }
         let flow = match msg {
             BackendMessage::ReadyForQuery(status) => return self.ready(status),
-            BackendMessage::NoticeResponse(fields) => return Ok(log_notice(fields)),
+            BackendMessage::NoticeResponse(fields) => {
+                return Ok(log_notice(&self.wire.shared, fields))
+            }
             BackendMessage::ParameterStatus { name, value } => {
                 self.wire.set_param(name, value);
                 return Ok(None);
             }
-            BackendMessage::NotificationResponse { channel, .. } => {
-                tracing::debug!(conn = self.wire.shared.id, channel, "notification received");
+            msg @ BackendMessage::NotificationResponse { .. } => {
+                self.keep_notification(msg);
                 return Ok(None);
             }
             BackendMessage::CloseComplete if self.closes_done < self.closes.len() => {
@@ -276,6 +312,17 @@ impl<'a> InFlight<'a> {
                 self.wire.shared.note_error(&e);
                 keep_first(&mut self.error, e);
                 h.error()
+            }
+            msg @ (BackendMessage::CopyInResponse(_)
+            | BackendMessage::CopyOutResponse(_)
+            | BackendMessage::CopyData(_)
+            | BackendMessage::CopyDone)
+                if self.copy =>
+            {
+                match h.message(msg) {
+                    Ok(flow) => flow,
+                    Err(msg) => return Err(self.unexpected(&msg)),
+                }
             }
             BackendMessage::CopyInResponse(_) => {
                 self.refuse_copy_in();
@@ -314,7 +361,26 @@ impl<'a> InFlight<'a> {
                 self.wire.set_param(name, value);
                 Ok(None)
             }
+            msg @ BackendMessage::NotificationResponse { .. } => {
+                self.keep_notification(msg);
+                Ok(None)
+            }
             _ => Ok(None),
+        }
+    }
+
+    /// Puts a notification read mid-exchange in the connection's queue.
+    fn keep_notification(&mut self, msg: BackendMessage) {
+        if let BackendMessage::NotificationResponse {
+            process_id,
+            channel,
+            payload,
+        } = msg
+        {
+            let shared = &self.wire.shared;
+            shared
+                .notifications
+                .push(shared.id, process_id, channel, payload);
         }
     }
 
@@ -410,7 +476,9 @@ impl Drop for InFlight<'_> {
                 self.settle_closes();
                 self.wire.abandon(self.recoverable)
             }
-            State::Ready | State::PortalPaused { .. } => self.settle_closes(),
+            State::Ready | State::PortalPaused { .. } | State::CopyIn | State::CopyOut => {
+                self.settle_closes()
+            }
             State::Abandoned | State::Broken => {}
         }
     }
@@ -422,8 +490,12 @@ pub(crate) fn keep_first(slot: &mut Option<Error>, e: Error) {
     }
 }
 
-pub(super) fn log_notice(fields: Vec<(u8, String)>) -> Option<Ended> {
+pub(super) fn log_notice(
+    shared: &super::shared::Shared,
+    fields: Vec<(u8, String)>,
+) -> Option<Ended> {
     let notice = DbError::from_fields(fields);
+    shared.notifications.notice(&notice);
     match notice.severity() {
         "WARNING" => tracing::warn!(code = notice.code(), "{}", notice.message()),
         "DEBUG" | "LOG" => tracing::debug!(code = notice.code(), "{}", notice.message()),

@@ -32,6 +32,13 @@ pub(crate) enum State {
     Abandoned,
     /// The session cannot carry another exchange. Final.
     Broken,
+    /// A COPY FROM STDIN (sent as a simple Query) is in copy-in mode between the
+    /// caller's writes; its ReadyForQuery is owed. The next exchange ends it with
+    /// CopyFail first, so nothing of it is committed.
+    CopyIn,
+    /// A COPY TO STDOUT is sending data the caller reads between calls; its
+    /// ReadyForQuery is owed. The next exchange reads and drops the rest first.
+    CopyOut,
 }
 
 /// What the wire owes: the state and the ReadyForQuery count.
@@ -49,7 +56,16 @@ impl Ledger {
     /// Whether the wire is in a state where a new exchange can begin (possibly after
     /// settling a paused portal).
     pub(crate) fn can_begin(&self) -> bool {
-        matches!(self.state, State::Ready | State::PortalPaused { .. })
+        matches!(
+            self.state,
+            State::Ready | State::PortalPaused { .. } | State::CopyIn | State::CopyOut
+        )
+    }
+
+    /// Whether a COPY was left between the caller's calls and must be ended before the
+    /// wire is idle.
+    pub(crate) fn is_copying(&self) -> bool {
+        matches!(self.state, State::CopyIn | State::CopyOut)
     }
 
     /// Whether an open portal must be settled before the wire is idle.
@@ -104,6 +120,8 @@ mod tests {
                 },
                 true,
             ),
+            (State::CopyIn, true),
+            (State::CopyOut, true),
         ] {
             l.state = state;
             assert_eq!(l.can_begin(), ok, "{:?}", l.state);

@@ -6,13 +6,19 @@
 //! [`wire`](self::wire) for the invariants): later calls fail at once with
 //! [`ErrorKind::Broken`], never with someone else's rows.
 
+mod binary_copy;
 pub(crate) mod bind;
 mod cache;
 mod connect;
+mod copy;
+mod copy_in;
+mod copy_out;
 mod describe;
 mod inflight;
 mod ledger;
+mod listener;
 mod many;
+mod notify;
 mod query;
 mod seam;
 mod shared;
@@ -25,7 +31,12 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+pub use self::binary_copy::{BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream};
 pub(crate) use self::bind::Binding;
+pub use self::copy_in::CopyIn;
+pub use self::copy_out::CopyOut;
+pub use self::listener::{Listener, ListenerEvent, ListenerOptions};
+pub use self::notify::{NoticeHandler, Notification, DEFAULT_NOTIFICATION_CAPACITY};
 pub(crate) use self::query::Discard;
 pub use self::query::Params;
 pub(crate) use self::seam::ReturnState;

@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub(super) drain: StdMutex<Option<tokio::task::JoinHandle<bool>>>,
     /// Types of this database looked up by OID (enums, composites, domains, extensions).
     pub(crate) types: StdMutex<crate::types::catalog::TypeCatalog>,
+    /// Notifications read and not yet taken; the notice callback.
+    pub(crate) notifications: super::notify::NotificationQueue,
 }
 
 impl Shared {
@@ -87,6 +89,7 @@ impl Shared {
             has_dropped_statements: AtomicBool::new(false),
             drain: StdMutex::new(None),
             types: StdMutex::default(),
+            notifications: Default::default(),
         }
     }
 

@@ -85,7 +85,7 @@ impl Wire {
 
     /// The write buffer's length and the ledger now, for an exchange that may have to
     /// withdraw everything it wrote ([`InFlight::abandon_unsent`]).
-    fn mark(&self) -> (usize, Ledger) {
+    pub(super) fn mark(&self) -> (usize, Ledger) {
         let len = self.io.as_ref().map_or(0, |io| io.write_buffer().len());
         (len, self.ledger.clone())
     }
@@ -117,6 +117,9 @@ impl Wire {
             frontend::sync(buf);
             self.ledger.owe();
             self.ledger.discard += 1;
+        }
+        if self.ledger.is_copying() {
+            super::copy::end_left_copy(&mut self.ledger, buf);
         }
         let dropped = self.shared.take_dropped_statements();
         self.to_close.extend(dropped);
@@ -155,7 +158,7 @@ impl Wire {
     /// Ends an extended-protocol exchange that a row stream left paused between batches:
     /// Close the portal, Sync, and read to ReadyForQuery (a prefetched batch is dropped).
     pub(crate) async fn settle(&mut self) -> Result<(), Error> {
-        if !self.ledger.is_paused() {
+        if !self.ledger.is_paused() && !self.ledger.is_copying() {
             return Ok(());
         }
         let mut f = self.begin("closing a paused row stream", Closes::Synced)?;
@@ -191,7 +194,9 @@ impl Wire {
 
     /// Whether a transaction is open or a portal paused, by the server's last word.
     pub(crate) fn needs_cleanup(&self) -> bool {
-        self.ledger.is_paused() || self.transaction_status() != TransactionStatus::Idle
+        self.ledger.is_paused()
+            || self.ledger.is_copying()
+            || self.transaction_status() != TransactionStatus::Idle
     }
 
     /// Whether the socket can still carry an exchange.
@@ -328,12 +333,21 @@ impl Wire {
             match io.next().now_or_never() {
                 None if !look_at_socket => return true,
                 Some(Some(Ok(BackendMessage::NoticeResponse(fields)))) => {
-                    log_notice(fields);
+                    log_notice(&self.shared, fields);
                 }
                 Some(Some(Ok(BackendMessage::ParameterStatus { name, value }))) => {
                     self.set_param(name, value)
                 }
-                Some(Some(Ok(BackendMessage::NotificationResponse { .. }))) => {}
+                Some(Some(Ok(BackendMessage::NotificationResponse {
+                    process_id,
+                    channel,
+                    payload,
+                }))) => {
+                    let shared = &self.shared;
+                    shared
+                        .notifications
+                        .push(shared.id, process_id, channel, payload);
+                }
                 // An error (a FATAL before the server hung up), end-of-file, or bytes the
                 // runtime has not seen yet: none of it belongs on an idle session.
                 _ => break,

@@ -72,6 +72,11 @@ impl DbError {
     pub fn code(&self) -> &str {
         &self.code
     }
+
+    /// The SQLSTATE as a [`super::SqlState`] (named constants, class helpers).
+    pub fn sql_state(&self) -> super::SqlState {
+        super::SqlState::from_code(&self.code)
+    }
     /// The primary human-readable message.
     pub fn message(&self) -> &str {
         &self.message

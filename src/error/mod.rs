@@ -6,6 +6,7 @@
 
 mod db;
 pub mod sqlstate;
+pub use self::sqlstate::SqlState;
 
 pub use db::DbError;
 
@@ -225,6 +226,12 @@ impl Error {
     /// The SQLSTATE code when the server reported the error.
     pub fn code(&self) -> Option<&str> {
         self.0.db.as_ref().map(DbError::code)
+    }
+
+    /// The SQLSTATE as a [`SqlState`] (named constants, class helpers), when the server
+    /// reported the error.
+    pub fn sql_state(&self) -> Option<SqlState> {
+        self.code().map(SqlState::from_code)
     }
 
     /// Every field of the server's ErrorResponse, when the server reported the error.

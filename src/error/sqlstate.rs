@@ -1,6 +1,8 @@
-//! Named SQLSTATE codes for the conditions pgkeel acts on.
+//! SQLSTATE codes: [`SqlState`] with every code PostgreSQL defines (generated from its
+//! `errcodes.txt` by `src/error/gen_sqlstate.py`), and `&str` constants for the conditions
+//! pgkeel itself acts on.
 //!
-//! The full list is in the PostgreSQL manual, appendix A ("PostgreSQL Error Codes").
+//! The list is in the PostgreSQL manual, appendix A ("PostgreSQL Error Codes").
 
 /// `00000` successful_completion.
 pub const SUCCESSFUL_COMPLETION: &str = "00000";
@@ -81,4 +83,180 @@ pub fn is_retryable(code: &str) -> bool {
 /// Whether a SQLSTATE belongs to class 28 (invalid authorization).
 pub fn is_authentication(code: &str) -> bool {
     code.starts_with("28")
+}
+
+#[path = "sqlstate_codes.rs"]
+mod codes;
+
+/// A SQLSTATE code, with a named constant for every code PostgreSQL defines
+/// (`SqlState::UNIQUE_VIOLATION`, …, named as in tokio-postgres) and helpers for the
+/// classes code is most often tested against. Codes PostgreSQL does not define (from an
+/// extension or a newer server) are kept as they came.
+///
+/// ```
+/// use pgkeel::SqlState;
+/// let state = SqlState::from_code("23505");
+/// assert_eq!(state, SqlState::UNIQUE_VIOLATION);
+/// assert!(state.is_integrity_constraint_violation());
+/// assert_eq!(state.code(), "23505");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SqlState(Code);
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Code {
+    Known(&'static str),
+    Other(Box<str>),
+}
+
+impl SqlState {
+    const fn known(code: &'static str) -> SqlState {
+        SqlState(Code::Known(code))
+    }
+
+    /// The state for a five-character code (known or not).
+    pub fn from_code(code: &str) -> SqlState {
+        match codes::CODES.binary_search(&code) {
+            Ok(i) => SqlState::known(codes::CODES[i]),
+            Err(_) => SqlState(Code::Other(code.into())),
+        }
+    }
+
+    /// The five-character code.
+    pub fn code(&self) -> &str {
+        match &self.0 {
+            Code::Known(c) => c,
+            Code::Other(c) => c,
+        }
+    }
+
+    /// The class: the code's first two characters (`"23"` for every integrity violation).
+    pub fn class(&self) -> &str {
+        self.code().get(..2).unwrap_or("")
+    }
+
+    /// Whether PostgreSQL defines this code.
+    pub fn is_known(&self) -> bool {
+        matches!(self.0, Code::Known(_))
+    }
+
+    /// Class 01, warning.
+    pub fn is_warning(&self) -> bool {
+        self.class() == "01"
+    }
+
+    /// Class 08, connection exception.
+    pub fn is_connection_exception(&self) -> bool {
+        self.class() == "08"
+    }
+
+    /// Class 22, data exception (bad input, out-of-range values, division by zero, …).
+    pub fn is_data_exception(&self) -> bool {
+        self.class() == "22"
+    }
+
+    /// Class 23, integrity constraint violation (unique, foreign key, not null, check, …).
+    pub fn is_integrity_constraint_violation(&self) -> bool {
+        self.class() == "23"
+    }
+
+    /// Class 25, invalid transaction state.
+    pub fn is_invalid_transaction_state(&self) -> bool {
+        self.class() == "25"
+    }
+
+    /// Class 28, invalid authorization specification.
+    pub fn is_invalid_authorization(&self) -> bool {
+        self.class() == "28"
+    }
+
+    /// Class 40, transaction rollback (serialization failure, deadlock, …).
+    pub fn is_transaction_rollback(&self) -> bool {
+        self.class() == "40"
+    }
+
+    /// Class 42, syntax error or access rule violation (undefined table, permission, …).
+    pub fn is_syntax_error_or_access_rule_violation(&self) -> bool {
+        self.class() == "42"
+    }
+
+    /// Class 53, insufficient resources (disk full, out of memory, too many connections).
+    pub fn is_insufficient_resources(&self) -> bool {
+        self.class() == "53"
+    }
+
+    /// Class 55, object not in prerequisite state (lock not available, …).
+    pub fn is_object_not_in_prerequisite_state(&self) -> bool {
+        self.class() == "55"
+    }
+
+    /// Class 57, operator intervention (query cancelled, admin or crash shutdown, …).
+    pub fn is_operator_intervention(&self) -> bool {
+        self.class() == "57"
+    }
+
+    /// Class XX, internal error (data corrupted, index corrupted, …).
+    pub fn is_internal_error(&self) -> bool {
+        self.class() == "XX"
+    }
+}
+
+impl std::fmt::Display for SqlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::fmt::Debug for SqlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqlState({:?})", self.code())
+    }
+}
+
+impl PartialEq<str> for SqlState {
+    fn eq(&self, other: &str) -> bool {
+        self.code() == other
+    }
+}
+
+impl PartialEq<&str> for SqlState {
+    fn eq(&self, other: &&str) -> bool {
+        self.code() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_five_characters_sorted_and_found_by_itself() {
+        assert_eq!(codes::CODES.len(), 260, "266 names, some sharing a code");
+        assert!(codes::CODES.windows(2).all(|w| w[0] < w[1]));
+        for code in codes::CODES {
+            assert_eq!(code.len(), 5);
+            let state = SqlState::from_code(code);
+            assert!(state.is_known());
+            assert_eq!(state.code(), code);
+        }
+    }
+
+    #[test]
+    fn names_match_tokio_postgres_and_the_curated_str_constants() {
+        assert_eq!(SqlState::UNIQUE_VIOLATION, UNIQUE_VIOLATION);
+        assert_eq!(SqlState::T_R_SERIALIZATION_FAILURE, SERIALIZATION_FAILURE);
+        assert_eq!(SqlState::T_R_DEADLOCK_DETECTED, DEADLOCK_DETECTED);
+        assert_eq!(SqlState::WARNING_DYNAMIC_RESULT_SETS_RETURNED, "0100C");
+        assert_eq!(SqlState::ADMIN_SHUTDOWN, ADMIN_SHUTDOWN);
+        assert_eq!(SqlState::PLPGSQL_ERROR, "P0000");
+    }
+
+    #[test]
+    fn unknown_codes_are_kept_and_classified() {
+        let state = SqlState::from_code("23ZZZ");
+        assert!(!state.is_known());
+        assert!(state.is_integrity_constraint_violation());
+        assert_eq!(state.to_string(), "23ZZZ");
+        assert_eq!(SqlState::from_code("").class(), "");
+    }
 }

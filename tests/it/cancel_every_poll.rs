@@ -770,3 +770,86 @@ async fn close_dropped_at_every_poll() {
         }
     }
 }
+
+/// A COPY FROM STDIN of `ROWS` rows of `id`, in 16 KiB chunks: about 1 MiB, so some
+/// flushes wait for the socket and drops land mid-write too.
+async fn copy_rows(conn: &Connection, id: i32) -> Result<u64, Error> {
+    const ROWS: usize = 150_000;
+    let mut copy = conn.copy_in("COPY t FROM STDIN").await?;
+    let line = format!("{id}\n");
+    let chunk = line.repeat(16 * 1024 / line.len());
+    let per_chunk = 16 * 1024 / line.len();
+    let mut sent = 0;
+    while sent + per_chunk <= ROWS {
+        copy.send(&chunk).await?;
+        sent += per_chunk;
+        // A point between calls, where a drop finds no write in flight.
+        tokio::task::yield_now().await;
+    }
+    copy.send(line.repeat(ROWS - sent)).await?;
+    copy.finish().await
+}
+
+#[tokio::test]
+async fn copy_in_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::copy_in (1 MiB, send + finish)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let id = marker(i);
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(copy_rows(&conn, id), polls).await {
+            Outcome::Done(n) => {
+                assert_eq!(n.unwrap(), 150_000);
+                assert_eq!(env.visible(id).await, 150_000);
+                after_drop(&env, &conn, id).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => {
+                let after = after_drop(&env, &conn, id).await;
+                // Dropped after CopyDone went out, the COPY may have committed, and the
+                // connection (its answer unread) is then broken; otherwise none of it.
+                let n = env.visible(id).await;
+                let after = after.and_then(|a| match (n, a) {
+                    (0, _) | (150_000, After::Broken) => Ok(a),
+                    (n, a) => Err(format!("{n} rows visible, connection {a:?}")),
+                });
+                tally.record(i, after);
+            }
+        }
+    }
+}
+
+/// A COPY TO STDOUT of 100,000 rows, collected.
+async fn copy_out_all(conn: &Connection) -> Result<usize, Error> {
+    let sql = "COPY (SELECT g FROM generate_series(1, 100000) g) TO STDOUT";
+    let mut stream = conn.copy_out(sql).await?;
+    let mut bytes = 0;
+    while let Some(chunk) = stream.next().await {
+        let before = bytes;
+        bytes += chunk?.len();
+        if before / 50_000 != bytes / 50_000 {
+            // A point between calls, where a drop may find no read in flight.
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(bytes)
+}
+
+#[tokio::test]
+async fn copy_out_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::copy_out (100 000 rows, collected)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(copy_out_all(&conn), polls).await {
+            Outcome::Done(n) => {
+                assert_eq!(n.unwrap(), 588_895);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}

@@ -15,6 +15,7 @@ mod close;
 mod codec_chunks;
 mod config_libpq;
 mod connect;
+mod copy;
 mod dropped_query;
 mod errors;
 mod execute_many;
@@ -24,6 +25,7 @@ mod fuzz_smoke;
 mod half_open;
 mod ledger;
 mod malformed_backend;
+mod notify;
 mod pgbouncer;
 mod pool_backoff;
 mod pool_checkout;
@@ -105,6 +107,7 @@ fn suite_again_through_pgbouncer_in_transaction_mode() {
         "cancel_every_poll::",
         "retryable::",
         "behind_pooler::",
+        "copy::",
     ];
     run_again(
         "through PgBouncer",

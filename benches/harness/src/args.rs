@@ -15,6 +15,7 @@ pub enum Workload {
     Acquire,
     Pgbench,
     Callgrind,
+    Copy,
 }
 
 impl Workload {
@@ -27,6 +28,7 @@ impl Workload {
         Workload::Acquire,
         Workload::Pgbench,
         Workload::Callgrind,
+        Workload::Copy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +41,7 @@ impl Workload {
             Workload::Acquire => "acquire",
             Workload::Pgbench => "pgbench",
             Workload::Callgrind => "callgrind",
+            Workload::Copy => "copy",
         }
     }
 
@@ -90,6 +93,7 @@ pub struct Sizes {
     pub pgbench_scale: u32,
     pub pgbench_secs: u32,
     pub callgrind_queries: u64,
+    pub copy_rows: i64,
 }
 
 impl Sizes {
@@ -113,6 +117,7 @@ impl Sizes {
             pgbench_scale: 10,
             pgbench_secs: 10,
             callgrind_queries: 20_000,
+            copy_rows: 1_000_000,
         }
     }
 
@@ -133,6 +138,7 @@ impl Sizes {
             pgbench_scale: 1,
             pgbench_secs: 1,
             callgrind_queries: 2_000,
+            copy_rows: 50_000,
             ..Sizes::full()
         }
     }
@@ -144,7 +150,7 @@ usage: cargo run --release -p pgkeel-bench -- [--quick] [--only W[,W...]] [--rep
 
   --quick        shrink every workload (a smoke run of well under a minute)
   --only W,...   run only these workloads: point-select, large-fetch, decode, inserts,
-                 storm, acquire, pgbench, callgrind (default: all of them)
+                 storm, acquire, pgbench, callgrind, copy (default: all of them)
   --reps N       repetitions per driver (default 3, with --quick 1)
   --drivers D,...  only these drivers: pgkeel, tokio-postgres, sqlx (default: all; for
                  profiling one driver with perf or strace, the ratios need all three)

@@ -77,6 +77,7 @@ fn run_workload(workload: Workload, bench: &Bench, sizes: &Sizes, report: &mut R
         Workload::Acquire => acquire::run(bench, sizes, report),
         Workload::Pgbench => pgbench::run(bench, sizes, report),
         Workload::Callgrind => callgrind::run(bench, sizes, report),
+        Workload::Copy => copy::run(bench, sizes, report),
     }
 }
 

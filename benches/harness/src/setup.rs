@@ -91,6 +91,15 @@ impl Bench {
                 "CREATE TABLE ins (id int8 NOT NULL, name text NOT NULL, value float8 NOT NULL)",
             )?;
         }
+        if needs(&[Workload::Copy]) {
+            self.psql(&format!(
+                "CREATE TABLE copy_src (id int8 NOT NULL, name text NOT NULL, value float8 NOT NULL, ts timestamptz NOT NULL);
+                 INSERT INTO copy_src SELECT i, 'alpha-' || i, i * 0.25, timestamptz '2024-01-01' + i * interval '1 second'
+                 FROM generate_series(1, {}) i;
+                 CREATE TABLE copy_dst (LIKE copy_src);",
+                sizes.copy_rows
+            ))?;
+        }
         self.psql("VACUUM ANALYZE").map(drop)
     }
 

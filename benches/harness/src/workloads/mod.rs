@@ -3,6 +3,7 @@
 
 pub mod acquire;
 pub mod callgrind;
+pub mod copy;
 pub mod decode;
 pub mod inserts;
 pub mod large_fetch;

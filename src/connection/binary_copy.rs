@@ -1,0 +1,337 @@
+//! Typed rows over binary COPY: [`BinaryCopyInWriter`] encodes rows with [`ToSql`] into
+//! a [`CopyIn`], and [`BinaryCopyOutStream`] decodes a [`CopyOut`] into rows read with
+//! [`FromSql`]. Reference: PostgreSQL manual, COPY, "Binary Format".
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::Stream;
+
+use super::copy_in::CopyIn;
+use super::copy_out::CopyOut;
+use crate::error::{Error, ErrorKind};
+use crate::types::{FromSql, IsNull, ToSql, Type};
+
+/// The signature, flags (no OIDs) and header extension length every binary COPY opens with.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// How many encoded bytes the writer gathers before handing them to the COPY.
+const CHUNK: usize = 64 * 1024;
+
+/// Writes rows to a binary `COPY … FROM STDIN (FORMAT binary)`, each value encoded with
+/// [`ToSql`] as the column type given for it.
+#[derive(Debug)]
+pub struct BinaryCopyInWriter<'a> {
+    sink: CopyIn<'a>,
+    types: Vec<Type>,
+    buf: BytesMut,
+}
+
+impl<'a> BinaryCopyInWriter<'a> {
+    /// A writer for rows whose columns have `types`, in order.
+    pub fn new(sink: CopyIn<'a>, types: &[Type]) -> BinaryCopyInWriter<'a> {
+        let mut buf = BytesMut::with_capacity(CHUNK + 1024);
+        buf.put_slice(HEADER);
+        BinaryCopyInWriter {
+            sink,
+            types: types.to_vec(),
+            buf,
+        }
+    }
+
+    /// Writes one row.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Encode`] naming the column when a value does not fit its type, or
+    /// for the wrong number of values (the row is not written; the COPY goes on); the
+    /// server's error if it ended the COPY.
+    ///
+    /// # Cancel safety
+    /// As [`CopyIn::send`].
+    pub async fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), Error> {
+        self.encode(values)?;
+        if self.buf.len() >= CHUNK {
+            self.sink.send(self.buf.split()).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the COPY; returns the number of rows copied.
+    ///
+    /// # Errors
+    /// As [`CopyIn::finish`].
+    ///
+    /// # Cancel safety
+    /// As [`CopyIn::finish`].
+    pub async fn finish(mut self) -> Result<u64, Error> {
+        self.buf.put_i16(-1);
+        self.sink.send(self.buf.split()).await?;
+        self.sink.finish().await
+    }
+
+    fn encode(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), Error> {
+        if values.len() != self.types.len() {
+            let msg = format!(
+                "{} values for a COPY of {} columns",
+                values.len(),
+                self.types.len()
+            );
+            return Err(Error::new(ErrorKind::Encode, msg));
+        }
+        let start = self.buf.len();
+        // At most 1,664 columns, so the count fits.
+        self.buf.put_i16(values.len() as i16);
+        for (i, (value, ty)) in values.iter().zip(&self.types).enumerate() {
+            if let Err(e) = encode_value(&mut self.buf, *value, ty) {
+                self.buf.truncate(start);
+                let msg = format!(
+                    "column {i} of type {ty} from Rust type {}",
+                    value.rust_type_name()
+                );
+                return Err(Error::with_source(ErrorKind::Encode, msg, e));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_value(
+    buf: &mut BytesMut,
+    value: &(dyn ToSql + Sync),
+    ty: &Type,
+) -> Result<(), crate::types::BoxError> {
+    let at = buf.len();
+    buf.put_i32(0);
+    let len = match value.to_sql_checked(ty, buf)? {
+        IsNull::Yes => -1,
+        IsNull::No => i32::try_from(buf.len() - at - 4).map_err(|_| "value larger than 2 GiB")?,
+    };
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Reads rows from a binary `COPY … TO STDOUT (FORMAT binary)`, decoded as the column
+/// types given.
+#[derive(Debug)]
+pub struct BinaryCopyOutStream<'a> {
+    stream: CopyOut<'a>,
+    types: Arc<[Type]>,
+    /// Bytes of a row (or the header) that came in an earlier chunk.
+    carry: BytesMut,
+    header_read: bool,
+    trailer_read: bool,
+}
+
+impl<'a> BinaryCopyOutStream<'a> {
+    /// Decodes `stream` as rows whose columns have `types`, in order.
+    pub fn new(stream: CopyOut<'a>, types: &[Type]) -> BinaryCopyOutStream<'a> {
+        BinaryCopyOutStream {
+            stream,
+            types: types.into(),
+            carry: BytesMut::new(),
+            header_read: false,
+            trailer_read: false,
+        }
+    }
+
+    /// Takes the next row from `data` (whole rows are split off without copying);
+    /// `Ok(None)` when more bytes are needed or the trailer was read.
+    fn next_row(&mut self, data: &mut Bytes) -> Result<Option<BinaryCopyOutRow>, Error> {
+        if !self.header_read {
+            let Some(len) = header_len(data)? else {
+                return Ok(None);
+            };
+            data.advance(len);
+            self.header_read = true;
+        }
+        match row_len(data, self.types.len())? {
+            Some(RowLen::Trailer) => {
+                self.trailer_read = true;
+                data.clear();
+                Ok(None)
+            }
+            Some(RowLen::Row(len, ranges)) => Ok(Some(BinaryCopyOutRow {
+                data: data.split_to(len),
+                ranges,
+                types: self.types.clone(),
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes a row from the bytes carried over, or from them plus `chunk`.
+    fn row_from(&mut self, chunk: Bytes) -> Result<Option<BinaryCopyOutRow>, Error> {
+        let mut data = match self.carry.is_empty() {
+            true => chunk,
+            false => {
+                self.carry.extend_from_slice(&chunk);
+                self.carry.split().freeze()
+            }
+        };
+        let row = self.next_row(&mut data)?;
+        if row.is_some() && !data.is_empty() {
+            // More than one row in a chunk: keep the rest for the next poll.
+            self.carry.extend_from_slice(&data);
+        } else if row.is_none() {
+            self.carry.extend_from_slice(&data);
+        }
+        Ok(row)
+    }
+}
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Decode, msg)
+}
+
+/// The length of the binary COPY header at the front of `data`, once it is all there.
+fn header_len(data: &[u8]) -> Result<Option<usize>, Error> {
+    if data.len() < HEADER.len() {
+        return Ok(None);
+    }
+    if &data[..SIGNATURE.len()] != SIGNATURE {
+        return Err(bad(
+            "the COPY data is not in the binary format (no PGCOPY signature)",
+        ));
+    }
+    let ext = i32::from_be_bytes([data[15], data[16], data[17], data[18]]);
+    let ext = usize::try_from(ext).map_err(|_| bad("negative binary COPY header extension"))?;
+    let len = HEADER.len() + ext;
+    Ok((data.len() >= len).then_some(len))
+}
+
+enum RowLen {
+    Row(usize, Vec<Option<(u32, u32)>>),
+    Trailer,
+}
+
+/// Finds the extent of the row at the front of `data` and its values' ranges.
+fn row_len(data: &[u8], columns: usize) -> Result<Option<RowLen>, Error> {
+    let Some(count) = data.get(..2) else {
+        return Ok(None);
+    };
+    let count = i16::from_be_bytes([count[0], count[1]]);
+    if count == -1 {
+        return Ok(Some(RowLen::Trailer));
+    }
+    if usize::try_from(count).ok() != Some(columns) {
+        let msg = format!("a binary COPY row has {count} columns; {columns} types were given");
+        return Err(bad(msg));
+    }
+    let mut ranges = Vec::with_capacity(columns);
+    let mut at = 2usize;
+    for _ in 0..columns {
+        let Some(len) = data.get(at..at + 4) else {
+            return Ok(None);
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        if len < 0 {
+            ranges.push(None);
+            continue;
+        }
+        let end = at + len as usize;
+        if end > data.len() {
+            return Ok(None);
+        }
+        ranges.push(Some((at as u32, end as u32)));
+        at = end;
+    }
+    Ok(Some(RowLen::Row(at, ranges)))
+}
+
+impl Stream for BinaryCopyOutStream<'_> {
+    type Item = Result<BinaryCopyOutRow, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if !this.carry.is_empty() && !this.trailer_read {
+                if let Some(row) = this.row_from(Bytes::new()).transpose() {
+                    return Poll::Ready(Some(row));
+                }
+            }
+            match ready!(Pin::new(&mut this.stream).poll_next(cx)) {
+                Some(Ok(_)) if this.trailer_read => {}
+                Some(Ok(chunk)) => {
+                    if let Some(row) = this.row_from(chunk).transpose() {
+                        return Poll::Ready(Some(row));
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None if this.trailer_read => return Poll::Ready(None),
+                None => {
+                    this.trailer_read = true;
+                    return Poll::Ready(Some(Err(bad(
+                        "the binary COPY data ended without its trailer",
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// One row of a binary COPY, its values read with [`FromSql`].
+#[derive(Debug, Clone)]
+pub struct BinaryCopyOutRow {
+    data: Bytes,
+    ranges: Vec<Option<(u32, u32)>>,
+    types: Arc<[Type]>,
+}
+
+impl BinaryCopyOutRow {
+    /// The number of values in the row.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// Whether the row has no values.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Whether the value at `idx` is NULL (false past the last value).
+    pub fn is_null(&self, idx: usize) -> bool {
+        matches!(self.ranges.get(idx), Some(None))
+    }
+
+    /// The value at `idx`, decoded into `T`.
+    ///
+    /// # Panics
+    /// When [`BinaryCopyOutRow::try_get`] fails.
+    pub fn get<'a, T: FromSql<'a>>(&'a self, idx: usize) -> T {
+        match self.try_get(idx) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The value at `idx`, decoded into `T`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ColumnNotFound`] past the last value; [`ErrorKind::Decode`] naming
+    /// the column, its type and the Rust type when the value does not fit.
+    pub fn try_get<'a, T: FromSql<'a>>(&'a self, idx: usize) -> Result<T, Error> {
+        let (Some(range), Some(ty)) = (self.ranges.get(idx), self.types.get(idx)) else {
+            let msg = format!("no column {idx} in this row");
+            return Err(Error::new(ErrorKind::ColumnNotFound, msg));
+        };
+        let ty = ty.base();
+        let decode_error = |e: crate::types::BoxError| {
+            let rust = std::any::type_name::<T>();
+            let msg = format!("column {idx} of type {ty} into Rust type {rust}");
+            Error::with_source(ErrorKind::Decode, msg, e)
+        };
+        if !T::accepts(ty) {
+            let e = crate::types::WrongType {
+                ty: ty.clone(),
+                rust_type: std::any::type_name::<T>(),
+            };
+            return Err(decode_error(Box::new(e)));
+        }
+        let raw = range.map(|(s, e)| &self.data[s as usize..e as usize]);
+        T::from_sql_nullable(ty, raw).map_err(decode_error)
+    }
+}

@@ -1,0 +1,201 @@
+//! [`CopyOut`]: COPY TO STDOUT as a stream of byte chunks, holding the wire while open.
+//!
+//! Data is read in batches of about [`BATCH_BYTES`]; the server is not asked to pause
+//! between them (COPY has no flow control but TCP's), so it waits on the socket while the
+//! caller is slow, and memory stays flat. What a drop costs, by where the stream is:
+//! - **between batches**: the rest of the data is read and dropped before the wire's
+//!   next exchange (in a spawned cleanup task within its deadline for a COPY on its own
+//!   wire lock, else the connection is given up; or before the transaction's next
+//!   statement). The connection stays usable.
+//! - **while a batch is being read**: the connection is broken and the server is sent a
+//!   CancelRequest, as for any abandoned exchange.
+//! - **after the last chunk**: nothing.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::copy::{slot_wire, Direction, Ending};
+use super::ledger::State;
+use super::stream::WireSlot;
+use super::wire::{spawn_cleanup, Ended, Flow, Handler, HolderMark, Wire};
+use crate::error::Error;
+use crate::protocol::BackendMessage;
+
+/// About how many bytes of COPY data are read before the stream hands them out.
+pub(crate) const BATCH_BYTES: usize = 64 * 1024;
+
+type Fetched<'a> = (WireSlot<'a>, VecDeque<Bytes>, Result<Option<u64>, Error>);
+type Job<'a> = Pin<Box<dyn Future<Output = Fetched<'a>> + Send + 'a>>;
+
+enum Phase<'a> {
+    /// Between batches: the wire is in [`State::CopyOut`].
+    Idle(WireSlot<'a>),
+    Busy(Job<'a>),
+    /// The COPY ended (or failed); the wire is released.
+    Done,
+}
+
+/// A COPY TO STDOUT in progress: a [`Stream`] of the data's byte chunks (text, CSV or
+/// binary, split anywhere) that holds its connection's wire until it ends or is
+/// dropped; see the module docs for what an early drop costs.
+pub struct CopyOut<'a> {
+    phase: Phase<'a>,
+    chunks: VecDeque<Bytes>,
+    rows: Option<u64>,
+    /// An error that ended the COPY, yielded after the data that came before it.
+    error: Option<Error>,
+    _holder: Option<HolderMark>,
+}
+
+impl<'a> CopyOut<'a> {
+    pub(crate) async fn start(
+        mut slot: WireSlot<'a>,
+        holder: Option<HolderMark>,
+        sql: &str,
+    ) -> Result<CopyOut<'a>, Error> {
+        slot_wire(&mut slot).start_copy(sql, Direction::Out).await?;
+        Ok(CopyOut {
+            phase: Phase::Idle(slot),
+            chunks: VecDeque::new(),
+            rows: None,
+            error: None,
+            _holder: holder,
+        })
+    }
+
+    /// The number of rows the server reported, once the stream has ended.
+    pub fn rows(&self) -> Option<u64> {
+        self.rows
+    }
+
+    fn start_fetch(&mut self) {
+        let Phase::Idle(slot) = std::mem::replace(&mut self.phase, Phase::Done) else {
+            return;
+        };
+        self.phase = Phase::Busy(Box::pin(async move {
+            let mut slot = slot;
+            let mut chunks = VecDeque::new();
+            let result = fetch(slot_wire(&mut slot), &mut chunks).await;
+            (slot, chunks, result)
+        }));
+    }
+
+    fn fetched(&mut self, (slot, chunks, result): Fetched<'a>) {
+        self.chunks = chunks;
+        match result {
+            Ok(None) => return self.phase = Phase::Idle(slot),
+            Ok(Some(n)) => self.rows = Some(n),
+            Err(e) => self.error = Some(e),
+        }
+        self.phase = Phase::Done;
+        self._holder = None;
+    }
+}
+
+/// Reads the next batch; `Some(rows)` once the COPY has ended.
+async fn fetch(wire: &mut Wire, chunks: &mut VecDeque<Bytes>) -> Result<Option<u64>, Error> {
+    let mut f = wire.resume_copy("reading COPY TO STDOUT data")?;
+    let mut h = Reading {
+        chunks,
+        bytes: 0,
+        done: false,
+        end: Ending::default(),
+    };
+    match f.read(&mut h).await? {
+        Ended::Stopped => {
+            f.park(State::CopyOut);
+            Ok(None)
+        }
+        Ended::Ready => match f.take_error() {
+            Some(e) => Err(e),
+            None => Ok(Some(h.end.rows.unwrap_or(0))),
+        },
+    }
+}
+
+/// Collects CopyData until a batch is full; after CopyDone, reads the COPY's end.
+struct Reading<'c> {
+    chunks: &'c mut VecDeque<Bytes>,
+    bytes: usize,
+    done: bool,
+    end: Ending,
+}
+
+impl Handler for Reading<'_> {
+    fn message(&mut self, msg: BackendMessage) -> Result<Flow, BackendMessage> {
+        match msg {
+            BackendMessage::CopyData(data) if !self.done => {
+                self.bytes += data.len();
+                self.chunks.push_back(data);
+                match self.bytes >= BATCH_BYTES {
+                    true => Ok(Flow::Stop),
+                    false => Ok(Flow::Continue),
+                }
+            }
+            BackendMessage::CopyDone if !self.done => {
+                self.done = true;
+                Ok(Flow::Continue)
+            }
+            msg => self.end.message(msg),
+        }
+    }
+}
+
+impl Stream for CopyOut<'_> {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(chunk) = this.chunks.pop_front() {
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            match &mut this.phase {
+                Phase::Done => return Poll::Ready(this.error.take().map(Err)),
+                Phase::Idle(_) => {
+                    // The stream may have moved to another task: its mark follows it to
+                    // the wire's next use.
+                    if let Some(holder) = &this._holder {
+                        holder.refresh();
+                    }
+                    this.start_fetch()
+                }
+                Phase::Busy(job) => {
+                    let fetched = ready!(job.as_mut().poll(cx));
+                    this.fetched(fetched);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CopyOut<'_> {
+    fn drop(&mut self) {
+        self._holder = None;
+        if let Phase::Idle(WireSlot::Owned(guard)) = std::mem::replace(&mut self.phase, Phase::Done)
+        {
+            if guard.ledger.is_copying() {
+                spawn_cleanup(guard, false);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for CopyOut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let phase = match self.phase {
+            Phase::Idle(_) => "between batches",
+            Phase::Busy(_) => "reading",
+            Phase::Done => "ended",
+        };
+        f.debug_struct("CopyOut")
+            .field("phase", &phase)
+            .field("buffered", &self.chunks.len())
+            .finish()
+    }
+}
