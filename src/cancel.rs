@@ -39,16 +39,31 @@ impl Drop for CancelOnDrop {
 /// Sends a cancel from one shared background thread, one request after another: the
 /// runtime is gone, so no task can, and a thread per connection would be unbounded.
 fn cancel_in_background(token: CancelToken) {
+    background(Job::Cancel(token));
+}
+
+/// Work for the background thread: a cancel to send, or a sent one to see closed.
+enum Job {
+    Cancel(CancelToken),
+    Linger(Lingering, std::time::Instant),
+}
+
+/// Runs `job` on the one shared background thread. Jobs run one after another; each
+/// is bounded by its own deadline.
+fn background(job: Job) {
     use std::sync::mpsc::{channel, Sender};
     use std::sync::{Mutex, OnceLock};
-    static QUEUE: OnceLock<Mutex<Sender<CancelToken>>> = OnceLock::new();
+    static QUEUE: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
-        let (tx, rx) = channel::<CancelToken>();
+        let (tx, rx) = channel::<Job>();
         let spawned = std::thread::Builder::new()
             .name("pgkeel-cancel".into())
             .spawn(move || {
-                for token in rx {
-                    let _ = token.cancel_blocking();
+                for job in rx {
+                    match job {
+                        Job::Cancel(token) => drop(token.cancel_blocking()),
+                        Job::Linger(socket, deadline) => socket.wait(deadline),
+                    }
                 }
             });
         if let Err(e) = spawned {
@@ -57,7 +72,7 @@ fn cancel_in_background(token: CancelToken) {
         Mutex::new(tx)
     });
     let tx = queue.lock().unwrap_or_else(|e| e.into_inner());
-    if tx.send(token).is_err() {
+    if tx.send(job).is_err() {
         tracing::warn!("the background cancel thread is gone; a cancel was not sent");
     }
 }
@@ -155,19 +170,96 @@ impl CancelToken {
         frontend::cancel_request_with_key(self.process_id, &key, &mut buf);
         stream.write_all(&buf).await?;
         stream.flush().await?;
+        let mut wait = AwaitClose {
+            stream: Some(stream),
+            deadline: std::time::Instant::now() + self.timeout,
+        };
+        wait.until_closed().await?;
+        tracing::debug!(pid = self.process_id, "cancel request delivered");
+        Ok(())
+    }
+}
+
+/// A sent CancelRequest waiting for the server (or a pooler) to close its socket.
+///
+/// The peer closes first: if this wait is dropped (a timeout around the cancel, or the
+/// runtime shutting down), a plain socket is handed to a background thread that waits for
+/// that close until the cancel deadline instead of closing it under the peer. PgBouncer
+/// 1.18 exits with "bad client state: 0" when a cancel client leaves before its
+/// cancel was forwarded.
+struct AwaitClose {
+    stream: Option<Stream>,
+    deadline: std::time::Instant,
+}
+
+impl AwaitClose {
+    async fn until_closed(&mut self) -> Result<(), Error> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
         // The server sends nothing back; EOF means it has acted on the request (over
         // TLS, a close without close_notify is that same EOF).
         let mut sink = [0u8; 16];
-        loop {
+        let result = loop {
             match stream.read(&mut sink).await {
-                Ok(0) => break,
+                Ok(0) => break Ok(()),
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(e.into()),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
+                Err(e) => break Err(e.into()),
+            }
+        };
+        self.stream = None;
+        result
+    }
+}
+
+impl Drop for AwaitClose {
+    fn drop(&mut self) {
+        let linger = match self.stream.take() {
+            Some(Stream::Tcp(s)) => s.into_std().map(Lingering::Tcp),
+            Some(Stream::Unix(s)) => s.into_std().map(Lingering::Unix),
+            // A TLS session cannot leave its runtime; it closes here.
+            _ => return,
+        };
+        if let Ok(socket) = linger {
+            background(Job::Linger(socket, self.deadline));
+        }
+    }
+}
+
+/// A cancel socket waiting, on the background thread, for the peer to close it.
+enum Lingering {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Lingering {
+    /// Reads until the peer closes or `deadline` passes, then closes.
+    fn wait(self, deadline: std::time::Instant) {
+        use std::io::Read;
+        let mut sink = [0u8; 16];
+        let mut read = |r: &mut dyn FnMut(&mut [u8]) -> std::io::Result<usize>| loop {
+            match r(&mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match self {
+            Lingering::Tcp(mut s) => {
+                if s.set_nonblocking(false).is_ok() && s.set_read_timeout(Some(left)).is_ok() {
+                    read(&mut |b| s.read(b));
+                }
+            }
+            Lingering::Unix(mut s) => {
+                if s.set_nonblocking(false).is_ok() && s.set_read_timeout(Some(left)).is_ok() {
+                    read(&mut |b| s.read(b));
+                }
             }
         }
-        tracing::debug!(pid = self.process_id, "cancel request delivered");
-        Ok(())
     }
 }
 

@@ -241,7 +241,14 @@ async fn finish(
         query: config.query_timeout,
         lock: config.lock_timeout,
     };
-    let shared = Arc::new(Shared::new(id, params, cancel, killswitch, limits));
+    let shared = Arc::new(Shared::new(
+        id,
+        params,
+        cancel,
+        killswitch,
+        limits,
+        config.pooler_mode,
+    ));
     let wire = Wire::new(io, shared.clone(), config.statement_cache_capacity);
     tracing::debug!(conn = id, pid = key.map(|k| k.0), "connected");
     Ok(Connection {

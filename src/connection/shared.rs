@@ -46,6 +46,11 @@ pub(crate) struct Shared {
     /// Set once a statement failed with SQLSTATE 25006: the server is read-only (a
     /// standby, or `default_transaction_read_only` turned on). Never cleared.
     read_only_seen: AtomicBool,
+    /// Behind a connection pooler (pooler mode): a broken session is sent one
+    /// CancelRequest, never repeats. The pooler forwards a cancel only for a client it
+    /// still has, and a repeat racing its own cancel connection has crashed PgBouncer
+    /// (1.18: "bad client state: 0").
+    one_cancel: bool,
     /// The task repeating CancelRequests for an abandoned exchange (Recover policy).
     pub(super) canceller: StdMutex<Option<tokio::task::JoinHandle<Result<(), Error>>>>,
     pub(crate) params: StdMutex<HashMap<String, String>>,
@@ -69,8 +74,10 @@ impl Shared {
         cancel: CancelToken,
         killswitch: Killswitch,
         limits: Limits,
+        one_cancel: bool,
     ) -> Shared {
         Shared {
+            one_cancel,
             id,
             limits,
             health: AtomicU8::new(HEALTHY),
@@ -173,9 +180,9 @@ impl Shared {
     /// running more backends than its size. Returns whether it did.
     ///
     /// With `cancel`, a CancelRequest goes out first and is repeated every
-    /// [`CANCEL_REPEAT`] until then: PostgreSQL drops a cancel that lands between the
-    /// messages of an extended-protocol exchange, and a session that is never reused
-    /// cannot have a later query hit by a repeat.
+    /// [`CANCEL_REPEAT`] until then (not in pooler mode): PostgreSQL drops a cancel that
+    /// lands between the messages of an extended-protocol exchange, and a session that is
+    /// never reused cannot have a later query hit by a repeat.
     pub(super) async fn close_until_gone(
         &self,
         io: &mut Io,
@@ -193,7 +200,7 @@ impl Shared {
         self.killswitch.shutdown_write();
         let mut sink = [0u8; 1024];
         let gone = loop {
-            if cancel && !std::mem::take(&mut first) {
+            if cancel && !self.one_cancel && !std::mem::take(&mut first) {
                 self.send_cancel(deadline).await;
             }
             let until = deadline.min(tokio::time::Instant::now() + CANCEL_REPEAT);

@@ -60,6 +60,7 @@ impl AuthMethod {
 pub struct ClusterBuilder {
     settings: Vec<(String, String)>,
     max_connections: Option<u32>,
+    bindir: Option<std::path::PathBuf>,
 }
 
 impl ClusterBuilder {
@@ -71,6 +72,13 @@ impl ClusterBuilder {
     /// Adds a `key = value` line to postgresql.conf (`value` as written, quote strings).
     pub fn setting(mut self, key: &str, value: &str) -> Self {
         self.settings.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Uses the server binaries in `dir` (another PostgreSQL version, say) instead of the
+    /// ones found as the kit usually finds them.
+    pub fn bindir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.bindir = Some(dir.into());
         self
     }
 
@@ -88,7 +96,10 @@ impl ClusterBuilder {
         if let Some(url) = external_url() {
             return Cluster::external(&url);
         }
-        let bins = Bins::find()?;
+        let bins = match &self.bindir {
+            Some(dir) => Bins::in_dir(dir.clone())?,
+            None => Bins::find()?,
+        };
         let owner = server_owner()?;
         let dir = make_temp_dir(owner)?;
         let mut cluster = Cluster {

@@ -21,7 +21,17 @@ pub(crate) struct Bins {
 impl Bins {
     /// Finds the server binaries and a psql.
     pub(crate) fn find() -> Result<Bins, TestkitError> {
-        let dir = find_bindir()?;
+        Self::in_dir(find_bindir()?)
+    }
+
+    /// The server binaries of `dir` (and a psql there or elsewhere).
+    pub(crate) fn in_dir(dir: PathBuf) -> Result<Bins, TestkitError> {
+        if !has_server(&dir) {
+            return Err(TestkitError::NoBinaries(format!(
+                "{} holds no initdb and pg_ctl",
+                dir.display()
+            )));
+        }
         Ok(Bins {
             initdb: dir.join("initdb"),
             pg_ctl: dir.join("pg_ctl"),

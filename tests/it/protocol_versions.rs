@@ -75,3 +75,55 @@ async fn a_3_2_session_cancels_with_its_long_key() {
     want.extend_from_slice(&key);
     assert_eq!(request, want, "CancelRequest with the 32-byte key");
 }
+
+/// The server binaries of a PostgreSQL 18, from `PGKEEL_PG18_BINDIR` (`.ci/run` fetches
+/// them); None, with a message, when it is not set.
+fn pg18() -> Option<pgkeel_testkit::Cluster> {
+    let Some(dir) = std::env::var_os("PGKEEL_PG18_BINDIR").filter(|d| !d.is_empty()) else {
+        eprintln!("skipped: PGKEEL_PG18_BINDIR is not set (no PostgreSQL 18 binaries)");
+        return None;
+    };
+    let cluster = pgkeel_testkit::ClusterBuilder::new()
+        .bindir(dir)
+        .start()
+        .expect("start a PostgreSQL 18 cluster");
+    Some(cluster)
+}
+
+/// Against a real PostgreSQL 18: a session that insists on 3.2 is granted it (with a
+/// server that answered with an older version, `min_protocol_version=3.2` would fail),
+/// a cancel with its long key stops a running query (a wrong key would be ignored), and a
+/// 3.0 session still works there.
+#[tokio::test]
+async fn a_real_postgresql_18_grants_3_2_and_cancels_with_the_long_key() {
+    let Some(cluster) = pg18() else { return };
+    let url = cluster.url(cluster.superuser(), "postgres");
+    let only_3_2 = common::with_param(&url, "min_protocol_version=3.2&max_protocol_version=3.2");
+    let conn = Connection::connect(only_3_2).await.unwrap();
+    let version: i32 = conn
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(version >= 180_000, "{version}");
+    let token = conn.cancel_token();
+    let slow = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.query_one("SELECT pg_sleep(30)", &[]).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    token.cancel_query().await.unwrap();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
+        .await
+        .expect("the cancel stopped the query")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), Some("57014"), "{err}");
+    conn.query_one("SELECT 1", &[]).await.unwrap();
+    let latest = common::with_param(&url, "max_protocol_version=latest");
+    Connection::connect(latest).await.unwrap();
+    let old = Connection::connect(common::with_param(&url, "max_protocol_version=3.0"))
+        .await
+        .unwrap();
+    old.query_one("SELECT 1", &[]).await.unwrap();
+}
