@@ -19,7 +19,7 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::PointSelect,
         Workload::LargeFetch,
         Workload::Decode,
