@@ -20,7 +20,7 @@ use crate::error::Error;
 
 /// The defaults of `PoolBuilder::connect_backoff`.
 pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(50);
-pub(crate) const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// What the last attempt that settled came to, as waiters see it.
 #[derive(Clone)]

@@ -217,7 +217,7 @@ impl PoolBuilder {
         self
     }
 
-    /// The reconnect backoff while connects fail (default 50 ms and 2 s): after the n-th
+    /// The reconnect backoff while connects fail (default 50 ms and 1 s): after the n-th
     /// failed attempt (connects that were under way together and failed together count
     /// as one) the next attempt waits `min(max, base × 2^(n-1))`, drawn between half and
     /// all of it, and only one attempt runs at a time; every caller waiting meanwhile

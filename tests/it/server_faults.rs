@@ -284,11 +284,15 @@ async fn until_healthy(pool: &Pool) -> Duration {
     started.elapsed()
 }
 
-/// `kill -9` of one backend makes the postmaster end every session and recover: under
-/// write load, no acknowledged commit is lost, and the pool serves within a second of
-/// the server accepting connections again.
-#[tokio::test]
-async fn sigkill_of_a_backend_under_write_load_loses_no_acknowledged_commit() {
+/// Runs transactional writes from four tasks through a pool of four on a durable
+/// cluster of its own for `secs`, with `fault` injected 800 ms in; returns the ledger
+/// check and how long the pool took to serve again once `fault` returned (which it does
+/// when the server accepts connections again).
+async fn under_write_load<F, Fut>(secs: u64, fault: F) -> (pgkeel_testkit::LedgerReport, Duration)
+where
+    F: FnOnce(Arc<Cluster>, String, Pool) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let cluster = own_cluster();
     let db = cluster.create_database().unwrap();
     let url = cluster.url(cluster.superuser(), &db);
@@ -298,24 +302,33 @@ async fn sigkill_of_a_backend_under_write_load_loses_no_acknowledged_commit() {
         .acquire_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    let stop = Instant::now() + Duration::from_secs(3);
+    let stop = Instant::now() + Duration::from_secs(secs);
     let tasks = write_load(&pool, &ledger, stop);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let pid = {
-        let conn = pool.get().await.unwrap();
-        pid_of(&conn).await
-    };
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    let ready = server_ready(&cluster, &db).await;
+    fault(cluster.clone(), db.clone(), pool.clone()).await;
     let healthy = until_healthy(&pool).await;
     for t in tasks {
         t.await.unwrap();
     }
-    let report = ledger.check_on(&cluster, &db).unwrap();
-    println!("kill -9: {report:?}; server ready after {ready:?}, pool healthy {healthy:?} later");
+    (ledger.check_on(&cluster, &db).unwrap(), healthy)
+}
+
+/// `kill -9` of one backend makes the postmaster end every session and recover: under
+/// write load, no acknowledged commit is lost, and the pool serves within a second of
+/// the server accepting connections again.
+#[tokio::test]
+async fn sigkill_of_a_backend_under_write_load_loses_no_acknowledged_commit() {
+    let (report, healthy) = under_write_load(3, |cluster, db, pool| async move {
+        let pid = pid_of(&pool.get().await.unwrap()).await;
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        let ready = server_ready(&cluster, &db).await;
+        println!("kill -9: server ready after {ready:?}");
+    })
+    .await;
+    println!("kill -9: {report:?}; pool healthy {healthy:?} after the server");
     report.assert_clean();
     assert!(report.committed > 0 && report.failed > 0, "{report:?}");
     assert!(
@@ -327,28 +340,13 @@ async fn sigkill_of_a_backend_under_write_load_loses_no_acknowledged_commit() {
 /// `pg_ctl restart -m immediate` under write load: the same guarantees.
 #[tokio::test]
 async fn immediate_restart_under_write_load_loses_no_acknowledged_commit() {
-    let cluster = own_cluster();
-    let db = cluster.create_database().unwrap();
-    let url = cluster.url(cluster.superuser(), &db);
-    let ledger = Arc::new(WriteLedger::create_on(&cluster, &db, "ledger").unwrap());
-    let pool = Pool::builder(url.as_str())
-        .max_size(4)
-        .acquire_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    let stop = Instant::now() + Duration::from_secs(4);
-    let tasks = write_load(&pool, &ledger, stop);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let c = cluster.clone();
-    tokio::task::spawn_blocking(move || c.restart_with_mode("immediate"))
-        .await
-        .unwrap()
-        .unwrap();
-    let healthy = until_healthy(&pool).await;
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let report = ledger.check_on(&cluster, &db).unwrap();
+    let (report, healthy) = under_write_load(4, |cluster, _, _| async move {
+        tokio::task::spawn_blocking(move || cluster.restart_with_mode("immediate"))
+            .await
+            .unwrap()
+            .unwrap();
+    })
+    .await;
     println!("restart -m immediate: {report:?}; pool healthy {healthy:?} after the server");
     report.assert_clean();
     assert!(report.committed > 0 && report.failed > 0, "{report:?}");
