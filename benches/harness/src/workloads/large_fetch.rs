@@ -67,7 +67,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     );
     report.note(format!(
         "Large fetch: {} rows; the timestamptz column is selected as `extract(epoch FROM ts)::float8` \
-         for every driver (pgkeel has no timestamptz type yet); each run is a fresh child process; \
+         for every driver (as in the first runs of this workload, so figures stay comparable); each run is a fresh child process; \
          peak memory = VmHWM after the fetch − VmRSS before it.",
         sizes.fetch_rows
     ));
