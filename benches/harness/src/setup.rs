@@ -17,7 +17,7 @@ pub struct Bench {
 
 /// Table of workload 1 (and of the callgrind loop): `id int8 pk, name text, value float8`.
 pub const POINT_SQL: &str = "SELECT id, name, value FROM point WHERE id = $1";
-/// Workload 2 reads this; timestamptz goes as epoch seconds (pgkeel has no timestamptz yet).
+/// Workload 2 reads this; timestamptz goes as epoch seconds, as in the first runs (comparable figures).
 pub const FETCH_SQL: &str =
     "SELECT id, name, value, extract(epoch FROM ts)::float8 AS ts FROM fetch_rows";
 /// The decode workload reads this: every column decoded into its natural Rust type.

@@ -2,7 +2,7 @@
 //! values, each run in a fresh child process so its memory high-water mark is its own.
 //!
 //! The timestamptz column is selected as `extract(epoch FROM ts)::float8` for every
-//! driver, since pgkeel has no timestamptz type yet. Peak memory is the child's VmHWM
+//! driver, as in the first runs of this workload, so figures stay comparable. Peak memory is the child's VmHWM
 //! after the fetch minus its VmRSS just before it (after connecting).
 
 use std::hint::black_box;
