@@ -81,9 +81,17 @@ impl<'a> BinaryCopyInWriter<'a> {
             );
             return Err(Error::new(ErrorKind::Encode, msg));
         }
+        // The writer's types come from the caller: more than a tuple's count field holds
+        // is an error here, not a wrapped count on the wire.
+        let Ok(count) = i16::try_from(values.len()) else {
+            let msg = format!(
+                "{} columns are more than a COPY row can carry",
+                values.len()
+            );
+            return Err(Error::new(ErrorKind::Encode, msg));
+        };
         let start = self.buf.len();
-        // At most 1,664 columns, so the count fits.
-        self.buf.put_i16(values.len() as i16);
+        self.buf.put_i16(count);
         for (i, (value, ty)) in values.iter().zip(&self.types).enumerate() {
             if let Err(e) = encode_value(&mut self.buf, *value, ty) {
                 self.buf.truncate(start);

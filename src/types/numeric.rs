@@ -112,12 +112,19 @@ impl Numeric {
     }
 
     /// Appends the binary form (what numeric_recv reads).
-    fn encode(&self, out: &mut BytesMut) {
-        out.put_u16(self.digits.len() as u16);
+    ///
+    /// # Errors
+    /// More base-10000 digits than the header's count can say (PostgreSQL's own limit is
+    /// far lower, so the server would refuse such a value anyway).
+    fn encode(&self, out: &mut BytesMut) -> Result<(), BoxError> {
+        let ndigits =
+            u16::try_from(self.digits.len()).map_err(|_| "numeric with too many digits")?;
+        out.put_u16(ndigits);
         out.put_i16(self.weight);
         out.put_u16(self.sign);
         out.put_u16(self.dscale);
         self.digits.iter().for_each(|d| out.put_i16(*d));
+        Ok(())
     }
 
     /// The base-10000 digit worth 10000^(weight - k), zero outside the stored digits.
@@ -266,7 +273,7 @@ impl ToSql for Numeric {
 
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
         ensure_accepts::<Self>(ty)?;
-        self.encode(out);
+        self.encode(out)?;
         Ok(IsNull::No)
     }
 
@@ -334,6 +341,18 @@ mod decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_digits_than_the_header_can_count_is_an_error_not_a_wrapped_count() {
+        let huge = Numeric {
+            sign: SIGN_POS,
+            weight: 0,
+            dscale: 0,
+            digits: vec![1; usize::from(u16::MAX) + 1],
+        };
+        let mut out = BytesMut::new();
+        assert!(huge.to_sql(&Type::NUMERIC, &mut out).is_err());
+    }
 
     fn bytes(n: &Numeric) -> Vec<u8> {
         let mut out = BytesMut::new();

@@ -176,7 +176,8 @@ impl<T: ToSql> ToSql for Multirange<T> {
             let at = out.len();
             out.put_i32(0);
             write_range(range_ty, r, out)?;
-            let len = (out.len() - at - 4) as i32;
+            let len = i32::try_from(out.len() - at - 4)
+                .map_err(|_| invalid(ty, "a range larger than 2 GiB".into()))?;
             out[at..at + 4].copy_from_slice(&len.to_be_bytes());
         }
         Ok(IsNull::No)
