@@ -114,6 +114,13 @@ impl Line {
         self
     }
 
+    /// Sets pgkeel's, tokio-postgres's and sqlx's measurements, in that order.
+    pub fn drivers(self, [pgkeel, tokio_postgres, sqlx]: [Vec<f64>; 3]) -> Line {
+        self.set(Driver::Pgkeel, Cell::Values(pgkeel))
+            .set(Driver::TokioPostgres, Cell::Values(tokio_postgres))
+            .set(Driver::Sqlx, Cell::Values(sqlx))
+    }
+
     pub fn check(mut self, check: Check) -> Line {
         self.checks.push(check);
         self

@@ -7,7 +7,7 @@ use super::{timed, Ctl, Measured};
 use crate::args::Sizes;
 use crate::drivers;
 use crate::measure::on_fresh_runtime;
-use crate::report::{Better, Cell, Check, Driver, Line, Report};
+use crate::report::{Better, Check, Driver, Line, Report};
 use crate::setup::Bench;
 
 const NAME: &str = "5. acquire + release (32 tasks, pool of 8)";
@@ -26,12 +26,9 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             rate[driver as usize].push(m.per_sec());
         }
     }
-    let [r0, r1, r2] = rate;
     report.push(
         Line::new(NAME, "acquires/s", Some(Better::Higher))
-            .set(Driver::Pgkeel, Cell::Values(r0))
-            .set(Driver::TokioPostgres, Cell::Values(r1))
-            .set(Driver::Sqlx, Cell::Values(r2))
+            .drivers(rate)
             .check(Check::Beats(Driver::TokioPostgres))
             .check(Check::Beats(Driver::Sqlx)),
     );

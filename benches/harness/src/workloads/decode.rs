@@ -25,7 +25,7 @@ use crate::args::Sizes;
 use crate::child::{self, ChildResult};
 use crate::drivers;
 use crate::measure::{cpu_times, proc_status_kib, runtime};
-use crate::report::{Better, Cell, Check, Driver, Line, Report};
+use crate::report::{Better, Check, Driver, Line, Report};
 use crate::setup::{Bench, DECODE_SQL};
 
 const NAME: &str = "2b. decode 7 types (streamed, 1 connection)";
@@ -64,35 +64,26 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             cpu[driver as usize].push(cpu_us);
         }
     }
-    let [r0, r1, r2] = rate;
     report.push(
         Line::new(NAME, "rows/s", Some(Better::Higher))
-            .set(Driver::Pgkeel, Cell::Values(r0))
-            .set(Driver::TokioPostgres, Cell::Values(r1))
-            .set(Driver::Sqlx, Cell::Values(r2))
+            .drivers(rate)
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
     );
-    let [c0, c1, c2] = cpu;
     report.push(
         Line::new(
             NAME,
             "client CPU µs/row (user + system)",
             Some(Better::Lower),
         )
-        .set(Driver::Pgkeel, Cell::Values(c0))
-        .set(Driver::TokioPostgres, Cell::Values(c1))
-        .set(Driver::Sqlx, Cell::Values(c2)),
+        .drivers(cpu),
     );
-    let [p0, p1, p2] = peak;
     report.push(
         Line::new(
             NAME,
             "peak memory MiB (RSS high-water delta)",
             Some(Better::Lower),
         )
-        .set(Driver::Pgkeel, Cell::Values(p0))
-        .set(Driver::TokioPostgres, Cell::Values(p1))
-        .set(Driver::Sqlx, Cell::Values(p2)),
+        .drivers(peak),
     );
     report.note(format!(
         "Decode: {} rows of (int8, text, float8, timestamptz, numeric, uuid, jsonb) into \

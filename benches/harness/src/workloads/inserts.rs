@@ -63,13 +63,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         );
         piped.push(n as f64 / secs);
     }
-    let [p0, p1, p2] = plain;
-    report.push(
-        Line::new(NAME, "inserts/s, plain loop", Some(Better::Higher))
-            .set(Driver::Pgkeel, Cell::Values(p0))
-            .set(Driver::TokioPostgres, Cell::Values(p1))
-            .set(Driver::Sqlx, Cell::Values(p2)),
-    );
+    report.push(Line::new(NAME, "inserts/s, plain loop", Some(Better::Higher)).drivers(plain));
     report.push(
         Line::new(NAME, "inserts/s, pipelined", Some(Better::Higher))
             .set(Driver::Pgkeel, Cell::Values(piped_pgkeel))

@@ -15,7 +15,7 @@ use crate::args::Sizes;
 use crate::child::{self, ChildResult};
 use crate::drivers;
 use crate::measure::{proc_status_kib, runtime};
-use crate::report::{Better, Cell, Check, Driver, Line, Report};
+use crate::report::{Better, Check, Driver, Line, Report};
 use crate::setup::{Bench, FETCH_SQL};
 
 const NAME: &str = "2. large fetch (streamed, 1 connection)";
@@ -45,24 +45,18 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             peak[driver as usize].push(peak_mib);
         }
     }
-    let [r0, r1, r2] = rate;
     report.push(
         Line::new(NAME, "rows/s", Some(Better::Higher))
-            .set(Driver::Pgkeel, Cell::Values(r0))
-            .set(Driver::TokioPostgres, Cell::Values(r1))
-            .set(Driver::Sqlx, Cell::Values(r2))
+            .drivers(rate)
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
     );
-    let [p0, p1, p2] = peak;
     report.push(
         Line::new(
             NAME,
             "peak memory MiB (RSS high-water delta)",
             Some(Better::Lower),
         )
-        .set(Driver::Pgkeel, Cell::Values(p0))
-        .set(Driver::TokioPostgres, Cell::Values(p1))
-        .set(Driver::Sqlx, Cell::Values(p2))
+        .drivers(peak)
         .check(Check::Below(16.0, "MiB")),
     );
     report.note(format!(

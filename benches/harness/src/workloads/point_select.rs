@@ -13,7 +13,7 @@ use super::{timed, Ctl, Measured};
 use crate::args::Sizes;
 use crate::drivers;
 use crate::measure::{on_fresh_runtime, Rng};
-use crate::report::{Better, Cell, Check, Driver, Line, Report};
+use crate::report::{Better, Check, Driver, Line, Report};
 use crate::setup::{Bench, POINT_SQL};
 
 const NAME: &str = "1. point select (32 tasks, pool of 8)";
@@ -37,33 +37,24 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             cpu[driver as usize].push(m.cpu_us_per_op());
         }
     }
-    let [q0, q1, q2] = qps;
     report.push(
         Line::new(NAME, "queries/s", Some(Better::Higher))
-            .set(Driver::Pgkeel, Cell::Values(q0))
-            .set(Driver::TokioPostgres, Cell::Values(q1))
-            .set(Driver::Sqlx, Cell::Values(q2))
+            .drivers(qps)
             .check(Check::AtLeast(Driver::TokioPostgres, 1.15))
             .check(Check::AtLeast(Driver::Sqlx, 2.0)),
     );
-    let [c0, c1, c2] = cpu;
     report.push(
         Line::new(NAME, "client CPU µs/query", Some(Better::Lower))
-            .set(Driver::Pgkeel, Cell::Values(c0))
-            .set(Driver::TokioPostgres, Cell::Values(c1))
-            .set(Driver::Sqlx, Cell::Values(c2))
+            .drivers(cpu)
             .check(Check::AtMost(Driver::TokioPostgres, 0.75)),
     );
-    let [s0, s1, s2] = sys;
     report.push(
         Line::new(
             NAME,
             "of which kernel (system) µs/query",
             Some(Better::Lower),
         )
-        .set(Driver::Pgkeel, Cell::Values(s0))
-        .set(Driver::TokioPostgres, Cell::Values(s1))
-        .set(Driver::Sqlx, Cell::Values(s2)),
+        .drivers(sys),
     );
 }
 
