@@ -119,7 +119,11 @@ impl PoolInner {
     fn refill(self: &Arc<Self>) {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).len();
         let have = idle + self.gauges.get(Gauge::Opening);
-        for _ in have..self.opts.min_idle {
+        // Idle connections hold no slot: the free slots less the idle ones is the room
+        // left under max_size.
+        let room = self.sem.available_permits().saturating_sub(idle);
+        let want = self.opts.min_idle.saturating_sub(have).min(room);
+        for _ in 0..want {
             let Ok(permit) = self.sem.clone().try_acquire_owned() else {
                 return;
             };

@@ -250,6 +250,13 @@ impl PoolOptions {
                 self.max_size
             )));
         }
+        if self.min_idle > self.max_size {
+            return Err(Error::config(format!(
+                "min_idle {} is above max_size {}: the pool never holds more than max_size \
+                 connections",
+                self.min_idle, self.max_size
+            )));
+        }
         if self.backoff_base.is_zero() {
             return Err(Error::config(
                 "connect_backoff: the base delay must be above zero (else a pool whose \

@@ -189,7 +189,8 @@ pub struct Status {
     /// Returned connections being cleaned up (rollback, reset), and idle ones being
     /// pinged by the background health check.
     pub returning: usize,
-    /// Evicted broken connections whose cancel and close are still running.
+    /// Connections being closed (evicted, expired, or closed with the pool) whose close,
+    /// and cancel when broken, are still running; each still holds its slot.
     pub draining: usize,
     /// Callers waiting in `get()`.
     pub waiting: usize,

@@ -1048,3 +1048,27 @@ fn connections_returned_after_the_runtime_is_gone_are_let_go_without_a_panic() {
     );
     assert!(s.adds_up(), "{s:?}");
 }
+
+/// `min_idle` refills only the room under `max_size`: with one connection in use and one
+/// idle in a pool of two that wants two idle, no third backend is opened; and a
+/// `min_idle` above `max_size` is refused by name.
+#[tokio::test]
+async fn min_idle_never_opens_past_max_size() {
+    let db = pgkeel_testkit::TestDb::new();
+    let refused = Pool::builder(db.url()).max_size(2).min_idle(3).build();
+    assert!(refused.unwrap_err().to_string().contains("min_idle"));
+    let pool = Pool::builder(db.url())
+        .max_size(2)
+        .min_idle(2)
+        .maintenance_interval(std::time::Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let (a, b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    drop(b);
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let s = pool.status();
+        assert!(s.size <= 2, "{s:?}");
+    }
+    drop(a);
+}
