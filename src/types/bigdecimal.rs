@@ -10,9 +10,15 @@ use bytes::BytesMut;
 use super::numeric_fast::mantissa_scale;
 use super::{invalid, BoxError, FromSql, IsNull, Numeric, ToSql, Type};
 
-/// The plain decimal text of `v` (no exponent), which [`Numeric`] parses exactly.
-fn plain_text(v: &BigDecimal) -> String {
+/// The plain decimal text of `v` (no exponent), which [`Numeric`] parses exactly; `None`
+/// for a scale numeric cannot hold (more than 16,383 digits after the point, or more than
+/// 131,072 before it), checked before the text is built so an extreme scale cannot make
+/// it enormous.
+fn plain_text(v: &BigDecimal) -> Option<String> {
     let (digits, scale) = v.as_bigint_and_exponent();
+    if !(-131_072..=16_383).contains(&scale) {
+        return None;
+    }
     let (negative, mut text) = match digits.sign() {
         bigdecimal::num_bigint::Sign::Minus => (true, (-digits).to_string()),
         _ => (false, digits.to_string()),
@@ -30,7 +36,7 @@ fn plain_text(v: &BigDecimal) -> String {
     if negative {
         text.insert(0, '-');
     }
-    text
+    Some(text)
 }
 
 impl ToSql for BigDecimal {
@@ -43,7 +49,9 @@ impl ToSql for BigDecimal {
     }
 
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        let n: Numeric = plain_text(self)
+        let text = plain_text(self)
+            .ok_or_else(|| invalid(ty, "a scale beyond numeric's digits".to_owned()))?;
+        let n: Numeric = text
             .parse()
             .map_err(|e| invalid(ty, format!("{self} does not fit numeric: {e}")))?;
         n.to_sql(ty, out)
@@ -99,8 +107,18 @@ mod tests {
             let n = Numeric::from_sql(&Type::NUMERIC, &raw).unwrap();
             assert_eq!(BigDecimal::from_str(&n.to_string()).unwrap(), v, "{text}");
         }
-        assert_eq!(plain_text(&BigDecimal::from_str("1e3").unwrap()), "1000");
-        assert_eq!(plain_text(&BigDecimal::from_str("-0.05").unwrap()), "-0.05");
+        assert_eq!(
+            plain_text(&BigDecimal::from_str("1e3").unwrap()).unwrap(),
+            "1000"
+        );
+        assert_eq!(
+            plain_text(&BigDecimal::from_str("-0.05").unwrap()).unwrap(),
+            "-0.05"
+        );
+        let extreme = BigDecimal::new(1.into(), i64::MIN);
+        assert!(extreme
+            .to_sql(&Type::NUMERIC, &mut BytesMut::new())
+            .is_err());
     }
 
     #[test]
