@@ -98,13 +98,19 @@ impl Listener {
     /// Opens the listener's connection with `options`.
     ///
     /// # Errors
-    /// As [`Connection::connect`]; [`ErrorKind::Config`] for a zero buffer.
+    /// As [`Connection::connect`]; [`ErrorKind::Config`] for a zero buffer or a zero `min_backoff`.
     pub async fn connect_with(
         config: impl IntoConfig,
         options: ListenerOptions,
     ) -> Result<Listener, Error> {
         if options.buffer == 0 {
             return Err(Error::config("ListenerOptions::buffer must be at least 1"));
+        }
+        if options.min_backoff.is_zero() {
+            return Err(Error::config(
+                "ListenerOptions::min_backoff must be above zero (else a lost server is \
+                 reconnected to without pause)",
+            ));
         }
         let config = config.into_config()?;
         let conn = Connection::connect(&config).await?;
@@ -244,8 +250,16 @@ impl Task {
             match step {
                 Ok(None) => return Stop::Done,
                 Ok(Some(cmd)) => {
-                    let (sql, reply) = self.prepare(cmd);
+                    let (sql, reply, listen, channel) = Self::prepare(cmd);
                     let result = wire.simple_query(&sql).await.map(drop);
+                    // The set changes only when the server agreed: a LISTEN it refused
+                    // would otherwise fail every later reconnection.
+                    if result.is_ok() {
+                        match listen {
+                            true => self.channels.insert(channel),
+                            false => self.channels.remove(&channel),
+                        };
+                    }
                     let lost = result.as_ref().is_err_and(|_| !wire.is_usable());
                     let _ = reply.send(result);
                     if lost {
@@ -259,20 +273,11 @@ impl Task {
         }
     }
 
-    /// The SQL for a command; the channel set changes now (a failed LISTEN is then
-    /// re-issued at a reconnection, and fails again there, harmlessly).
-    fn prepare(&mut self, cmd: Command) -> (String, oneshot::Sender<Result<(), Error>>) {
+    /// The SQL for a command, its reply, whether it listens, and its channel.
+    fn prepare(cmd: Command) -> (String, oneshot::Sender<Result<(), Error>>, bool, String) {
         match cmd {
-            Command::Listen(ch, reply) => {
-                let sql = format!("LISTEN {}", quote(&ch));
-                self.channels.insert(ch);
-                (sql, reply)
-            }
-            Command::Unlisten(ch, reply) => {
-                let sql = format!("UNLISTEN {}", quote(&ch));
-                self.channels.remove(&ch);
-                (sql, reply)
-            }
+            Command::Listen(ch, reply) => (format!("LISTEN {}", quote(&ch)), reply, true, ch),
+            Command::Unlisten(ch, reply) => (format!("UNLISTEN {}", quote(&ch)), reply, false, ch),
         }
     }
 
@@ -288,7 +293,7 @@ impl Task {
             if !self.wait(delay).await {
                 return None;
             }
-            delay = (delay * 2).min(self.options.max_backoff);
+            delay = delay.saturating_mul(2).min(self.options.max_backoff);
         }
     }
 
