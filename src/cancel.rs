@@ -172,7 +172,7 @@ impl CancelToken {
         stream.flush().await?;
         let mut wait = AwaitClose {
             stream: Some(stream),
-            deadline: std::time::Instant::now() + self.timeout,
+            deadline: blocking::instant_after(self.timeout),
         };
         wait.until_closed().await?;
         tracing::debug!(pid = self.process_id, "cancel request delivered");
@@ -234,32 +234,19 @@ enum Lingering {
 }
 
 impl Lingering {
-    /// Reads until the peer closes or `deadline` passes, then closes.
+    /// Waits (each read bounded by what is left of `deadline`) until the peer closes,
+    /// then closes.
     fn wait(self, deadline: std::time::Instant) {
-        use std::io::Read;
-        let mut sink = [0u8; 16];
-        let mut read = |r: &mut dyn FnMut(&mut [u8]) -> std::io::Result<usize>| loop {
-            match r(&mut sink) {
-                Ok(n) if n > 0 => {}
-                _ => return,
-            }
+        let deadline = Deadline::at(deadline);
+        let bound = |s: &dyn Bounded| s.bound(&deadline);
+        let _ = match self {
+            Lingering::Tcp(mut s) => s
+                .set_nonblocking(false)
+                .and_then(|()| send_and_wait_close(&mut s, |s| bound(s), &[])),
+            Lingering::Unix(mut s) => s
+                .set_nonblocking(false)
+                .and_then(|()| send_and_wait_close(&mut s, |s| bound(s), &[])),
         };
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        match self {
-            Lingering::Tcp(mut s) => {
-                if s.set_nonblocking(false).is_ok() && s.set_read_timeout(Some(left)).is_ok() {
-                    read(&mut |b| s.read(b));
-                }
-            }
-            Lingering::Unix(mut s) => {
-                if s.set_nonblocking(false).is_ok() && s.set_read_timeout(Some(left)).is_ok() {
-                    read(&mut |b| s.read(b));
-                }
-            }
-        }
     }
 }
 

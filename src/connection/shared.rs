@@ -190,7 +190,7 @@ impl Shared {
         cancel: bool,
     ) -> bool {
         use tokio::io::AsyncReadExt;
-        let deadline = tokio::time::Instant::now() + limit;
+        let deadline = crate::transport::blocking::tokio_instant_after(limit);
         // The first cancel goes out while the session is still open: a pooler in between
         // (PgBouncer) forwards a cancel only for a client it still has.
         let mut first = cancel;

@@ -171,7 +171,7 @@ impl Gate {
             s.step = s.step.saturating_add(1);
         }
         let delay = self.delay(s.step);
-        s.next_at = Some(Instant::now() + delay);
+        s.next_at = Some(crate::transport::blocking::tokio_instant_after(delay));
         s.last_error = Some(ConnectFailure {
             message: e.to_string(),
             at: SystemTime::now(),

@@ -18,7 +18,7 @@
 //! trip.
 //!
 //! While connects fail, one attempt runs at a time, spaced by an exponential backoff
-//! (50 ms doubling to 2 s, with jitter), and every caller waiting meanwhile gets that
+//! (50 ms doubling to 1 s by default, with jitter), and every caller waiting meanwhile gets that
 //! attempt's result. Idle connections are checked in the background: their sockets every
 //! maintenance round, a ping after `health_check_after`. See `docs/CONNECTING.md`.
 
@@ -443,7 +443,7 @@ impl PoolInner {
     /// backend is counted as lingering.
     async fn close_conn(&self, conn: Connection) {
         let limit = self.opts.drain_timeout;
-        let deadline = tokio::time::Instant::now() + limit;
+        let deadline = crate::transport::blocking::tokio_instant_after(limit);
         let _ = tokio::time::timeout_at(deadline, conn.close()).await;
         if let Some(drain) = conn.take_drain() {
             self.await_drain(drain, deadline).await;

@@ -11,13 +11,32 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
+/// `limit` from now; a limit too long for the clock (`Duration::MAX` as "no limit") is
+/// a deadline a century away rather than an overflow panic.
+pub(crate) fn instant_after(limit: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(limit)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// [`instant_after`] for Tokio's timers.
+pub(crate) fn tokio_instant_after(limit: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(instant_after(limit))
+}
+
 /// The time left for a blocking cancel.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline(Instant);
 
 impl Deadline {
     pub(crate) fn after(limit: Duration) -> Deadline {
-        Deadline(Instant::now() + limit)
+        Deadline(instant_after(limit))
+    }
+
+    /// The deadline `at`.
+    pub(crate) fn at(at: Instant) -> Deadline {
+        Deadline(at)
     }
 
     /// The time left (at least 1 ms, since a zero socket timeout means none), or a
