@@ -50,14 +50,6 @@ impl Direction {
     }
 }
 
-/// The wire behind a COPY's slot.
-pub(super) fn slot_wire<'s>(slot: &'s mut WireSlot<'_>) -> &'s mut Wire {
-    match slot {
-        WireSlot::Owned(g) => g,
-        WireSlot::Borrowed(w) => w,
-    }
-}
-
 /// Ends a COPY the caller left between calls, at the start of the next exchange: a
 /// COPY FROM STDIN gets CopyFail (nothing of it is committed); either way its owed
 /// ReadyForQuery, and everything before it, is read and dropped.

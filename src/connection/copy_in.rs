@@ -19,7 +19,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures::Sink;
 
-use super::copy::{slot_wire, Ending};
+use super::copy::Ending;
 use super::ledger::State;
 use super::stream::WireSlot;
 use super::wire::{spawn_cleanup, HolderMark, InFlight, Wire};
@@ -60,7 +60,7 @@ impl<'a> CopyIn<'a> {
         sql: &str,
     ) -> Result<CopyIn<'a>, Error> {
         let dir = super::copy::Direction::In;
-        slot_wire(&mut slot).start_copy(sql, dir).await?;
+        slot.wire().start_copy(sql, dir).await?;
         Ok(CopyIn {
             phase: Phase::Idle(slot),
             rows: None,
@@ -97,7 +97,7 @@ impl<'a> CopyIn<'a> {
 
     fn wire(&mut self) -> Result<&mut Wire, Error> {
         match &mut self.phase {
-            Phase::Idle(slot) => Ok(slot_wire(slot)),
+            Phase::Idle(slot) => Ok(slot.wire()),
             Phase::Busy(_) => Err(Error::new(ErrorKind::Misuse, "a COPY write is under way")),
             Phase::Done => Err(ended()),
         }
@@ -163,7 +163,7 @@ impl<'a> CopyIn<'a> {
         }
         self.phase = Phase::Busy(Box::pin(async move {
             let mut slot = slot;
-            let wire = slot_wire(&mut slot);
+            let wire = slot.wire();
             let result = match end {
                 true => finish(wire).await,
                 false => flush(wire).await,

@@ -19,7 +19,7 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use super::copy::{slot_wire, Direction, Ending};
+use super::copy::{Direction, Ending};
 use super::ledger::State;
 use super::stream::WireSlot;
 use super::wire::{spawn_cleanup, Ended, Flow, Handler, HolderMark, Wire};
@@ -58,7 +58,7 @@ impl<'a> CopyOut<'a> {
         holder: Option<HolderMark>,
         sql: &str,
     ) -> Result<CopyOut<'a>, Error> {
-        slot_wire(&mut slot).start_copy(sql, Direction::Out).await?;
+        slot.wire().start_copy(sql, Direction::Out).await?;
         Ok(CopyOut {
             phase: Phase::Idle(slot),
             chunks: VecDeque::new(),
@@ -80,7 +80,7 @@ impl<'a> CopyOut<'a> {
         self.phase = Phase::Busy(Box::pin(async move {
             let mut slot = slot;
             let mut chunks = VecDeque::new();
-            let result = fetch(slot_wire(&mut slot), &mut chunks).await;
+            let result = fetch(slot.wire(), &mut chunks).await;
             (slot, chunks, result)
         }));
     }

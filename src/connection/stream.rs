@@ -54,7 +54,8 @@ pub(crate) enum WireSlot<'a> {
 }
 
 impl WireSlot<'_> {
-    fn wire(&mut self) -> &mut Wire {
+    /// The wire the slot gives access to.
+    pub(super) fn wire(&mut self) -> &mut Wire {
         match self {
             WireSlot::Owned(g) => g,
             WireSlot::Borrowed(w) => w,
