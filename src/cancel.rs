@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, TimeoutKind};
 use crate::protocol::frontend;
-use crate::transport::blocking::{self, send_and_wait_close, Bounded, Deadline};
+use crate::transport::blocking::{self, Bounded, Deadline, send_and_wait_close};
 use crate::transport::tls::{self, Negotiated, TlsSetup};
 use crate::transport::{self, PeerAddr, Stream};
 
@@ -51,7 +51,7 @@ enum Job {
 /// Runs `job` on the one shared background thread. Jobs run one after another; each
 /// is bounded by its own deadline.
 fn background(job: Job) {
-    use std::sync::mpsc::{channel, Sender};
+    use std::sync::mpsc::{Sender, channel};
     use std::sync::{Mutex, OnceLock};
     static QUEUE: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
@@ -161,7 +161,7 @@ impl CancelToken {
                     return Err(Error::new(
                         crate::ErrorKind::Tls,
                         "the server refused TLS for the cancel request",
-                    ))
+                    ));
                 }
             },
             (_, s) => s,

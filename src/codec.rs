@@ -11,7 +11,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{Error, ErrorKind};
 use crate::protocol::backend::check_header;
-use crate::protocol::{BackendMessage, ProtocolError, DEFAULT_MAX_MESSAGE_LEN};
+use crate::protocol::{BackendMessage, DEFAULT_MAX_MESSAGE_LEN, ProtocolError};
 
 /// The most the decoder reserves ahead of the bytes that have arrived.
 const RESERVE_AHEAD: usize = 1 << 20;

@@ -104,10 +104,10 @@ pub use config::{
 };
 pub use connection::{
     BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream, Connection, CopyIn, CopyOut,
-    IntoConfig, Listener, ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params,
-    RowStream, ToStatement, DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY,
+    DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, IntoConfig, Listener, ListenerEvent,
+    ListenerOptions, NoticeHandler, Notification, Params, RowStream, ToStatement,
 };
-pub use error::{sqlstate, DbError, Error, ErrorKind, SqlState, TimeoutKind};
+pub use error::{DbError, Error, ErrorKind, SqlState, TimeoutKind, sqlstate};
 pub use pool::{Pool, PoolTransaction, PooledConnection};
 pub use protocol::TransactionStatus;
 pub use row::{

@@ -7,12 +7,12 @@
 //! status byte, never from a client-side flag, so a `COMMIT` or `BEGIN` sent as plain SQL
 //! cannot fool the cleanup.
 
-use crate::connection::wire::{spawn_cleanup, HolderMark, WireGuard};
+use crate::connection::wire::{HolderMark, WireGuard, spawn_cleanup};
 use crate::connection::{
-    at_most_one, bounded_call, run_on, split_typed, Binding, Connection, Params, RowStream,
-    ToStatement,
+    Binding, Connection, Params, RowStream, ToStatement, at_most_one, bounded_call, run_on,
+    split_typed,
 };
-use crate::connection::{WireSlot, DEFAULT_BATCH_ROWS};
+use crate::connection::{DEFAULT_BATCH_ROWS, WireSlot};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleQueryMessage};

@@ -29,7 +29,7 @@ mod sql;
 
 use proc_macro::TokenStream;
 use quote::quote;
-use syn::{parse_macro_input, Data, DeriveInput, Fields};
+use syn::{Data, DeriveInput, Fields, parse_macro_input};
 
 /// Implements `pgkeel::FromRow` for a struct with named fields: each field is read with
 /// `Row::try_get` from the column of its name, or of `#[pgkeel(rename = "...")]`.

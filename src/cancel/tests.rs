@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::CancelToken;
 use crate::config::Config;
-use crate::transport::{tls, PeerAddr};
+use crate::transport::{PeerAddr, tls};
 
 fn token(port: u16, timeout: Duration, tls: Option<tls::TlsSetup>) -> CancelToken {
     CancelToken {

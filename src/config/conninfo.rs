@@ -63,7 +63,7 @@ fn parse_value(chars: &mut Peekable<Chars<'_>>, n: usize) -> Result<String, Erro
             None if quoted => {
                 return Err(Error::config(format!(
                     "unterminated quoted value in item {n} of the connection string"
-                )))
+                )));
             }
             None => return Ok(value),
             Some('\'') if quoted => return Ok(value),

@@ -152,13 +152,21 @@ fn set_tls(c: &mut Config, key: &str, value: &str) -> Result<bool, Error> {
         },
         "sslcompression" => match value {
             "0" => {}
-            "1" => return Err(Error::config("sslcompression=1 is not supported: TLS compression is insecure and rustls does not offer it")),
+            "1" => {
+                return Err(Error::config(
+                    "sslcompression=1 is not supported: TLS compression is insecure and rustls does not offer it",
+                ));
+            }
             other => return Err(invalid(key, other, "0, 1")),
         },
         "gssencmode" => match value {
             // libpq built without GSSAPI treats prefer as disable, and so does pgkeel.
             "disable" | "prefer" => {}
-            "require" => return Err(Error::config("gssencmode=require is not supported: pgkeel has no GSSAPI encryption")),
+            "require" => {
+                return Err(Error::config(
+                    "gssencmode=require is not supported: pgkeel has no GSSAPI encryption",
+                ));
+            }
             other => return Err(invalid(key, other, "disable, prefer, require")),
         },
         _ => return Ok(false),
@@ -286,7 +294,7 @@ fn parse_ssl_mode(value: &str) -> Result<SslMode, Error> {
                 "sslmode",
                 other,
                 "disable, allow, prefer, require, verify-ca, verify-full",
-            ))
+            ));
         }
     })
 }
@@ -343,7 +351,7 @@ fn parse_session_attrs(value: &str) -> Result<TargetSessionAttrs, Error> {
                 "target_session_attrs",
                 other,
                 "any, read-write, read-only, primary, standby, prefer-standby",
-            ))
+            ));
         }
     })
 }

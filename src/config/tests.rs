@@ -27,7 +27,9 @@ fn t(host: Host, addr: Option<&str>, port: u16) -> Target {
 
 #[test]
 fn url_with_everything_parses() {
-    let c = parse("postgres://us%40er:p%3Ass@db.example:6543,[::1]:7000/app?application_name=svc&connect_timeout=3&statement_cache_capacity=0");
+    let c = parse(
+        "postgres://us%40er:p%3Ass@db.example:6543,[::1]:7000/app?application_name=svc&connect_timeout=3&statement_cache_capacity=0",
+    );
     assert_eq!(c.user.as_deref(), Some("us@er"));
     assert_eq!(c.password.as_deref(), Some(&b"p:ss"[..]));
     assert_eq!(
@@ -154,7 +156,9 @@ fn unimplemented_libpq_options_are_refused_by_name() {
 
 #[test]
 fn liveness_options_are_taken() {
-    let c = parse("keepalives=0 keepalives_idle=7 keepalives_interval=2 keepalives_count=4 tcp_user_timeout=9000 connect_timeout=1");
+    let c = parse(
+        "keepalives=0 keepalives_idle=7 keepalives_interval=2 keepalives_count=4 tcp_user_timeout=9000 connect_timeout=1",
+    );
     assert!(!c.keepalives);
     assert_eq!(c.keepalives_idle, Duration::from_secs(7));
     assert_eq!(c.keepalives_interval, Duration::from_secs(2));

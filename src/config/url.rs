@@ -3,8 +3,8 @@
 //! Errors say which part of the URL is wrong and never repeat its text: the password may
 //! be in it.
 
-use super::options::parse_port;
 use super::Config;
+use super::options::parse_port;
 use crate::error::Error;
 
 /// Parses what follows the scheme.

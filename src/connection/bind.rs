@@ -16,7 +16,7 @@
 use bytes::BytesMut;
 
 use super::Params;
-use crate::error::{sqlstate, Error, ErrorKind};
+use crate::error::{Error, ErrorKind, sqlstate};
 use crate::protocol::frontend::{self, Format};
 use crate::types::{IsNull, Oid, Type};
 

@@ -7,8 +7,8 @@ mod attrs;
 mod authenticate;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{SinkExt, StreamExt};
 use tokio::sync::Mutex;
@@ -21,7 +21,7 @@ use crate::cancel::CancelToken;
 use crate::codec::{Frontend, PgCodec};
 use crate::config::{Config, Host, LoadBalanceHosts, SslMode, Target};
 use crate::error::{DbError, Error, ErrorKind, TimeoutKind};
-use crate::protocol::{frontend, BackendMessage, ProtocolError};
+use crate::protocol::{BackendMessage, ProtocolError, frontend};
 use crate::transport::tls::{self, Negotiated, TlsSetup};
 use crate::transport::{self, Liveness, Stream};
 
@@ -325,7 +325,7 @@ async fn read_until_ready(io: &mut Io) -> Result<(HashMap<String, String>, Key),
                     got: other.name(),
                     during: "starting up",
                 }
-                .into())
+                .into());
             }
         }
     }

@@ -15,7 +15,7 @@ use super::stream::WireSlot;
 use super::wire::{Closes, Ended, Flow, Handler, InFlight, Wire};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::backend::CopyResponse;
-use crate::protocol::{frontend, BackendMessage};
+use crate::protocol::{BackendMessage, frontend};
 
 /// Which way a COPY runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,9 +12,9 @@
 //!   connection is broken (the server aborts the COPY when the socket closes).
 //! - **after `finish()` or an error**: nothing; the exchange already ended.
 
-use std::future::{poll_fn, Future};
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use futures::Sink;
@@ -22,7 +22,7 @@ use futures::Sink;
 use super::copy::Ending;
 use super::ledger::State;
 use super::stream::WireSlot;
-use super::wire::{spawn_cleanup, HolderMark, InFlight, Wire};
+use super::wire::{HolderMark, InFlight, Wire, spawn_cleanup};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::frontend;
 

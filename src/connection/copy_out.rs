@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -22,7 +22,7 @@ use futures::Stream;
 use super::copy::{Direction, Ending};
 use super::ledger::State;
 use super::stream::WireSlot;
-use super::wire::{spawn_cleanup, Ended, Flow, Handler, HolderMark, Wire};
+use super::wire::{Ended, Flow, Handler, HolderMark, Wire, spawn_cleanup};
 use crate::error::Error;
 use crate::protocol::BackendMessage;
 

@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
-use super::query::{statement_name, write_parse, Answer, AnswerReader, Discard, RowSink};
+use super::query::{Answer, AnswerReader, Discard, RowSink, statement_name, write_parse};
 use super::wire::{Closes, Wire};
 use crate::error::Error;
 use crate::statement::{Column, Statement};
-use crate::types::{catalog, Field, Kind, Oid, Type};
+use crate::types::{Field, Kind, Oid, Type, catalog};
 
 impl Wire {
     /// Parse + Describe + Sync of `sql` as `name`; returns the statement's parameter and

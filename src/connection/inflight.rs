@@ -293,7 +293,7 @@ impl<'a> InFlight<'a> {
         let flow = match msg {
             BackendMessage::ReadyForQuery(status) => return self.ready(status),
             BackendMessage::NoticeResponse(fields) => {
-                return Ok(log_notice(&self.wire.shared, fields))
+                return Ok(log_notice(&self.wire.shared, fields));
             }
             BackendMessage::ParameterStatus { name, value } => {
                 self.wire.set_param(name, value);

@@ -9,8 +9,8 @@
 
 use bytes::BytesMut;
 
-use super::bind::{check_count, check_oids, check_types, write_bind, Binding};
-use super::query::{check_prepared, is_stale_statement, write_statement, Answer, Plan};
+use super::bind::{Binding, check_count, check_oids, check_types, write_bind};
+use super::query::{Answer, Plan, check_prepared, is_stale_statement, write_statement};
 use super::wire::{Closes, Flow, Handler, InFlight, Wire};
 use super::{Params, StatementRef, ToStatement};
 use crate::error::{Error, ErrorKind};

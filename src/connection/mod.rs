@@ -36,12 +36,12 @@ pub(crate) use self::bind::Binding;
 pub use self::copy_in::CopyIn;
 pub use self::copy_out::CopyOut;
 pub use self::listener::{Listener, ListenerEvent, ListenerOptions};
-pub use self::notify::{NoticeHandler, Notification, DEFAULT_NOTIFICATION_CAPACITY};
+pub use self::notify::{DEFAULT_NOTIFICATION_CAPACITY, NoticeHandler, Notification};
 pub(crate) use self::query::Discard;
 pub use self::query::Params;
 pub(crate) use self::seam::ReturnState;
 pub(crate) use self::stream::WireSlot;
-pub use self::stream::{RowStream, DEFAULT_BATCH_ROWS};
+pub use self::stream::{DEFAULT_BATCH_ROWS, RowStream};
 use self::wire::HolderMark;
 use self::wire::{Shared, Wire, WireGuard};
 use crate::cancel::CancelToken;
@@ -188,7 +188,7 @@ pub(crate) fn split_typed<'a>(
 /// limit the body runs inline: wrapping the large future of a query in another one
 /// costs a copy of it on every call (about 900 instructions per query under callgrind).
 macro_rules! bounded_call {
-    ($limit:expr, $body:block) => {
+    ($limit:expr_2021, $body:block) => {
         match $limit {
             None => $body,
             Some(limit) => $crate::connection::with_timeout(limit, Box::pin(async $body)).await,

@@ -10,16 +10,16 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::bind::{self, check_count, check_types, write_bind, Binding};
+use super::bind::{self, Binding, check_count, check_types, write_bind};
 use super::wire::{Closes, Ended, Flow, Handler, Wire};
 use super::{StatementRef, ToStatement};
-use crate::error::{sqlstate, Error, ErrorKind};
-use crate::protocol::backend::{rows_affected, DataRow};
+use crate::error::{Error, ErrorKind, sqlstate};
+use crate::protocol::backend::{DataRow, rows_affected};
 use crate::protocol::frontend::{self, Target};
 use crate::protocol::{BackendMessage, TransactionStatus};
 use crate::row::Row;
 use crate::statement::{Column, Statement};
-use crate::types::{catalog, Oid, ToSql, Type};
+use crate::types::{Oid, ToSql, Type, catalog};
 
 /// Query parameters: any mix of Rust values that implement [`ToSql`].
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -147,7 +147,7 @@ impl<S: RowSink> Handler for AnswerReader<'_, S> {
                 return Ok(Flow::Stop);
             }
             BackendMessage::PortalSuspended | BackendMessage::EmptyQueryResponse => {
-                return Ok(self.sync_once())
+                return Ok(self.sync_once());
             }
             BackendMessage::CommandComplete(tag) => {
                 a.rows_affected = rows_affected(&tag);

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::wire::{Closes, Flow, Handler, Wire};
 use crate::error::Error;
-use crate::protocol::backend::rows_affected;
 use crate::protocol::BackendMessage;
+use crate::protocol::backend::rows_affected;
 use crate::row::{SimpleColumn, SimpleQueryMessage, SimpleQueryRow};
 
 impl Wire {

@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use futures::Stream;
 
 use super::query::{RowSink, Step};
-use super::wire::{spawn_cleanup, HolderMark, Wire, WireGuard};
+use super::wire::{HolderMark, Wire, WireGuard, spawn_cleanup};
 use crate::error::Error;
 use crate::protocol::backend::DataRow;
 use crate::row::Row;

@@ -134,7 +134,7 @@ impl Gate {
         if s.failures == 0 {
             return Some(Turn::Free);
         }
-        let due = s.next_at.map_or(true, |t| Instant::now() >= t);
+        let due = s.next_at.is_none_or(|t| Instant::now() >= t);
         if s.probing || !due {
             return None;
         }

@@ -34,15 +34,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-pub use self::options::{AbandonPolicy, AfterConnect, PoolBuilder, DEFAULT_HEALTH_CHECK_AFTER};
+pub use self::options::{AbandonPolicy, AfterConnect, DEFAULT_HEALTH_CHECK_AFTER, PoolBuilder};
 pub use self::pooled::{PoolTransaction, PooledConnection};
 pub use self::status::{ConnectFailure, EvictReason, Status};
 
 use self::backoff::{Gate, Outcome, Turn};
 use self::options::PoolOptions;
-use self::status::{bump, Counters, Gauge, GaugeGuard, Gauges, InGauge};
+use self::status::{Counters, Gauge, GaugeGuard, Gauges, InGauge, bump};
 use crate::config::{Config, TargetSessionAttrs};
 use crate::connection::{Connection, IntoConfig, Params, ToStatement};
 use crate::error::{Error, ErrorKind, TimeoutKind};
@@ -664,7 +664,7 @@ impl PoolInner {
         self.sem.close();
         // A timeout too long for the clock is no timeout.
         let deadline = Instant::now().checked_add(self.opts.close_timeout);
-        let before = |d: Option<Instant>| !d.is_some_and(|d| Instant::now() >= d);
+        let before = |d: Option<Instant>| d.is_none_or(|d| Instant::now() < d);
         while self.busy() > 0 && before(deadline) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

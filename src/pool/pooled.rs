@@ -2,13 +2,13 @@
 
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::status::{bump, Gauge, InGauge};
+use super::status::{Gauge, InGauge, bump};
 use super::{Checkout, EvictReason, Meta, Pool, PoolInner};
 use crate::connection::{Connection, ReturnState};
 use crate::error::Error;

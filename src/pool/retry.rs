@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::status::bump;
-use super::{jitter_fraction, Pool};
+use super::{Pool, jitter_fraction};
 use crate::error::{Error, ErrorKind};
 use crate::transaction::Transaction;
 

@@ -8,8 +8,8 @@
 use std::fmt;
 use std::num::NonZeroU32;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use md5::{Digest as _, Md5};
 use ring::rand::{SecureRandom as _, SystemRandom};
 use ring::{digest, hmac, pbkdf2};
@@ -91,7 +91,17 @@ impl ChannelBinding {
 pub fn tls_server_end_point(cert_der: &[u8]) -> Option<Vec<u8>> {
     let algorithm = match signature_algorithm_oid(cert_der)? {
         // md5WithRSA, sha1WithRSA, sha256WithRSA, ecdsa-with-SHA1, ecdsa-with-SHA256, dsa-with-sha1/sha256
-        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x04 | 0x05 | 0x0b]
+        [
+            0x2a,
+            0x86,
+            0x48,
+            0x86,
+            0xf7,
+            0x0d,
+            0x01,
+            0x01,
+            0x04 | 0x05 | 0x0b,
+        ]
         | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01]
         | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]
         | [0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x03]
@@ -544,7 +554,9 @@ mod tests {
             String::from_utf8(scram.handle_server_first(SERVER_FIRST.as_bytes()).unwrap()).unwrap();
         assert_eq!(
             client_final,
-            format!("c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAQID/w==,r={SERVER_NONCE},p=CfPZVkbHPjYsZNtvJEnnbQKaTEw4Bu+HI07hNV9X7js=")
+            format!(
+                "c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAQID/w==,r={SERVER_NONCE},p=CfPZVkbHPjYsZNtvJEnnbQKaTEw4Bu+HI07hNV9X7js="
+            )
         );
         scram
             .verify_server_final(b"v=p1ol/krKLDpN5+lR9uneWnbADqjbWnsXwlrcMc2U+gI=")
@@ -753,9 +765,11 @@ mod tests {
         assert_ne!(a.client_first(), b.client_first());
         let nonce = a.client_first().strip_prefix(b"n,,n=,r=").unwrap();
         assert_eq!(BASE64.decode(nonce).unwrap().len(), NONCE_LEN);
-        assert!(nonce
-            .iter()
-            .all(|&c| (0x21..=0x7e).contains(&c) && c != b','));
+        assert!(
+            nonce
+                .iter()
+                .all(|&c| (0x21..=0x7e).contains(&c) && c != b',')
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 
 use bytes::Bytes;
 
-use super::reader::Reader;
 use super::ProtocolError;
+use super::reader::Reader;
 use crate::types::Oid;
 
 /// The transaction status byte of ReadyForQuery.

@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{ProtocolError, PROTOCOL_VERSION};
+use super::{PROTOCOL_VERSION, ProtocolError};
 use crate::types::Oid;
 
 /// The largest message body PostgreSQL accepts from a client (`PQ_LARGE_MESSAGE_LIMIT`).
@@ -322,7 +322,7 @@ where
         }
         (false, Ok(len)) => len,
         (false, Err(_)) => {
-            return Err(encode_error("Bind", format!("parameter {} is over 2 GiB", i + 1)).into())
+            return Err(encode_error("Bind", format!("parameter {} is over 2 GiB", i + 1)).into());
         }
     };
     buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -21,10 +21,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::{env, Config, Host, SslMode, SslRootCert, Target, TlsVersion};
+use crate::config::{Config, Host, SslMode, SslRootCert, Target, TlsVersion, env};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{auth, frontend};
-use crate::transport::blocking::{deadline_error, send_and_wait_close, Bounded, Deadline};
+use crate::transport::blocking::{Bounded, Deadline, deadline_error, send_and_wait_close};
 
 /// What a TLS handshake with one target needs; kept by the cancel token so a
 /// CancelRequest travels the same way as its session.
@@ -241,7 +241,7 @@ impl Verifier {
                     } else {
                         "verify-full"
                     }
-                )))
+                )));
             }
             None => None,
         };

@@ -8,7 +8,7 @@ use std::fmt::{self, Write as _};
 
 use bytes::{BufMut, BytesMut};
 
-use super::{invalid, wrong_type, BoxError, FromSql, IsNull, Kind, ToSql, Type};
+use super::{BoxError, FromSql, IsNull, Kind, ToSql, Type, invalid, wrong_type};
 
 /// The most dimensions the server allows (MAXDIM).
 const MAX_DIMS: usize = 6;
@@ -411,9 +411,11 @@ mod tests {
         );
         let empty = enc(&Vec::<i32>::new(), &Type::INT4_ARRAY);
         assert_eq!(empty, words(&[0, 0, 23]));
-        assert!(Vec::<i32>::from_sql(&Type::INT4_ARRAY, &empty)
-            .unwrap()
-            .is_empty());
+        assert!(
+            Vec::<i32>::from_sql(&Type::INT4_ARRAY, &empty)
+                .unwrap()
+                .is_empty()
+        );
         let nulls = enc(&vec![Some("a"), None], &Type::TEXT_ARRAY);
         let mut expected = words(&[1, 1, 25, 2, 1, 1]);
         expected.push(b'a');
@@ -459,14 +461,16 @@ mod tests {
         let bytes = enc(&full.unwrap(), &Type::INT2_ARRAY);
         let err = Vec::<i16>::from_sql(&Type::INT2_ARRAY, &bytes).unwrap_err();
         assert!(err.to_string().contains("Array<T>"), "{err}");
-        assert!(Array::from_parts(
-            vec![Some(1)],
-            vec![Dimension {
-                len: 2,
-                lower_bound: 1
-            }]
-        )
-        .is_none());
+        assert!(
+            Array::from_parts(
+                vec![Some(1)],
+                vec![Dimension {
+                    len: 2,
+                    lower_bound: 1
+                }]
+            )
+            .is_none()
+        );
     }
 
     #[test]

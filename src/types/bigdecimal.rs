@@ -3,12 +3,12 @@
 
 use std::str::FromStr;
 
-use bigdecimal::num_bigint::BigInt;
 use bigdecimal::BigDecimal;
+use bigdecimal::num_bigint::BigInt;
 use bytes::BytesMut;
 
 use super::numeric_fast::mantissa_scale;
-use super::{invalid, BoxError, FromSql, IsNull, Numeric, ToSql, Type};
+use super::{BoxError, FromSql, IsNull, Numeric, ToSql, Type, invalid};
 
 /// The plain decimal text of `v` (no exponent), which [`Numeric`] parses exactly; `None`
 /// for a scale numeric cannot hold (more than 16,383 digits after the point, or more than
@@ -116,9 +116,11 @@ mod tests {
             "-0.05"
         );
         let extreme = BigDecimal::new(1.into(), i64::MIN);
-        assert!(extreme
-            .to_sql(&Type::NUMERIC, &mut BytesMut::new())
-            .is_err());
+        assert!(
+            extreme
+                .to_sql(&Type::NUMERIC, &mut BytesMut::new())
+                .is_err()
+        );
     }
 
     #[test]

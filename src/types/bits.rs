@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use bytes::BufMut;
 
-use super::{invalid, BoxError, Type};
+use super::{BoxError, Type, invalid};
 
 /// A `bit(n)` or `bit varying` value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]

@@ -12,12 +12,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
 
 use super::{Field, Kind, Oid, Type};
+use crate::Connection;
 use crate::connection::bounded_call;
 use crate::connection::wire::{Shared, Wire};
 use crate::error::{Error, ErrorKind};
 use crate::row::{SimpleQueryMessage, SimpleQueryRow};
 use crate::statement::Column;
-use crate::Connection;
 
 /// The closure of type rows needed to describe the OIDs in `$1` (an `oid[]` literal).
 ///

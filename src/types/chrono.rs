@@ -10,7 +10,7 @@ use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
 
 use super::datetime::{finite_date, finite_days, finite_micros, finite_timestamp, fixed};
-use super::{invalid, BoxError, Type};
+use super::{BoxError, Type, invalid};
 
 /// 2000-01-01 00:00:00, the server's epoch.
 fn pg_epoch() -> NaiveDateTime {

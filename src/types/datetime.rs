@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
 
-use super::{ensure_accepts, invalid, wrong_type, BoxError, FromSql, IsNull, ToSql, Type};
+use super::{BoxError, FromSql, IsNull, ToSql, Type, ensure_accepts, invalid, wrong_type};
 
 /// Days from 1970-01-01 to 2000-01-01.
 pub(crate) const UNIX_TO_PG_DAYS: i64 = 10_957;

@@ -111,7 +111,7 @@ pub fn composite_mismatch(ty: &Type, name: Option<&str>, fields: &[RustField]) -
                 return Some(format!(
                     "field {rust:?} is of type {}, which the Rust field's type does not take",
                     f.type_()
-                ))
+                ));
             }
             Some(_) => {}
         }

@@ -13,10 +13,10 @@ use jiff::civil::{Date, DateTime, Time};
 use jiff::{SignedDuration, Span, Timestamp};
 
 use super::datetime::{
-    days_from_civil, finite_date, finite_days, finite_micros, finite_timestamp, fixed,
-    UNIX_TO_PG_DAYS, UNIX_TO_PG_MICROS,
+    UNIX_TO_PG_DAYS, UNIX_TO_PG_MICROS, days_from_civil, finite_date, finite_days, finite_micros,
+    finite_timestamp, fixed,
 };
-use super::{invalid, BoxError, Interval, PgDate, PgTimestamp, Type};
+use super::{BoxError, Interval, PgDate, PgTimestamp, Type, invalid};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -146,7 +146,24 @@ fn put_interval(v: Interval, out: &mut BytesMut) {
 
 fn read_interval(ty: &Type, raw: &[u8]) -> Result<Interval, BoxError> {
     let b: [u8; 16] = fixed(ty, raw)?;
-    let [m0, m1, m2, m3, m4, m5, m6, m7, d0, d1, d2, d3, mo0, mo1, mo2, mo3] = b;
+    let [
+        m0,
+        m1,
+        m2,
+        m3,
+        m4,
+        m5,
+        m6,
+        m7,
+        d0,
+        d1,
+        d2,
+        d3,
+        mo0,
+        mo1,
+        mo2,
+        mo3,
+    ] = b;
     Ok(Interval::new(
         i32::from_be_bytes([mo0, mo1, mo2, mo3]),
         i32::from_be_bytes([d0, d1, d2, d3]),

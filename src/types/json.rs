@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{invalid, BoxError, Type};
+use super::{BoxError, Type, invalid};
 
 /// The jsonb binary format version this crate reads and writes.
 const JSONB_VERSION: u8 = 1;
@@ -60,10 +60,10 @@ sql_impl!(
 mod serde_impls {
     use std::fmt;
 
-    use serde::{de::DeserializeOwned, Serialize};
+    use serde::{Serialize, de::DeserializeOwned};
 
     use super::*;
-    use crate::types::{ensure_accepts, wrong_type, FromSql, IsNull, ToSql};
+    use crate::types::{FromSql, IsNull, ToSql, ensure_accepts, wrong_type};
 
     /// A serde value sent and read as json or jsonb (feature `serde_json`).
     #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]

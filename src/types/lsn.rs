@@ -6,7 +6,7 @@ use std::str::FromStr;
 use bytes::BufMut;
 
 use super::datetime::fixed;
-use super::{invalid, BoxError, Type};
+use super::{BoxError, Type, invalid};
 
 /// A `pg_lsn` (write-ahead log position); `Display`/`FromStr` use the server's `16/B374D848`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

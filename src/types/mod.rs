@@ -13,7 +13,7 @@ pub use bytes::BytesMut;
 /// Implements ToSql and FromSql for an owned Rust type from an encoder and a decoder:
 /// `sql_impl!(Rust, SENT_AS, [ACCEPTED, ...], encode, decode)`. The type check runs first.
 macro_rules! sql_impl {
-    ($rust:ty, $sql:ident, [$($pg:ident),+], $enc:expr, $dec:expr) => {
+    ($rust:ty, $sql:ident, [$($pg:ident),+], $enc:expr_2021, $dec:expr_2021) => {
         impl $crate::types::ToSql for $rust {
             fn sql_type() -> $crate::types::Type {
                 $crate::types::Type::$sql

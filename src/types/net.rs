@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use bytes::{BufMut, BytesMut};
 
 use super::datetime::fixed;
-use super::{invalid, BoxError, Type};
+use super::{BoxError, Type, invalid};
 
 /// An `inet` or `cidr` value: an address and its prefix length in bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

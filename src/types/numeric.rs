@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use bytes::{BufMut, BytesMut};
 
-use super::{ensure_accepts, invalid, wrong_type, BoxError, FromSql, IsNull, ToSql, Type};
+use super::{BoxError, FromSql, IsNull, ToSql, Type, ensure_accepts, invalid, wrong_type};
 
 const SIGN_POS: u16 = 0x0000;
 const SIGN_NEG: u16 = 0x4000;

@@ -61,7 +61,7 @@ pub(super) fn mantissa_scale(raw: &[u8]) -> Option<(i128, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{test_enc, Numeric, Type};
+    use crate::types::{Numeric, Type, test_enc};
 
     #[test]
     fn agrees_with_the_exact_path() {

@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 
-use super::{ensure_accepts, BoxError, FromSql, IsNull, ToSql, Type};
+use super::{BoxError, FromSql, IsNull, ToSql, Type, ensure_accepts};
 
 impl<T: ToSql> ToSql for Option<T> {
     fn sql_type() -> Type {

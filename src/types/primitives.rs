@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{ensure_accepts, invalid, wrong_type, BoxError, FromSql, IsNull, ToSql, Type};
+use super::{BoxError, FromSql, IsNull, ToSql, Type, ensure_accepts, invalid, wrong_type};
 
 /// Returns `raw` as an array of exactly `N` bytes, or an [`InvalidValue`](super::InvalidValue) naming `ty`.
 fn fixed<const N: usize>(ty: &Type, raw: &[u8]) -> Result<[u8; N], BoxError> {
@@ -212,9 +212,11 @@ mod tests {
             f64::from_sql(&Type::FLOAT4, &[0x3f, 0xc0, 0, 0]).unwrap(),
             1.5
         );
-        assert!(f64::from_sql(&Type::FLOAT4, &[0x7f, 0xc0, 0, 0])
-            .unwrap()
-            .is_nan());
+        assert!(
+            f64::from_sql(&Type::FLOAT4, &[0x7f, 0xc0, 0, 0])
+                .unwrap()
+                .is_nan()
+        );
         // An int2 column must not be read with the width of the Rust type.
         assert!(i64::from_sql(&Type::INT2, &[0; 8]).is_err());
     }

@@ -9,7 +9,7 @@ use std::ops::Bound;
 
 use bytes::{BufMut, BytesMut};
 
-use super::{invalid, wrong_type, BoxError, FromSql, IsNull, Kind, ToSql, Type};
+use super::{BoxError, FromSql, IsNull, Kind, ToSql, Type, invalid, wrong_type};
 
 const EMPTY: u8 = 0x01;
 const LB_INC: u8 = 0x02;

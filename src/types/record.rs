@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use bytes::{BufMut, BytesMut};
 
 use super::array::Reader;
-use super::{invalid, wrong_type, BoxError, FromSql, IsNull, Kind, Oid, ToSql, Type};
+use super::{BoxError, FromSql, IsNull, Kind, Oid, ToSql, Type, invalid, wrong_type};
 
 /// A composite (row) value read field by field: each field's type and raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

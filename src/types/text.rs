@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{ensure_accepts, invalid, wrong_type, BoxError, FromSql, IsNull, ToSql, Type};
+use super::{BoxError, FromSql, IsNull, ToSql, Type, ensure_accepts, invalid, wrong_type};
 
 /// Whether a Rust string can be sent as a parameter of type `ty`.
 fn text_param(ty: &Type) -> bool {
@@ -179,9 +179,10 @@ mod tests {
             let err = String::from_sql(&Type::TEXT, raw).unwrap_err();
             let invalid = err.downcast_ref::<InvalidValue>().expect("InvalidValue");
             assert_eq!(invalid.ty, &Type::TEXT);
-            assert!(err
-                .to_string()
-                .starts_with("invalid binary value for text: invalid UTF-8"));
+            assert!(
+                err.to_string()
+                    .starts_with("invalid binary value for text: invalid UTF-8")
+            );
             assert!(<&str>::from_sql(&Type::VARCHAR, raw).is_err());
         }
     }

@@ -8,7 +8,7 @@ use bytes::{BufMut, BytesMut};
 use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::datetime::{finite_date, finite_micros, finite_timestamp, fixed};
-use super::{invalid, BoxError, PgDate, PgTimestamp, Type};
+use super::{BoxError, PgDate, PgTimestamp, Type, invalid};
 
 /// 2000-01-01 00:00:00, the server's epoch.
 fn pg_epoch() -> PrimitiveDateTime {
@@ -101,8 +101,8 @@ sql_impl!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::test_enc as enc;
     use crate::types::FromSql;
+    use crate::types::test_enc as enc;
 
     #[test]
     fn a_date_past_the_julian_range_is_an_error_not_a_panic() {

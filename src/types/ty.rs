@@ -4,8 +4,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use super::builtin::{array_index_of, builtin_index, range_index_of, BUILTINS};
 use super::Oid;
+use super::builtin::{BUILTINS, array_index_of, builtin_index, range_index_of};
 
 /// A PostgreSQL type: OID, name, schema and [`Kind`].
 ///

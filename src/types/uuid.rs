@@ -6,7 +6,7 @@ use std::str::FromStr;
 use bytes::BufMut;
 
 use super::datetime::fixed;
-use super::{invalid, Type};
+use super::{Type, invalid};
 
 /// A `uuid` as its 16 bytes; `Display`/`FromStr` use the server's lowercase hyphenated form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -88,9 +88,11 @@ mod tests {
         assert!(PgUuid::from_sql(&Type::UUID, &out[..15]).is_err());
         assert!(PgUuid::from_sql(&Type::TEXT, &out).is_err());
         assert!("a0eebc99".parse::<PgUuid>().is_err());
-        assert!("g0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
-            .parse::<PgUuid>()
-            .is_err());
+        assert!(
+            "g0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+                .parse::<PgUuid>()
+                .is_err()
+        );
         #[cfg(feature = "uuid")]
         {
             let v = uuid::Uuid::from_sql(&Type::UUID, &out).unwrap();

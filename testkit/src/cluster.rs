@@ -2,14 +2,14 @@
 
 use std::path::Path;
 use std::process;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::command::{percent_encode, quote_ident, quote_literal, run_psql, userinfo};
-use crate::error::{command_error, TestkitError};
-use crate::external::{external_url, External};
-use crate::local::{make_temp_dir, Local};
-use crate::programs::{server_owner, Bins};
+use crate::error::{TestkitError, command_error};
+use crate::external::{External, external_url};
+use crate::local::{Local, make_temp_dir};
+use crate::programs::{Bins, server_owner};
 use crate::{LOCALHOST, SUPERUSER};
 
 /// The group roles whose members must authenticate with a password over TCP.

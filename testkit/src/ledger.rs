@@ -3,8 +3,8 @@
 //! must agree with every answer the driver gave.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use pgkeel::{Error, ErrorKind};
 

@@ -73,7 +73,7 @@ pub use error::TestkitError;
 pub use ledger::{LedgerReport, WriteLedger, WriteOutcome};
 pub use pgbouncer::{Pgbouncer, PgbouncerBuilder, PoolMode, SKIP_ENV as SKIP_PGBOUNCER_ENV};
 pub use proxy::{Direction, FaultProxy, ProxyStats, SilentListener};
-pub use test_db::{database_url_or_throwaway, TestDb};
+pub use test_db::{TestDb, database_url_or_throwaway};
 
 /// The superuser of a throwaway cluster, and the OS user that runs it as root.
 const SUPERUSER: &str = "postgres";

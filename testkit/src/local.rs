@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cluster::ClusterBuilder;
 use crate::command::{run, sh_quote, spawn_error};
-use crate::error::{command_error, TestkitError};
-use crate::programs::{as_owner, Bins, Owner};
+use crate::error::{TestkitError, command_error};
+use crate::programs::{Bins, Owner, as_owner};
 use crate::{LOCALHOST, SUPERUSER};
 
 /// How often a start is tried on a fresh port when the port was taken meanwhile.

@@ -23,12 +23,12 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::LOCALHOST;
 use crate::cluster::Cluster;
 use crate::command::{percent_encode, sh_quote, spawn_error};
-use crate::error::{command_error, TestkitError};
+use crate::error::{TestkitError, command_error};
 use crate::local::{free_port, make_temp_dir, with_file_tail};
-use crate::programs::{as_owner, find_pgbouncer, pgbouncer_version, server_owner, Owner};
-use crate::LOCALHOST;
+use crate::programs::{Owner, as_owner, find_pgbouncer, pgbouncer_version, server_owner};
 
 /// Set to `1` to skip the tests that need PgBouncer (they print that they did).
 pub const SKIP_ENV: &str = "PGKEEL_SKIP_PGBOUNCER";

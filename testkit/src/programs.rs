@@ -6,9 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::command::{run, sh_quote};
-use crate::error::{command_error, TestkitError};
 use crate::SUPERUSER;
+use crate::command::{run, sh_quote};
+use crate::error::{TestkitError, command_error};
 
 /// The paths of the PostgreSQL programs used.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::command::run_psql;
-use crate::external::{external_url, External};
+use crate::external::{External, external_url};
 use crate::programs::Bins;
 use crate::*;
 

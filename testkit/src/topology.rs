@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use crate::cluster::{Backend, Cluster, ClusterBuilder};
 use crate::command::run;
-use crate::error::{command_error, TestkitError};
-use crate::local::{make_temp_dir, Local};
+use crate::error::{TestkitError, command_error};
+use crate::local::{Local, make_temp_dir};
 use crate::programs::as_owner;
 use crate::{LOCALHOST, SUPERUSER};
 

@@ -5,8 +5,8 @@
 
 use bytes::{Bytes, BytesMut};
 use pgkeel::codec::PgCodec;
-use pgkeel::protocol::auth::{ChannelBinding, ScramSha256};
 use pgkeel::protocol::BackendMessage;
+use pgkeel::protocol::auth::{ChannelBinding, ScramSha256};
 use pgkeel::types::{
     Array, BitString, Date, FromSql, Interval, IpNet, Multirange, Numeric, PgDate, PgLsn,
     PgTimestampTz, Range, Record, Timestamp, Type,

@@ -3,8 +3,8 @@
 //! another client's statement, with the default settings (named, cached statements) and
 //! with pooler mode (nothing named on the server).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::common;
 use pgkeel::{Connection, Pool};

@@ -11,7 +11,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use crate::common::{wait_quiet, Cancellable, Outcome};
+use crate::common::{Cancellable, Outcome, wait_quiet};
 use futures::StreamExt;
 use pgkeel::{Connection, Error, ErrorKind, SimpleQueryMessage, TransactionStatus, Type};
 use pgkeel_testkit::TestDb;

@@ -4,9 +4,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
+use pgkeel::ErrorKind;
 use pgkeel::codec::PgCodec;
 use pgkeel::protocol::BackendMessage;
-use pgkeel::ErrorKind;
 use proptest::prelude::*;
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::{Decoder, FramedRead};

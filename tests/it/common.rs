@@ -53,7 +53,7 @@ pub async fn wait_quiet(watcher: &Connection, pid: i32, within: Duration) -> Res
         match state.as_deref() {
             None | Some("idle") => return Ok(()),
             Some(s) if Instant::now() >= deadline => {
-                return Err(format!("backend {pid} still {s:?}"))
+                return Err(format!("backend {pid} still {s:?}"));
             }
             Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }

@@ -213,8 +213,8 @@ async fn many_waiters_dropped_in_the_lock_queue_leave_the_connection_healthy() {
 }
 
 #[tokio::test]
-async fn a_query_dropped_after_any_number_of_polls_leaves_the_connection_healthy_or_broken_never_confused(
-) {
+async fn a_query_dropped_after_any_number_of_polls_leaves_the_connection_healthy_or_broken_never_confused()
+ {
     let (db, _conn) = common::db().await;
     let watcher = common::connect(&db).await;
     let (mut healthy_drops, mut broken_drops) = (0, 0);

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use pgkeel::{sqlstate, Connection, ErrorKind, SimpleQueryMessage};
+use pgkeel::{Connection, ErrorKind, SimpleQueryMessage, sqlstate};
 
 /// The connection still answers, and is not marked broken.
 async fn assert_still_usable(conn: &Connection) {

@@ -221,9 +221,11 @@ async fn a_run_dropped_mid_way_breaks_the_connection_and_keeps_nothing() {
         "INSERT INTO many VALUES ($1, $2, $3)",
         p.iter().map(|r| &r[..]),
     );
-    assert!(tokio::time::timeout(Duration::from_millis(100), run)
-        .await
-        .is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), run)
+            .await
+            .is_err()
+    );
     let err = conn.query("SELECT 1", &[]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Broken);
     let watcher = common::connect(&db).await;

@@ -249,8 +249,8 @@ async fn a_query_in_flight_and_an_idle_connection_fail_within_the_bound_when_the
 }
 
 #[tokio::test]
-async fn an_idle_pooled_connection_on_a_dead_path_is_evicted_in_the_background_and_the_pool_serves_once_it_heals(
-) {
+async fn an_idle_pooled_connection_on_a_dead_path_is_evicted_in_the_background_and_the_pool_serves_once_it_heals()
+ {
     let Some(mut net) = Netns::create() else {
         eprintln!("skipped: needs root and `ip netns` to build a network namespace");
         return;
@@ -266,7 +266,7 @@ async fn an_idle_pooled_connection_on_a_dead_path_is_evicted_in_the_background_a
         db.name()
     );
     drop(connect_through(&url).await); // the proxy is up
-                                       // The pool's defaults: keepalive and the background checks as documented.
+    // The pool's defaults: keepalive and the background checks as documented.
     let pool = Pool::builder(url.as_str()).max_size(2).build().unwrap();
     pool.query_one("SELECT 1", &[]).await.unwrap();
     assert_eq!(pool.status().idle, 1);

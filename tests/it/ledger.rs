@@ -36,8 +36,8 @@ async fn tiny_cache(db: &TestDb) -> Connection {
 }
 
 #[tokio::test]
-async fn recovered_connection_after_a_dropped_simple_query_with_a_queued_close_returns_its_own_rows(
-) {
+async fn recovered_connection_after_a_dropped_simple_query_with_a_queued_close_returns_its_own_rows()
+ {
     let db = TestDb::new();
     let pool = recovering_pool(&db);
     for round in 0..20 {
@@ -394,8 +394,8 @@ fn rollback_task_dropped_by_a_runtime_shutdown_breaks_the_connection() {
 /// more backends than `max_size` (plus a short-lived cancel connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_heavy_query_dropped_early_stops_and_backends_stay_within_max_size() {
-    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
     let (db, watcher) = common::db().await;
     let pool = Pool::builder(db.url())
         .max_size(2)
@@ -469,9 +469,11 @@ async fn recover_policy_keeps_the_other_return_rules() {
         let conn = pool.get().await.unwrap();
         conn.batch_execute("SET work_mem = '7MB'").await.unwrap();
         let slow = conn.query("SELECT pg_sleep(0.2)", &[]);
-        assert!(tokio::time::timeout(Duration::from_millis(20), slow)
-            .await
-            .is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), slow)
+                .await
+                .is_err()
+        );
         conn.backend_pid()
     };
     {

@@ -63,9 +63,10 @@ async fn notifications_sent_while_a_connection_is_busy_are_all_delivered_in_orde
     let payloads: Vec<String> = got.iter().map(|n| n.payload().to_owned()).collect();
     let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
     assert_eq!(payloads, want);
-    assert!(got
-        .iter()
-        .all(|n| n.channel() == "busy" && n.process_id() == sender_pid));
+    assert!(
+        got.iter()
+            .all(|n| n.channel() == "busy" && n.process_id() == sender_pid)
+    );
     assert_eq!(conn.notifications_dropped(), 0);
 }
 

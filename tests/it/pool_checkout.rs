@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use pgkeel::{Connection, ErrorKind, Pool, SimpleQueryMessage, TimeoutKind, TransactionStatus};
 use pgkeel_testkit::TestDb;
 use tokio::task::JoinHandle;

@@ -51,8 +51,8 @@ async fn write(pool: &Pool, table: &str) -> Result<i32, Error> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_on_a_server_turned_read_only_is_evicted_and_the_next_write_finds_the_writable_one(
-) {
+async fn a_connection_on_a_server_turned_read_only_is_evicted_and_the_next_write_finds_the_writable_one()
+ {
     let a = started("start a", Cluster::start).await;
     let b = started("start b", Cluster::start).await;
     if a.is_external() {
@@ -151,8 +151,8 @@ async fn write_until_on(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_failover_the_pool_writes_to_the_new_primary_and_still_does_after_the_old_one_rejoins(
-) {
+async fn after_a_failover_the_pool_writes_to_the_new_primary_and_still_does_after_the_old_one_rejoins()
+ {
     let primary = Arc::new(started("start the primary", Cluster::start).await);
     if primary.is_external() {
         eprintln!("skipped: needs a throwaway cluster, but PGKEEL_TEST_URL is set");

@@ -6,7 +6,7 @@ use crate::common;
 
 use std::sync::Arc;
 
-use pgkeel::{sqlstate, Connection, Error, ErrorKind, IsolationLevel, TransactionStatus};
+use pgkeel::{Connection, Error, ErrorKind, IsolationLevel, TransactionStatus, sqlstate};
 use tokio::sync::Barrier;
 
 async fn setup(sql: &str) -> (pgkeel_testkit::TestDb, Connection, Connection) {

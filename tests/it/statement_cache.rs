@@ -409,7 +409,7 @@ async fn closes_skipped_because_of_a_server_error_are_sent_again_later() {
     let conn = connect_with_capacity(&db, 1).await;
     assert_returns(&conn, "SELECT 1::int4", 1).await;
     assert_returns(&conn, "SELECT 2::int4", 2).await; // evicts 1: its Close is pending
-                                                      // This exchange fails at Execute, so the server skips the Close that rides with it.
+    // This exchange fails at Execute, so the server skips the Close that rides with it.
     let err = conn
         .query_one("SELECT 1 / $1::int4", &[&0i32])
         .await

@@ -11,8 +11,8 @@ fn config(db: &pgkeel_testkit::TestDb) -> Config {
 }
 
 #[tokio::test]
-async fn query_timeout_fails_the_call_as_a_query_timeout_breaks_the_connection_and_stops_the_server(
-) {
+async fn query_timeout_fails_the_call_as_a_query_timeout_breaks_the_connection_and_stops_the_server()
+ {
     let (db, _conn) = common::db().await;
     let mut c = config(&db);
     c.query_timeout(Duration::from_millis(100));

@@ -204,7 +204,9 @@ async fn verify_ca_accepts_a_wrong_host_name_and_verify_full_refuses_it_saying_s
     let (server, _) = server();
     let ca = server.ca_file.display();
     let port = server.cluster.port();
-    let base = format!("host=127.0.0.1 port={port} user=tls_only password={PASSWORD} dbname=postgres sslrootcert={ca}");
+    let base = format!(
+        "host=127.0.0.1 port={port} user=tls_only password={PASSWORD} dbname=postgres sslrootcert={ca}"
+    );
     let conn = connect(&format!("{base} sslmode=verify-ca")).await;
     assert!(uses_tls(&conn).await);
     let msg = tls_error(&format!("{base} sslmode=verify-full")).await;

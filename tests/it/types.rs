@@ -156,7 +156,13 @@ async fn server_sees_the_float_specials_we_sent() {
         .query_one(
             "SELECT $1::float8 = 'NaN'::float8, $2::float8 = 'Infinity', $3::float8 = '-Infinity', \
              $4::float8::text, $5::float4 = 'NaN'::float4",
-            &[&f64::NAN, &f64::INFINITY, &f64::NEG_INFINITY, &-0.0f64, &f32::NAN],
+            &[
+                &f64::NAN,
+                &f64::INFINITY,
+                &f64::NEG_INFINITY,
+                &-0.0f64,
+                &f32::NAN,
+            ],
         )
         .await
         .unwrap();

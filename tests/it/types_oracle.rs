@@ -10,12 +10,12 @@ use std::fmt::{Debug, Display};
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+use pgkeel::Connection;
 use pgkeel::types::{
     Array, BitString, Interval, IpNet, MacAddr, MacAddr8, Money, Multirange, Numeric, PgDate,
     PgLsn, PgTime, PgTimeTz, PgTimestamp, PgTimestampTz, PgUuid, Range, RawJson, Timestamp,
 };
 use pgkeel::types::{FromSqlOwned, ToSql};
-use pgkeel::Connection;
 
 /// How a decoded value is checked against the server.
 struct Check<T> {
@@ -929,11 +929,12 @@ async fn rust_decimal_values_bind_back_or_fail_clearly() {
         .query_one("SELECT 'NaN'::numeric, 1e40::numeric", &[])
         .await
         .unwrap();
-    assert!(row
-        .try_get::<_, Decimal>(0)
-        .unwrap_err()
-        .to_string()
-        .contains("does not fit"));
+    assert!(
+        row.try_get::<_, Decimal>(0)
+            .unwrap_err()
+            .to_string()
+            .contains("does not fit")
+    );
     assert!(row.try_get::<_, Decimal>(1).is_err());
 }
 

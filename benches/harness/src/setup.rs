@@ -113,10 +113,10 @@ impl Bench {
     /// /usr/lib/postgresql/*/bin, else PATH.
     pub fn bindir() -> Option<PathBuf> {
         let has_pgbench = |d: &PathBuf| d.join("pgbench").is_file();
-        if let Some(dir) = std::env::var_os("PGKEEL_PG_BINDIR").map(PathBuf::from) {
-            if has_pgbench(&dir) {
-                return Some(dir);
-            }
+        if let Some(dir) = std::env::var_os("PGKEEL_PG_BINDIR").map(PathBuf::from)
+            && has_pgbench(&dir)
+        {
+            return Some(dir);
         }
         let from_pg_config = Command::new("pg_config")
             .arg("--bindir")

@@ -4,10 +4,10 @@
 //! `default_transaction_read_only` at startup, so no query is needed; an older server
 //! is asked with `SHOW transaction_read_only` or `SELECT pg_is_in_recovery()`.
 
+use crate::Connection;
 use crate::config::TargetSessionAttrs;
 use crate::error::{Error, ErrorKind};
 use crate::row::SimpleQueryMessage;
-use crate::Connection;
 
 /// What one pass over the hosts requires of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,12 @@
 //! The authentication exchange of startup: cleartext, MD5 and SCRAM-SHA-256.
 
 use super::{recv, send};
-use crate::config::{pgpass, ChannelBindingMode, Config, Target};
+use crate::config::{ChannelBindingMode, Config, Target, pgpass};
 use crate::connection::wire::Io;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::auth::{self, ChannelBinding, ScramSha256};
 use crate::protocol::backend::Authentication;
-use crate::protocol::{frontend, BackendMessage, ProtocolError};
+use crate::protocol::{BackendMessage, ProtocolError, frontend};
 
 fn auth_error(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Authentication, msg)
@@ -61,7 +61,7 @@ pub(super) async fn run(
                     got: other.name(),
                     during: "authenticating",
                 }
-                .into())
+                .into());
             }
         };
         if require && !matches!(request, Authentication::Ok | Authentication::Sasl(_)) {
@@ -74,7 +74,7 @@ pub(super) async fn run(
             Authentication::Ok if require && !bound => {
                 return Err(auth_error(
                     "channel_binding=require, but the server authenticated the client without channel binding",
-                ))
+                ));
             }
             Authentication::Ok => return Ok(()),
             Authentication::CleartextPassword => {
@@ -94,7 +94,7 @@ pub(super) async fn run(
             other => {
                 return Err(auth_error(format!(
                     "the server asked for {other:?} authentication, which pgkeel does not support"
-                )))
+                )));
             }
         }
     }
@@ -192,7 +192,7 @@ async fn scram(
                 got: other.name(),
                 during: "waiting for SCRAM server-first",
             }
-            .into())
+            .into());
         }
     };
     // PBKDF2 with the server's iteration count (up to millions) would stall the runtime

@@ -15,8 +15,8 @@
 //! figures; at the end, the ledger check. Any wrong answer, dirty checkout or ledger
 //! violation makes it exit with status 1.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;

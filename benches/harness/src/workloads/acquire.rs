@@ -3,7 +3,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use super::{timed, Ctl, Measured};
+use super::{Ctl, Measured, timed};
 use crate::args::Sizes;
 use crate::drivers;
 use crate::measure::on_fresh_runtime;

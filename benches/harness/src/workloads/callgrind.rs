@@ -14,7 +14,7 @@ use std::process::Command;
 use sqlx::Row as _;
 
 use crate::args::Sizes;
-use crate::child::{run_child_under, ChildResult};
+use crate::child::{ChildResult, run_child_under};
 use crate::drivers;
 use crate::measure::Rng;
 use crate::report::{Better, Cell, Driver, Line, Report};

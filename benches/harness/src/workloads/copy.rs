@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::{pin_mut, StreamExt};
+use futures::{StreamExt, pin_mut};
 
 use super::NAMES;
 use crate::args::Sizes;

@@ -9,10 +9,10 @@ use std::hint::black_box;
 
 use sqlx::Row as _;
 
-use super::{timed, Ctl, Measured};
+use super::{Ctl, Measured, timed};
 use crate::args::Sizes;
 use crate::drivers;
-use crate::measure::{on_fresh_runtime, Rng};
+use crate::measure::{Rng, on_fresh_runtime};
 use crate::report::{Better, Check, Driver, Line, Report};
 use crate::setup::{Bench, POINT_SQL};
 

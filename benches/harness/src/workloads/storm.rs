@@ -12,15 +12,15 @@
 //! (a sleep queued behind an abandoned one may not even have started when its caller
 //! gave up), so for a driver that does not cancel, the figure is a lower bound.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pgkeel::pool::AbandonPolicy;
 
 use crate::args::Sizes;
 use crate::drivers;
-use crate::measure::{on_fresh_runtime, Rng};
+use crate::measure::{Rng, on_fresh_runtime};
 use crate::report::{Better, Cell, Check, Driver, Line, Report};
 use crate::setup::Bench;
 
