@@ -105,7 +105,7 @@ pub use config::{
 pub use connection::{
     BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream, Connection, CopyIn, CopyOut,
     DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, IntoConfig, Listener, ListenerEvent,
-    ListenerOptions, NoticeHandler, Notification, Params, RowStream, ToStatement,
+    ListenerOptions, NoticeHandler, Notification, Params, PipelineCounts, RowStream, ToStatement,
 };
 pub use error::{DbError, Error, ErrorKind, SqlState, TimeoutKind, sqlstate};
 pub use pool::{Pool, PoolTransaction, PooledConnection};

@@ -63,6 +63,8 @@ struct Inner {
     /// The SQL, for statements that are parsed afresh at every use (pooler mode keeps no
     /// named statement on the server); their name is empty.
     sql: Option<String>,
+    /// Whether it may run pipelined with other tasks' calls (not a COPY).
+    pipelinable: bool,
     /// Set for statements the user prepared: dropping the last clone closes it on the
     /// server. Cached statements are closed by the cache instead.
     owner: Option<Weak<Shared>>,
@@ -96,6 +98,7 @@ impl Statement {
             columns,
             conn_id,
             sql: None,
+            pipelinable: true,
             owner,
         }))
     }
@@ -114,8 +117,27 @@ impl Statement {
             columns,
             conn_id,
             sql: Some(sql.to_owned()),
+            pipelinable: false,
             owner: None,
         }))
+    }
+
+    /// Marks a statement that must not run pipelined with other tasks' calls (a COPY).
+    pub(crate) fn not_pipelinable(mut self) -> Statement {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.pipelinable = false;
+        }
+        self
+    }
+
+    /// Whether it may run pipelined with other tasks' calls.
+    pub(crate) fn pipelinable(&self) -> bool {
+        self.0.pipelinable
+    }
+
+    /// Whether the user prepared it (it is not the statement cache's).
+    pub(crate) fn is_user_prepared(&self) -> bool {
+        self.0.owner.is_some()
     }
 
     /// The SQL of a statement that is parsed afresh at every use.

@@ -151,7 +151,8 @@ async fn open(
                 _ => None,
             },
         };
-        let mut io = Framed::new(stream, PgCodec::new(config.max_message_len));
+        let codec = PgCodec::new(config.max_message_len);
+        let mut io = Framed::with_capacity(stream, codec, READ_BUFFER);
         if error_follows {
             return Err(error_after_ssl_request(io).await);
         }
@@ -199,6 +200,10 @@ fn no_tls(config: &Config) -> Error {
         ),
     )
 }
+
+/// The read buffer's initial size: a batch of rows or many pipelined answers arrive in
+/// one read instead of several (the codec's default is 8 KiB).
+const READ_BUFFER: usize = 64 * 1024;
 
 /// The ErrorResponse a server sent instead of answering SSLRequest (its 'E' already read).
 async fn error_after_ssl_request(io: Io) -> Error {
@@ -248,8 +253,9 @@ async fn finish(
         killswitch,
         limits,
         config.pooler_mode,
+        config.statement_cache_capacity,
     ));
-    let wire = Wire::new(io, shared.clone(), config.statement_cache_capacity);
+    let wire = Wire::new(io, shared.clone());
     tracing::debug!(conn = id, pid = key.map(|k| k.0), "connected");
     Ok(Connection {
         inner: Arc::new(Inner {

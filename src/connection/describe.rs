@@ -59,7 +59,8 @@ impl Wire {
         sql: &str,
         oids: Vec<Oid>,
     ) -> Result<Statement, Error> {
-        let name = match self.cache.enabled() {
+        let cache_on = self.shared.pipe.lock().cache.enabled();
+        let name = match cache_on {
             true => statement_name("s", sql, &oids),
             false => String::new(),
         };
@@ -68,7 +69,12 @@ impl Wire {
             return Ok(Statement::reparsed(sql, params, columns, self.shared.id));
         }
         let stmt = Statement::new(name, params, columns, self.shared.id, None);
-        let evicted = self.cache.insert(sql, oids, stmt.clone());
+        let evicted = self
+            .shared
+            .pipe
+            .lock()
+            .cache
+            .insert(sql, oids, stmt.clone());
         self.to_close.extend(evicted);
         Ok(stmt)
     }

@@ -479,7 +479,7 @@ impl Drop for InFlight<'_> {
             State::Ready | State::PortalPaused { .. } | State::CopyIn | State::CopyOut => {
                 self.settle_closes()
             }
-            State::Abandoned | State::Broken => {}
+            State::Abandoned | State::Broken | State::Pipelined => {}
         }
     }
 }

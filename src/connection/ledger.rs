@@ -30,6 +30,10 @@ pub(crate) enum State {
     /// The caller dropped an exchange whose whole request had gone out; its answer is
     /// still owed and is read (and dropped) by recovery. Calls fail as broken until then.
     Abandoned,
+    /// Requests of several tasks were written through the pipeline (see
+    /// [`super::pipeline`]) and their answers are owed; an exclusive exchange reads them
+    /// all first.
+    Pipelined,
     /// The session cannot carry another exchange. Final.
     Broken,
     /// A COPY FROM STDIN (sent as a simple Query) is in copy-in mode between the

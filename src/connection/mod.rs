@@ -19,6 +19,7 @@ mod ledger;
 mod listener;
 mod many;
 mod notify;
+mod pipeline;
 mod query;
 mod seam;
 mod shared;
@@ -70,6 +71,15 @@ impl Drop for Inner {
             wire.terminate_nowait();
         }
     }
+}
+
+/// What [`Connection::pipeline_counts`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PipelineCounts {
+    /// Calls written through the pipeline.
+    pub calls: u64,
+    /// Writes that carried them (one write may carry the calls of many tasks).
+    pub writes: u64,
 }
 
 /// A PostgreSQL connection: cheap to clone, `Send + Sync`, shared by many tasks.
@@ -267,7 +277,42 @@ impl Connection {
                 Error::timeout(TimeoutKind::WireLock, msg)
             })?,
         };
-        Ok(WireGuard::new(guard, purpose))
+        let mut guard = WireGuard::new(guard, purpose);
+        // Pipelined calls of other tasks may still be owed their answers.
+        guard.drain_pipeline().await?;
+        Ok(guard)
+    }
+
+    /// How many calls went out through the pipeline, and in how many writes: calls of
+    /// several tasks that share a write show as fewer writes than calls.
+    pub fn pipeline_counts(&self) -> PipelineCounts {
+        let (calls, writes) = self.inner.shared.pipe.counts();
+        PipelineCounts { calls, writes }
+    }
+
+    /// Runs a statement, pipelined with other tasks' calls when it can be (see
+    /// [`pipeline`]); rows go to `rows` when given, else only the count is kept.
+    async fn run_shared<T: ToStatement + ?Sized>(
+        &self,
+        what: &'static str,
+        statement: &T,
+        params: Params<'_>,
+        rows: Option<&mut Vec<Row>>,
+    ) -> Result<u64, Error> {
+        if let Some(slot) = self.inner.enqueue(statement, params, rows.is_some())? {
+            let mut call = pipeline::PipedCall::new(&self.inner, slot);
+            if let pipeline::Piped::Done(got, n) = call.run().await? {
+                if let Some(rows) = rows {
+                    *rows = got;
+                }
+                return Ok(n);
+            }
+        }
+        let mut wire = self.lock(what).await?;
+        match rows {
+            Some(rows) => run_on(&mut wire, statement, params, rows).await,
+            None => run_on(&mut wire, statement, params, &mut Discard).await,
+        }
     }
 
     /// Runs a statement and returns all its rows.
@@ -293,9 +338,9 @@ impl Connection {
         params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
         bounded_call!(self.inner.shared.limits.query, {
-            let mut wire = self.lock("query").await?;
             let mut rows = Vec::new();
-            run_on(&mut wire, statement, params, &mut rows).await?;
+            self.run_shared("query", statement, params, Some(&mut rows))
+                .await?;
             Ok(rows)
         })
     }
@@ -387,8 +432,7 @@ impl Connection {
         params: Params<'_>,
     ) -> Result<u64, Error> {
         bounded_call!(self.inner.shared.limits.query, {
-            let mut wire = self.lock("execute").await?;
-            run_on(&mut wire, statement, params, &mut Discard).await
+            self.run_shared("execute", statement, params, None).await
         })
     }
 

@@ -231,7 +231,7 @@ impl Wire {
         b: Binding<'_>,
         describe: bool,
     ) -> Result<Plan<'s>, Error> {
-        if let Some(stmt) = self.cache.get_with(sql, b.oids()) {
+        if let Some(stmt) = self.shared.pipe.lock().cache.get_with(sql, b.oids()) {
             if b.needs_check() {
                 check_types(stmt.params(), b)?;
             }
@@ -247,14 +247,21 @@ impl Wire {
 
     /// As `plan_sql` without a description, from parameter OIDs.
     pub(super) fn plan_sql_oids<'s>(&mut self, sql: &'s str, types: Vec<Oid>) -> Plan<'s> {
-        match self.cache.get_with(sql, types.iter().copied()) {
+        let found = self
+            .shared
+            .pipe
+            .lock()
+            .cache
+            .get_with(sql, types.iter().copied());
+        match found {
             Some(stmt) => Plan::Prepared(stmt),
             None => self.plan_parse(sql, types),
         }
     }
 
     fn plan_parse<'s>(&self, sql: &'s str, types: Vec<Oid>) -> Plan<'s> {
-        let name = match self.cache.enabled() {
+        let cache_on = self.shared.pipe.lock().cache.enabled();
+        let name = match cache_on {
             true => statement_name("s", sql, &types),
             false => String::new(),
         };
@@ -403,7 +410,8 @@ impl Wire {
     /// statement parsed afresh at every use), with its types resolved.
     pub(crate) async fn prepare(&mut self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
         let oids: Vec<Oid> = types.iter().map(|t| t.oid()).collect();
-        let name = match self.cache.enabled() {
+        let cache_on = self.shared.pipe.lock().cache.enabled();
+        let name = match cache_on {
             true => {
                 let n = self.next_statement_number();
                 statement_name(&format!("p{n}_"), sql, &oids)
@@ -415,7 +423,11 @@ impl Wire {
             return Ok(Statement::reparsed(sql, params, columns, self.shared.id));
         }
         let owner = Some(Arc::downgrade(&self.shared));
-        Ok(Statement::new(name, params, columns, self.shared.id, owner))
+        let stmt = Statement::new(name, params, columns, self.shared.id, owner);
+        match super::pipeline::pipelinable_sql(sql) {
+            true => Ok(stmt),
+            false => Ok(stmt.not_pipelinable()),
+        }
     }
 
     /// Caches a freshly parsed statement, or forgets a cached one the server no longer
@@ -432,14 +444,12 @@ impl Wire {
                     .clone()
                     .unwrap_or_else(|| Arc::from(Vec::new()));
                 let stmt = Statement::new(name, params, columns, self.shared.id, None);
-                let evicted = self.cache.insert(sql, types, stmt);
+                let evicted = self.shared.pipe.lock().cache.insert(sql, types, stmt);
                 self.to_close.extend(evicted);
             }
             Plan::Prepared(stmt) if is_stale_statement(error) && stmt.reparse_sql().is_none() => {
-                self.cache
-                    .remove_statement(stmt.name())
-                    .into_iter()
-                    .for_each(|n| self.to_close.push(n));
+                let removed = self.shared.pipe.lock().cache.remove_statement(stmt.name());
+                removed.into_iter().for_each(|n| self.to_close.push(n));
             }
             _ => {}
         }

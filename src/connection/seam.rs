@@ -72,7 +72,7 @@ impl Connection {
         done.rolled_back = wire.transaction_status() != TransactionStatus::Idle;
         wire.cleanup(true).await?;
         if let Some(sql) = reset {
-            let names = wire.cache.drain_names();
+            let names = wire.shared.pipe.lock().cache.drain_names();
             wire.to_close.extend(names);
             wire.simple_query(sql).await?;
         }

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) types: StdMutex<crate::types::catalog::TypeCatalog>,
     /// Notifications read and not yet taken; the notice callback.
     pub(crate) notifications: super::notify::NotificationQueue,
+    /// The statement cache and the pipelined requests of every task.
+    pub(crate) pipe: super::pipeline::Pipe,
 }
 
 impl Shared {
@@ -75,8 +77,10 @@ impl Shared {
         killswitch: Killswitch,
         limits: Limits,
         one_cancel: bool,
+        cache_capacity: usize,
     ) -> Shared {
         Shared {
+            pipe: super::pipeline::Pipe::new(cache_capacity),
             one_cancel,
             id,
             limits,
@@ -105,6 +109,13 @@ impl Shared {
         if e.code() == Some(crate::error::sqlstate::READ_ONLY_SQL_TRANSACTION) {
             self.read_only_seen.store(true, Ordering::Release);
         }
+    }
+
+    /// Whether calls of different tasks may share writes and reads (see
+    /// [`super::pipeline`]): not behind a pooler (where every statement is parsed
+    /// afresh), and not with a `lock_timeout`, which bounds waiting for the wire lock.
+    pub(crate) fn pipelining(&self) -> bool {
+        !self.one_cancel && self.limits.lock.is_none()
     }
 
     /// Whether a statement failed with SQLSTATE 25006 on this connection.

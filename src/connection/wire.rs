@@ -26,7 +26,6 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::OwnedMutexGuard;
 use tokio_util::codec::Framed;
 
-use super::cache::StatementCache;
 use super::inflight::log_notice;
 pub(crate) use super::inflight::{Ended, Flow, Handler, InFlight};
 use super::ledger::{Ledger, State};
@@ -57,22 +56,23 @@ pub(crate) enum Closes {
 pub(crate) struct Wire {
     pub(super) io: Option<Io>,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) cache: StatementCache,
     /// Statements to Close at the start of the next exchange (cache evictions).
     pub(crate) to_close: Vec<String>,
     /// What the wire owes the server's side of the conversation.
     pub(crate) ledger: Ledger,
+    /// The pipelined answer being read, if one is under way.
+    pub(super) reading: super::pipeline::Reading,
     next_name: u64,
 }
 
 impl Wire {
-    pub(crate) fn new(io: Io, shared: Arc<Shared>, cache_capacity: usize) -> Wire {
+    pub(crate) fn new(io: Io, shared: Arc<Shared>) -> Wire {
         Wire {
             io: Some(io),
             shared,
-            cache: StatementCache::new(cache_capacity),
             to_close: Vec::new(),
             ledger: Ledger::default(),
+            reading: Default::default(),
             next_name: 0,
         }
     }
@@ -179,8 +179,10 @@ impl Wire {
         Ok(())
     }
 
-    /// Settles a paused portal and, with `rollback`, ends an open transaction.
+    /// Reads what pipelined calls are owed, settles a paused portal and, with
+    /// `rollback`, ends an open transaction.
     pub(crate) async fn cleanup(&mut self, rollback: bool) -> Result<(), Error> {
+        self.drain_pipeline().await?;
         match rollback && self.transaction_status() != TransactionStatus::Idle {
             true => self.simple_query("ROLLBACK").await.map(drop),
             false => self.settle().await,
@@ -194,14 +196,17 @@ impl Wire {
 
     /// Whether a transaction is open or a portal paused, by the server's last word.
     pub(crate) fn needs_cleanup(&self) -> bool {
-        self.ledger.is_paused()
+        matches!(self.ledger.state, State::Pipelined)
+            || self.ledger.is_paused()
             || self.ledger.is_copying()
             || self.transaction_status() != TransactionStatus::Idle
     }
 
     /// Whether the socket can still carry an exchange.
     pub(crate) fn is_usable(&self) -> bool {
-        self.io.is_some() && self.shared.check().is_ok() && self.ledger.can_begin()
+        self.io.is_some()
+            && self.shared.check().is_ok()
+            && (self.ledger.can_begin() || matches!(self.ledger.state, State::Pipelined))
     }
 
     pub(super) fn set_param(&mut self, name: String, value: String) {
@@ -447,37 +452,67 @@ impl Drop for CleanupGuard {
 }
 
 /// The wire lock, held: exclusive use of one connection's socket.
+///
+/// Released while the wire owes only the answers of abandoned pipelined calls, it hands
+/// itself to a task that reads them (see [`Wire::drain_pipeline`]): nobody else may be
+/// waiting for the wire to do it.
 pub(crate) struct WireGuard {
-    guard: OwnedMutexGuard<Wire>,
+    /// Always set until dropped.
+    guard: Option<OwnedMutexGuard<Wire>>,
     purpose: &'static str,
 }
 
 impl WireGuard {
     pub(crate) fn new(guard: OwnedMutexGuard<Wire>, purpose: &'static str) -> WireGuard {
         tracing::trace!(conn = guard.shared.id, purpose, "wire lock taken");
-        WireGuard { guard, purpose }
+        WireGuard {
+            guard: Some(guard),
+            purpose,
+        }
     }
 }
 
 impl Drop for WireGuard {
     fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
         tracing::trace!(
-            conn = self.guard.shared.id,
+            conn = guard.shared.id,
             purpose = self.purpose,
             "wire lock released"
         );
+        if guard.owes_only_abandoned() {
+            spawn_pipeline_drain(guard);
+        }
     }
+}
+
+/// Reads the answers of abandoned pipelined calls in a spawned task holding the wire,
+/// within [`CLEANUP_DEADLINE`]; past it, or with no runtime, the connection is broken.
+fn spawn_pipeline_drain(mut wire: OwnedMutexGuard<Wire>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return wire.break_off("abandoned pipelined calls and no runtime to read their answers");
+    };
+    rt.spawn(async move {
+        if tokio::time::timeout(CLEANUP_DEADLINE, wire.drain_pipeline())
+            .await
+            .is_err()
+        {
+            wire.break_off("reading the answers of abandoned pipelined calls timed out");
+        }
+    });
 }
 
 impl Deref for WireGuard {
     type Target = Wire;
     fn deref(&self) -> &Wire {
-        &self.guard
+        self.guard.as_ref().expect("set until dropped")
     }
 }
 
 impl DerefMut for WireGuard {
     fn deref_mut(&mut self) -> &mut Wire {
-        &mut self.guard
+        self.guard.as_mut().expect("set until dropped")
     }
 }

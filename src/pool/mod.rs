@@ -602,8 +602,7 @@ impl PoolInner {
         let opening = InGauge::new(&self.gauges, Gauge::Opening);
         let result = async {
             let conn = Connection::connect(&self.config).await?;
-            let recover = self.opts.abandon_policy == AbandonPolicy::Recover;
-            conn.set_recoverable(recover);
+            conn.set_recoverable(self.opts.abandon_policy.recovers(&self.config));
             if let Some(hook) = &self.opts.after_connect {
                 hook(&conn).await?;
             }

@@ -21,16 +21,32 @@ pub type AfterConnect = Arc<dyn Fn(&Connection) -> BoxFuture<'_, Result<(), Erro
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AbandonPolicy {
-    /// Evict it: its cancel and close run in the background while its slot stays counted.
+    /// The default: [`AbandonPolicy::Recover`] on a direct connection to PostgreSQL,
+    /// [`AbandonPolicy::Evict`] in pooler mode (behind PgBouncer and the like), where a
+    /// cancel may reach another client's server session.
     #[default]
+    Auto,
+    /// Evict it: its cancel and close run in the background while its slot stays counted.
     Evict,
     /// Recover it when its request went out whole: send the CancelRequest, wait until the
     /// server has closed the cancel socket (the backend has then been signalled, and a
     /// signal that finds it idle is discarded), read the abandoned exchange to its
     /// ReadyForQuery within `drain_timeout`, and then return it under the usual rules.
     /// On any doubt it is evicted. Never use this through a connection pooler such as
-    /// PgBouncer: the cancel may reach another client's server session.
+    /// PgBouncer: the cancel may reach another client's server session; a pool in
+    /// pooler mode refuses it at build.
     Recover,
+}
+
+impl AbandonPolicy {
+    /// Whether abandoned exchanges are recovered on a connection made with `config`.
+    pub(crate) fn recovers(self, config: &crate::Config) -> bool {
+        match self {
+            AbandonPolicy::Auto => !config.get_pooler_mode(),
+            AbandonPolicy::Evict => false,
+            AbandonPolicy::Recover => true,
+        }
+    }
 }
 
 /// The settings of a pool.
@@ -190,7 +206,9 @@ impl PoolBuilder {
         self
     }
 
-    /// What to do with connections whose exchange was abandoned (default: evict).
+    /// What to do with connections whose exchange was abandoned (default:
+    /// [`AbandonPolicy::Auto`], which recovers them on direct connections and evicts them
+    /// in pooler mode).
     pub fn abandon_policy(mut self, policy: AbandonPolicy) -> Self {
         self.options.abandon_policy = policy;
         self
@@ -233,10 +251,17 @@ impl PoolBuilder {
     ///
     /// # Errors
     /// [`crate::ErrorKind::Config`] for invalid connection settings, a `max_size` of 0 or
-    /// above 4095, or a zero `connect_backoff` base.
+    /// above 4095, a zero `connect_backoff` base, or [`AbandonPolicy::Recover`] in pooler
+    /// mode.
     pub fn build(self) -> Result<Pool, Error> {
         let config = self.config?;
         self.options.validate()?;
+        if config.get_pooler_mode() && self.options.abandon_policy == AbandonPolicy::Recover {
+            return Err(Error::config(
+                "abandon_policy Recover is refused in pooler mode: behind a connection pooler \
+                 a CancelRequest may reach another client's server session",
+            ));
+        }
         Ok(Pool::new(config, self.options))
     }
 }

@@ -853,3 +853,58 @@ async fn copy_out_dropped_at_every_poll() {
         }
     }
 }
+
+#[tokio::test]
+async fn pipelined_query_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::query (pipelined: statement prepared)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        conn.query(SLOW, &[&0i32]).await.unwrap(); // prepared: later calls are pipelined
+        let polls = Tally::polls(i, tally.op);
+        match Cancellable::new(conn.query(SLOW, &[&7i32]), polls).await {
+            Outcome::Done(rows) => {
+                assert_eq!(rows.unwrap()[0].get::<_, i32>(1), 7);
+                assert!(
+                    conn.pipeline_counts().calls >= 1,
+                    "it went through the pipeline"
+                );
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+/// Another task's pipelined call shares the wire with the one dropped: it always gets
+/// its own answer, whatever the drop point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_query_beside_another_tasks_call_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::query (pipelined beside another task's call)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        conn.query(SLOW, &[&0i32]).await.unwrap();
+        let other = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.query_one(SLOW, &[&8i32]).await }
+        });
+        tokio::task::yield_now().await;
+        let polls = Tally::polls(i, tally.op);
+        let done = Cancellable::new(conn.query(SLOW, &[&7i32]), polls).await;
+        let theirs = other
+            .await
+            .unwrap()
+            .expect("the other task's call never fails");
+        assert_eq!(theirs.get::<_, i32>(1), 8, "the other task got its own row");
+        match done {
+            Outcome::Done(rows) => {
+                assert_eq!(rows.unwrap()[0].get::<_, i32>(1), 7);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}

@@ -27,6 +27,7 @@ mod ledger;
 mod malformed_backend;
 mod notify;
 mod pgbouncer;
+mod pipelining;
 mod pool_backoff;
 mod pool_checkout;
 mod pool_failover;

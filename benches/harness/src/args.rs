@@ -8,6 +8,7 @@ use crate::report::Driver;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
     PointSelect,
+    SharedConn,
     LargeFetch,
     Decode,
     Inserts,
@@ -19,8 +20,9 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::PointSelect,
+        Workload::SharedConn,
         Workload::LargeFetch,
         Workload::Decode,
         Workload::Inserts,
@@ -34,6 +36,7 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::PointSelect => "point-select",
+            Workload::SharedConn => "shared-conn",
             Workload::LargeFetch => "large-fetch",
             Workload::Decode => "decode",
             Workload::Inserts => "inserts",
@@ -149,7 +152,7 @@ usage: cargo run --release -p pgkeel-bench -- [--quick] [--only W[,W...]] [--rep
                                              [--drivers D[,D...]]
 
   --quick        shrink every workload (a smoke run of well under a minute)
-  --only W,...   run only these workloads: point-select, large-fetch, decode, inserts,
+  --only W,...   run only these workloads: point-select, shared-conn, large-fetch, decode, inserts,
                  storm, acquire, pgbench, callgrind, copy (default: all of them)
   --reps N       repetitions per driver (default 3, with --quick 1)
   --drivers D,...  only these drivers: pgkeel, tokio-postgres, sqlx (default: all; for

@@ -70,6 +70,7 @@ fn run_workload(workload: Workload, bench: &Bench, sizes: &Sizes, report: &mut R
     use workloads::*;
     match workload {
         Workload::PointSelect => point_select::run(bench, sizes, report),
+        Workload::SharedConn => shared_conn::run(bench, sizes, report),
         Workload::LargeFetch => large_fetch::run(bench, sizes, report),
         Workload::Decode => decode::run(bench, sizes, report),
         Workload::Inserts => inserts::run(bench, sizes, report),

@@ -9,6 +9,7 @@ pub mod inserts;
 pub mod large_fetch;
 pub mod pgbench;
 pub mod point_select;
+pub mod shared_conn;
 pub mod storm;
 
 use std::future::Future;

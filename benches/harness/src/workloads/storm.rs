@@ -114,7 +114,7 @@ impl Storm {
 
 pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut runs: [Vec<Storm>; 3] = Default::default();
-    let mut recover_runs = Vec::new();
+    let mut evict_runs = Vec::new();
     let mut stops: [Vec<f64>; 3] = Default::default();
     for rep in 1..=sizes.reps {
         for driver in sizes.drivers.clone() {
@@ -124,18 +124,13 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
                 driver.name()
             );
             stops[driver as usize].push(ms);
-            let s = on_fresh_runtime(one(driver, &bench.url, sizes, AbandonPolicy::Evict));
+            let s = on_fresh_runtime(one(driver, &bench.url, sizes, AbandonPolicy::Auto));
             progress(rep, driver.name(), &s);
             runs[driver as usize].push(s);
         }
-        let s = on_fresh_runtime(one(
-            Driver::Pgkeel,
-            &bench.url,
-            sizes,
-            AbandonPolicy::Recover,
-        ));
-        progress(rep, "pgkeel/Recover", &s);
-        recover_runs.push(s);
+        let s = on_fresh_runtime(one(Driver::Pgkeel, &bench.url, sizes, AbandonPolicy::Evict));
+        progress(rep, "pgkeel/Evict", &s);
+        evict_runs.push(s);
     }
     let line =
         |metric: &str, better: Option<Better>, pgkeel: &[Storm], f: &dyn Fn(&Storm) -> f64| {
@@ -150,64 +145,64 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             }
             line
         };
-    let evict = &runs[0];
-    let recover = "pgkeel with AbandonPolicy::Recover";
+    let default = &runs[0];
+    let evict_name = "pgkeel with AbandonPolicy::Evict";
     report.push(
-        line("wall time s", Some(Better::Lower), evict, &|s| s.wall)
+        line("wall time s", Some(Better::Lower), default, &|s| s.wall)
             .check(Check::Beats(Driver::TokioPostgres)),
     );
     report.push(
         line(
-            &format!("wall time s, {recover}"),
+            &format!("wall time s, {evict_name}"),
             Some(Better::Lower),
-            &recover_runs,
+            &evict_runs,
             &|s| s.wall,
         )
         .check(Check::Beats(Driver::TokioPostgres)),
     );
     report.push(
-        line("wrong results", Some(Better::Lower), evict, &|s| {
+        line("wrong results", Some(Better::Lower), default, &|s| {
             s.tally.wrong as f64
         })
         .check(Check::Zero),
     );
     report.push(
         line(
-            &format!("wrong results, {recover}"),
+            &format!("wrong results, {evict_name}"),
             Some(Better::Lower),
-            &recover_runs,
+            &evict_runs,
             &|s| s.tally.wrong as f64,
         )
         .check(Check::Zero),
     );
-    report.push(line("errors", Some(Better::Lower), evict, &|s| {
+    report.push(line("errors", Some(Better::Lower), default, &|s| {
         s.tally.errors as f64
     }));
-    report.push(line("timed-out sleeps", None, evict, &|s| {
+    report.push(line("timed-out sleeps", None, default, &|s| {
         s.tally.timed_out as f64
     }));
     report.push(line(
         "server s on abandoned sleeps, measured",
         Some(Better::Lower),
-        evict,
+        default,
         &|s| s.abandoned(),
     ));
     report.push(line(
-        &format!("server s on abandoned sleeps, measured, {recover}"),
+        &format!("server s on abandoned sleeps, measured, {evict_name}"),
         Some(Better::Lower),
-        &recover_runs,
+        &evict_runs,
         &|s| s.abandoned(),
     ));
     report.push(line(
         "server s on abandoned sleeps if none were cancelled, Σ(x − 10 ms)",
         None,
-        evict,
+        default,
         &|s| s.tally.abandoned_if_uncancelled,
     ));
     report.push(line(
         "ms until no pg_sleep runs after the storm",
         Some(Better::Lower),
-        evict,
+        default,
         &|s| s.drain * 1e3,
     ));
     let mut stop_line = Line::new(
@@ -223,7 +218,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         "Storm: {} tasks × {} iterations; timeout 10 ms around the sleep only (checkout outside it); \
          abandoned server time = pg_stat_activity samples every 2 ms of active pg_sleep backends, \
          integrated, minus the sleep time callers still waited for (see docs/BENCHMARKS.md). \
-         pgkeel runs with its default `AbandonPolicy::Evict` unless the row says Recover.",
+         pgkeel runs with its default `AbandonPolicy::Auto` (Recover on a direct connection) unless the row says Evict.",
         sizes.storm_tasks, sizes.storm_iters
     ));
 }

@@ -1,0 +1,125 @@
+//! Workload 1b: point select by primary key, 32 tasks sharing ONE connection.
+//!
+//! pgkeel: one `Connection` cloned into every task (calls of different tasks share
+//! writes and reads through its pipeline). tokio-postgres: one `Client` shared the same
+//! way (its connection task pipelines). sqlx: a pool of one connection, the nearest it
+//! has. The statement is prepared once and reused by every task.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use sqlx::Row as _;
+
+use super::{Ctl, Measured, timed};
+use crate::args::Sizes;
+use crate::drivers;
+use crate::measure::{Rng, on_fresh_runtime};
+use crate::report::{Better, Check, Driver, Line, Report};
+use crate::setup::{Bench, POINT_SQL};
+
+const NAME: &str = "1b. point select (32 tasks, ONE connection)";
+
+pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
+    let mut qps = [vec![], vec![], vec![]];
+    let mut cpu = [vec![], vec![], vec![]];
+    for rep in 1..=sizes.reps {
+        for driver in sizes.drivers.clone() {
+            let m = on_fresh_runtime(one(driver, &bench.url, sizes));
+            eprintln!(
+                "shared-conn   rep {rep} {:<15} {:>9.0} q/s  {:>6.1} µs CPU/q",
+                driver.name(),
+                m.per_sec(),
+                m.cpu_us_per_op(),
+            );
+            qps[driver as usize].push(m.per_sec());
+            cpu[driver as usize].push(m.cpu_us_per_op());
+        }
+    }
+    report.push(
+        Line::new(NAME, "queries/s", Some(Better::Higher))
+            .drivers(qps)
+            .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
+    );
+    report.push(Line::new(NAME, "client CPU µs/query", Some(Better::Lower)).drivers(cpu));
+}
+
+async fn one(driver: Driver, url: &str, sizes: &Sizes) -> Measured {
+    let ctl = Ctl::new();
+    let (n, tasks) = (sizes.point_rows, sizes.tasks);
+    let (warm, measure) = (sizes.point_warmup, sizes.point_measure);
+    match driver {
+        Driver::Pgkeel => {
+            let conn = drivers::pgkeel_conn(url).await;
+            let tasks = (0..tasks)
+                .map(|t| pgkeel_task(conn.clone(), ctl.clone(), t as u64, n))
+                .collect();
+            timed(tasks, ctl, warm, measure).await
+        }
+        Driver::TokioPostgres => {
+            let client = Arc::new(drivers::tokio_postgres(url).await);
+            let stmt = client.prepare(POINT_SQL).await.expect("prepare");
+            let tasks = (0..tasks)
+                .map(|t| tp_task(client.clone(), stmt.clone(), ctl.clone(), t as u64, n))
+                .collect();
+            timed(tasks, ctl, warm, measure).await
+        }
+        Driver::Sqlx => {
+            let pool = drivers::sqlx_pool(url, 1).await;
+            let tasks = (0..tasks)
+                .map(|t| sqlx_task(pool.clone(), ctl.clone(), t as u64, n))
+                .collect();
+            let m = timed(tasks, ctl, warm, measure).await;
+            pool.close().await;
+            m
+        }
+    }
+}
+
+async fn pgkeel_task(conn: pgkeel::Connection, ctl: Arc<Ctl>, seed: u64, n: i64) {
+    let mut rng = Rng::new(seed + 1);
+    while ctl.running() {
+        let id = rng.id(n);
+        let row = conn.query_one(POINT_SQL, &[&id]).await.expect("pgkeel");
+        let value: (i64, String, f64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(value.0, id);
+        black_box(value);
+        ctl.done_one();
+    }
+}
+
+async fn tp_task(
+    client: Arc<tokio_postgres::Client>,
+    stmt: tokio_postgres::Statement,
+    ctl: Arc<Ctl>,
+    seed: u64,
+    n: i64,
+) {
+    let mut rng = Rng::new(seed + 1);
+    while ctl.running() {
+        let id = rng.id(n);
+        let row = client
+            .query_one(&stmt, &[&id])
+            .await
+            .expect("tokio-postgres");
+        let value: (i64, String, f64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(value.0, id);
+        black_box(value);
+        ctl.done_one();
+    }
+}
+
+async fn sqlx_task(pool: sqlx::PgPool, ctl: Arc<Ctl>, seed: u64, n: i64) {
+    let mut rng = Rng::new(seed + 1);
+    while ctl.running() {
+        let id = rng.id(n);
+        let row = sqlx::query(POINT_SQL)
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("sqlx");
+        let value: (i64, String, f64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(value.0, id);
+        black_box(value);
+        ctl.done_one();
+    }
+}
