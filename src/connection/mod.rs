@@ -130,7 +130,7 @@ impl IntoConfig for &Config {
 }
 
 /// A statement to run: SQL text, or a [`Statement`] prepared on this connection.
-pub trait ToStatement: sealed::Sealed {
+pub trait ToStatement: sealed::Sealed + Sync {
     #[doc(hidden)]
     fn statement_ref(&self) -> StatementRef<'_>;
 }

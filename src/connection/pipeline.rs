@@ -311,6 +311,30 @@ impl Inner {
     }
 }
 
+impl super::Connection {
+    /// Whether a call of `statement` would go through the pipeline now (its statement is
+    /// prepared on this connection), so that it never holds the wire exclusively.
+    pub(crate) fn would_pipeline<T: ToStatement + ?Sized>(
+        &self,
+        statement: &T,
+        params: Params<'_>,
+    ) -> bool {
+        let shared = &self.inner.shared;
+        let StatementRef::Sql(sql) = statement.statement_ref() else {
+            return false;
+        };
+        if !shared.pipelining() || !pipelinable_sql(sql) || shared.check().is_err() {
+            return false;
+        }
+        let found = shared
+            .pipe
+            .lock()
+            .cache
+            .get_with(sql, Binding::new(params).oids());
+        found.is_some_and(|s| s.columns().iter().all(|c| *c.type_() != Type::RECORD))
+    }
+}
+
 /// A queued request's call: waits for its answer or for the wire, whichever comes
 /// first, and leads the pipeline while it holds the wire.
 pub(crate) struct PipedCall<'c> {

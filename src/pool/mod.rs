@@ -23,6 +23,7 @@
 //! maintenance round, a ping after `health_check_after`. See `docs/CONNECTING.md`.
 
 mod backoff;
+mod lanes;
 mod maintain;
 mod options;
 mod pooled;
@@ -83,6 +84,8 @@ pub(crate) struct PoolInner {
     closed: AtomicBool,
     next_checkout: AtomicU64,
     leaks: StdMutex<Vec<(u64, Instant, &'static Location<'static>, bool)>>,
+    /// Checkouts shared by the pool's own query calls (see [`lanes`]).
+    lanes: StdMutex<Vec<Arc<lanes::Lane>>>,
 }
 
 fn pool_closed() -> Error {
@@ -115,6 +118,7 @@ impl Pool {
             closed: AtomicBool::new(false),
             next_checkout: AtomicU64::new(1),
             leaks: StdMutex::new(Vec::new()),
+            lanes: StdMutex::new(Vec::new()),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(maintain::maintain(Arc::downgrade(&inner)));
@@ -149,7 +153,10 @@ impl Pool {
         statement: &T,
         params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
-        self.get().await?.query(statement, params).await
+        let conn = self.use_for(statement, params).await?;
+        let result = conn.query(statement, params).await;
+        conn.settled();
+        result
     }
 
     /// Runs a statement that must return exactly one row.
@@ -161,7 +168,10 @@ impl Pool {
         statement: &T,
         params: Params<'_>,
     ) -> Result<Row, Error> {
-        self.get().await?.query_one(statement, params).await
+        let conn = self.use_for(statement, params).await?;
+        let result = conn.query_one(statement, params).await;
+        conn.settled();
+        result
     }
 
     /// Runs a statement that returns at most one row.
@@ -173,7 +183,10 @@ impl Pool {
         statement: &T,
         params: Params<'_>,
     ) -> Result<Option<Row>, Error> {
-        self.get().await?.query_opt(statement, params).await
+        let conn = self.use_for(statement, params).await?;
+        let result = conn.query_opt(statement, params).await;
+        conn.settled();
+        result
     }
 
     /// Runs a statement on any free connection and returns the rows affected.
@@ -185,7 +198,22 @@ impl Pool {
         statement: &T,
         params: Params<'_>,
     ) -> Result<u64, Error> {
-        self.get().await?.execute(statement, params).await
+        let conn = self.use_for(statement, params).await?;
+        let result = conn.execute(statement, params).await;
+        conn.settled();
+        result
+    }
+
+    /// A connection for one of the pool's own query calls: shared with other such calls
+    /// when none is idle (see [`lanes`]).
+    #[track_caller]
+    fn use_for<'a, T: ToStatement + ?Sized>(
+        &'a self,
+        statement: &'a T,
+        params: Params<'a>,
+    ) -> impl std::future::Future<Output = Result<lanes::Use, Error>> + Send + 'a {
+        let caller = Location::caller();
+        async move { self.inner.use_for(statement, params, caller).await }
     }
 
     /// A snapshot of sizes and counters.
@@ -404,6 +432,15 @@ impl PoolInner {
     fn needs_ping(&self, meta: &Meta) -> bool {
         let after = self.opts.health_check_after;
         after.is_some_and(|t| meta.checked_at.elapsed() >= t)
+    }
+
+    /// Whether an idle connection is waiting.
+    fn has_idle(&self) -> bool {
+        !self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 
     fn pop_idle(&self) -> Option<Idle> {
@@ -651,6 +688,7 @@ impl PoolInner {
             recovered: count(&c.recovered),
             transaction_retries: count(&c.transaction_retries),
             backends_lingering: count(&c.backends_lingering),
+            shared_calls: count(&c.lane_joins),
             consecutive_connect_failures,
             last_connect_error,
         }

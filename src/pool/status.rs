@@ -134,6 +134,7 @@ pub(crate) struct Counters {
     pub(crate) recovered: AtomicU64,
     pub(crate) transaction_retries: AtomicU64,
     pub(crate) backends_lingering: AtomicU64,
+    pub(crate) lane_joins: AtomicU64,
 }
 
 impl Counters {
@@ -230,6 +231,9 @@ pub struct Status {
     /// for it (`drain_timeout`): their slot was freed, so the server may briefly run more
     /// backends than `max_size`. Each one is also logged at WARN.
     pub backends_lingering: u64,
+    /// Calls of `Pool::query`/`query_one`/`query_opt`/`execute` that shared a connection
+    /// another such call had checked out, instead of waiting for one of their own.
+    pub shared_calls: u64,
     /// Failed connect attempts since the last one that succeeded; 0 while connects work.
     /// While it is above 0, the pool makes one attempt at a time, spaced by its reconnect
     /// backoff.

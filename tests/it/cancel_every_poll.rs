@@ -856,6 +856,9 @@ async fn copy_out_dropped_at_every_poll() {
 
 #[tokio::test]
 async fn pipelined_query_dropped_at_every_poll() {
+    if std::env::var_os("PGKEEL_TEST_VIA_PGBOUNCER").is_some() {
+        return println!("pooler mode does not pipeline; the locked path is tested above");
+    }
     let env = Env::new().await;
     let mut tally = Tally::new("Connection::query (pipelined: statement prepared)");
     for i in 0.. {
@@ -881,6 +884,9 @@ async fn pipelined_query_dropped_at_every_poll() {
 /// its own answer, whatever the drop point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_query_beside_another_tasks_call_dropped_at_every_poll() {
+    if std::env::var_os("PGKEEL_TEST_VIA_PGBOUNCER").is_some() {
+        return println!("pooler mode does not pipeline; the locked path is tested above");
+    }
     let env = Env::new().await;
     let mut tally = Tally::new("Connection::query (pipelined beside another task's call)");
     for i in 0.. {

@@ -314,3 +314,187 @@ async fn a_stale_cached_statement_is_prepared_again() {
     let e = conn.query("SELECT * FROM nope", &[]).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Db);
 }
+
+/// The pool's own query calls share a checked-out connection when none is idle: 32
+/// tasks on a pool of 4 each get their own rows, some calls shared, and no more than 4
+/// backends ever ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_query_calls_share_connections_when_none_is_idle() {
+    let (db, watcher) = common::db().await;
+    let app = "pool_lanes_share";
+    let url = common::with_param(&db.url(), &format!("application_name={app}"));
+    let pool = pgkeel::Pool::builder(url.as_str())
+        .max_size(4)
+        .build()
+        .unwrap();
+    let sql = "SELECT $1::int8, repeat('y', $2::int4)";
+    let tasks = (0..32i64)
+        .map(|task| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for i in 0..200i64 {
+                    let n = task * 1_000_000 + i;
+                    let len = (n % 50) as i32;
+                    let row = pool.query_one(sql, &[&n, &len]).await.expect("query");
+                    assert_eq!(row.get::<_, i64>(0), n, "task {task} got another's row");
+                    assert_eq!(row.get::<_, String>(1).len(), len as usize);
+                }
+            })
+        })
+        .collect();
+    join_within_limit(tasks).await;
+    let s = pool.status();
+    println!(
+        "{} of {} calls shared a connection",
+        s.shared_calls,
+        32 * 200
+    );
+    assert!(s.shared_calls > 0, "{s:?}");
+    assert!(s.adds_up() && s.size <= 4, "{s:?}");
+    let backends: i64 = watcher
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(backends <= 4, "{backends} backends");
+}
+
+/// A statement that opens a transaction block never shares a connection: the other
+/// tasks' inserts all commit on their own, whatever the BEGIN left open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_statement_through_the_pool_never_shares_its_connection() {
+    let (db, watcher) = common::db().await;
+    watcher
+        .batch_execute("CREATE TABLE t (n int8)")
+        .await
+        .unwrap();
+    let pool = pgkeel::Pool::builder(db.url()).max_size(2).build().unwrap();
+    let inserts = (0..16i64)
+        .map(|task| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for i in 0..100i64 {
+                    pool.execute("INSERT INTO t VALUES ($1::int8)", &[&(task * 1000 + i)])
+                        .await
+                        .expect("insert");
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+    let begins = (0..2)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    // Left open: the pool rolls it back on return.
+                    pool.execute("BEGIN", &[]).await.expect("begin");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+    join_within_limit(inserts.into_iter().chain(begins).collect()).await;
+    let n: i64 = watcher
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1600, "every insert committed, none ran inside a BEGIN");
+}
+
+/// Lanes go back to the pool regularly: a caller waiting for a checkout of its own (a
+/// transaction) is served while 16 tasks keep the pool's query calls busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_is_not_starved_by_shared_query_calls() {
+    let (db, _watcher) = common::db().await;
+    let pool = pgkeel::Pool::builder(db.url()).max_size(2).build().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = (0..16)
+        .map(|_| {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    pool.query_one("SELECT 1::int4", &[])
+                        .await
+                        .expect("busy call");
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let tx = tokio::time::timeout(Duration::from_secs(5), pool.begin())
+            .await
+            .expect("the transaction got a connection")
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    join_within_limit(busy).await;
+}
+
+/// Random timeouts on the pool's shared query calls: no wrong rows, and the pool ends
+/// with every connection back, idle, and nothing left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_timeouts_on_shared_pool_calls_leave_the_pool_clean() {
+    let (db, watcher) = common::db().await;
+    let app = "pool_lanes_timeouts";
+    let url = common::with_param(&db.url(), &format!("application_name={app}"));
+    let pool = pgkeel::Pool::builder(url.as_str())
+        .max_size(3)
+        .build()
+        .unwrap();
+    let sql = "SELECT $1::int8, pg_sleep($2::float8)";
+    let tasks = (0..24i64)
+        .map(|task| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for i in 0..40i64 {
+                    let n = task * 1_000_000 + i;
+                    let sleep = if (n * 31) % 40 == 0 { 0.05 } else { 0.0 };
+                    let limit = Duration::from_micros(((n * 7919) % 60_000) as u64 + 500);
+                    if let Ok(r) =
+                        tokio::time::timeout(limit, pool.query_one(sql, &[&n, &sleep])).await
+                    {
+                        let row = r.unwrap_or_else(|e| panic!("task {task} call {i}: {e}"));
+                        assert_eq!(row.get::<_, i64>(0), n, "task {task} got another's row");
+                    }
+                }
+            })
+        })
+        .collect();
+    join_within_limit(tasks).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = pool.status();
+        let busy: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+                 AND state <> 'idle'",
+                &[&app],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if s.in_use == 0 && s.returning == 0 && busy == 0 {
+            assert!(s.adds_up(), "{s:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not clean within 10 s: {s:?}, {busy} busy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let one: i32 = pool.query_one("SELECT 1::int4", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+}
