@@ -351,6 +351,16 @@ fn parameter_description_decodes_type_oids() {
 }
 
 #[test]
+fn parameter_description_counts_up_to_65535_parameters() {
+    let mut body = vec![0xFF, 0xFF];
+    body.extend(std::iter::repeat_n([0, 0, 0, 25], 65_535).flatten());
+    assert_eq!(
+        ok(b't', &body),
+        BackendMessage::ParameterDescription(vec![25; 65_535])
+    );
+}
+
+#[test]
 fn parameter_status_decodes_name_and_value() {
     assert_eq!(
         ok(b'S', b"TimeZone\0UTC\0"),

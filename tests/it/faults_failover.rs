@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pgkeel::Pool;
-use pgkeel_testkit::{
-    Cluster, ClusterBuilder, LedgerReport, TestkitError, WriteLedger, WriteOutcome,
-};
+use pgkeel_testkit::{ClusterBuilder, LedgerReport, TestkitError, WriteLedger, WriteOutcome};
 
 /// Runs a blocking cluster step off the runtime threads.
 async fn step<T: Send + 'static>(

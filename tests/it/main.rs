@@ -21,6 +21,7 @@ mod errors;
 mod execute_many;
 mod failover;
 mod faults;
+mod faults_duplex;
 mod faults_failover;
 mod faults_paths;
 mod fuzz_smoke;
