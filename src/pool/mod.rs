@@ -24,6 +24,8 @@
 
 mod backoff;
 mod maintain;
+#[cfg(test)]
+mod model;
 mod options;
 mod pooled;
 mod retry;
