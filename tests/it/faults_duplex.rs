@@ -184,7 +184,7 @@ async fn a_backend_terminated_mid_copy_in_or_out_fails_promptly_and_the_pool_rec
         .copy_out("COPY (SELECT g, repeat('o', 200) FROM generate_series(1, 10000000) g) TO STDOUT")
         .await
         .unwrap();
-    futures::pin_mut!(out);
+    let mut out = Box::pin(out);
     let mut chunks = 0u64;
     let mut terminated = None;
     let out_err = loop {

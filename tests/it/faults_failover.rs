@@ -149,6 +149,7 @@ async fn a_promotion_after_a_clean_stop_under_write_load_loses_no_acknowledged_c
         run.report.committed > 0 && run.committed_after > 0,
         "{run:?}"
     );
+    assert!(run.outage < Duration::from_secs(10), "{run:?}");
 }
 
 /// The primary crashes (`-m immediate`) with synchronous replication: every commit it
@@ -164,4 +165,5 @@ async fn a_promotion_after_a_crash_with_synchronous_replication_loses_no_acknowl
         run.report.committed > 0 && run.committed_after > 0,
         "{run:?}"
     );
+    assert!(run.outage < Duration::from_secs(10), "{run:?}");
 }
