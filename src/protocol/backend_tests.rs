@@ -358,6 +358,8 @@ fn parameter_description_counts_up_to_65535_parameters() {
         ok(b't', &body),
         BackendMessage::ParameterDescription(vec![25; 65_535])
     );
+    let short = err(b't', b"\xff\xff\0\0\0\x17");
+    assert!(matches!(short, ProtocolError::Truncated { .. }), "{short:?}");
 }
 
 #[test]
@@ -522,10 +524,10 @@ fn a_byte_after_the_last_field_is_trailing_garbage() {
 
 #[test]
 fn negative_counts_are_invalid_fields() {
-    let cases: [(u8, &[u8]); 7] = [
+    // ParameterDescription's count is unsigned (up to 65,535 parameters): not here.
+    let cases: [(u8, &[u8]); 6] = [
         (b'D', b"\xff\xff"),
         (b'T', b"\x80\0"),
-        (b't', b"\xff\xff\0\0\0\x17"),
         (b'G', b"\0\xff\xff"),
         (b'H', b"\x01\xff\xfe"),
         (b'W', b"\0\x80\0"),
