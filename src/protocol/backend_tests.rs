@@ -359,7 +359,10 @@ fn parameter_description_counts_up_to_65535_parameters() {
         BackendMessage::ParameterDescription(vec![25; 65_535])
     );
     let short = err(b't', b"\xff\xff\0\0\0\x17");
-    assert!(matches!(short, ProtocolError::Truncated { .. }), "{short:?}");
+    assert!(
+        matches!(short, ProtocolError::Truncated { .. }),
+        "{short:?}"
+    );
 }
 
 #[test]

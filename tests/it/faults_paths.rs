@@ -48,10 +48,24 @@ const TLS_KINDS: &[ErrorKind] = &[
     ErrorKind::Tls,
 ];
 
+/// Where the proxy sits on a path through PgBouncer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Between pgkeel and PgBouncer.
+    Client,
+    /// Between PgBouncer and the server.
+    Server,
+}
+
 /// A fresh database with a SCRAM role of its own, a PgBouncer in `mode` that makes
 /// clients log in with SCRAM too, and a proxy in front of the bouncer (None when
 /// PgBouncer tests are skipped).
 async fn via_bouncer(mode: PoolMode) -> Option<(Route, TestDb)> {
+    via_bouncer_at(mode, Side::Client).await
+}
+
+/// As [`via_bouncer`], with the proxy on `side` of the bouncer.
+async fn via_bouncer_at(mode: PoolMode, side: Side) -> Option<(Route, TestDb)> {
     let db = TestDb::new();
     let role = format!("r_{}", db.name());
     db.cluster()
@@ -61,22 +75,40 @@ async fn via_bouncer(mode: PoolMode) -> Option<(Route, TestDb)> {
         "GRANT ALL ON SCHEMA public TO {role}; CREATE TABLE sink (line text); GRANT ALL ON sink TO {role}"
     ))
     .unwrap();
-    let bouncer = Pgbouncer::builder()
+    let mut builder = Pgbouncer::builder()
         .pool_mode(mode)
         .default_pool_size(4)
         .user(&role, PASSWORD)
         .setting("auth_type", "scram-sha-256")
-        .start_or_skip(db.cluster())?;
-    let proxy = FaultProxy::start(format!("127.0.0.1:{}", bouncer.port()).parse().unwrap())
-        .await
-        .unwrap();
+        // A server login cut by a reset makes PgBouncer refuse every client for this
+        // long (15 s by default): a PgBouncer setting, not something pgkeel can shorten.
+        .setting("server_login_retry", "0.1");
+    let server = format!("127.0.0.1:{}", db.cluster().port());
+    let proxy = match side {
+        Side::Client => None,
+        Side::Server => Some(FaultProxy::start(server.parse().unwrap()).await.unwrap()),
+    };
+    if let Some(proxy) = &proxy {
+        builder = builder.upstream(proxy.addr());
+    }
+    let bouncer = builder.start_or_skip(db.cluster())?;
+    let bouncer_addr = format!("127.0.0.1:{}", bouncer.port());
+    let (proxy, port) = match proxy {
+        Some(proxy) => (proxy, bouncer.port()),
+        None => {
+            let proxy = FaultProxy::start(bouncer_addr.parse().unwrap())
+                .await
+                .unwrap();
+            let port = proxy.port();
+            (proxy, port)
+        }
+    };
     let pooler = match mode {
         PoolMode::Session => "",
         _ => "&pgbouncer=true",
     };
     let url = format!(
-        "postgres://{role}:{PASSWORD}@127.0.0.1:{}/{}?connect_timeout=5{pooler}",
-        proxy.port(),
+        "postgres://{role}:{PASSWORD}@127.0.0.1:{port}/{}?connect_timeout=5{pooler}",
         db.name()
     );
     let route = Route {
@@ -319,6 +351,29 @@ async fn resets_through_pgbouncer_under_write_load_lose_no_acknowledged_commit()
         let (_route, ledger) = resets_under_write_load(route, ledger).await;
         let report = ledger.check(&db).unwrap();
         println!("PgBouncer {mode:?}: {report:?}");
+        report.assert_clean();
+        assert!(report.committed > 0 && report.failed > 0, "{report:?}");
+    }
+}
+
+/// The proxy sits between PgBouncer and the server, and resets PgBouncer's server
+/// connections under write load: PgBouncer reports the loss to the clients on them
+/// (and ends their sessions), and the ledger and the pool hold as above.
+#[tokio::test]
+async fn resets_behind_pgbouncer_under_write_load_lose_no_acknowledged_commit() {
+    for mode in [PoolMode::Transaction, PoolMode::Session] {
+        let Some((route, db)) = via_bouncer_at(mode, Side::Server).await else {
+            return;
+        };
+        let ledger = Arc::new(WriteLedger::create(&db, "ledger").unwrap());
+        db.psql(&format!("GRANT ALL ON ledger TO r_{}", db.name()))
+            .unwrap();
+        let (route, ledger) = resets_under_write_load(route, ledger).await;
+        let report = ledger.check(&db).unwrap();
+        println!(
+            "behind PgBouncer {mode:?}: {report:?}; {} server connections reset",
+            route.proxy.stats().resets
+        );
         report.assert_clean();
         assert!(report.committed > 0 && report.failed > 0, "{report:?}");
     }
