@@ -408,7 +408,8 @@ impl Transaction {
     /// [`ErrorKind::RolledBack`] if an earlier statement failed (the server rolled back
     /// instead); a server error from `COMMIT` (e.g. a deferred constraint), after which
     /// the transaction is rolled back; [`ErrorKind::CommitOutcomeUnknown`] when the
-    /// connection failed while `COMMIT` was in flight.
+    /// connection failed while `COMMIT` was in flight, or `COMMIT` was answered by a
+    /// `FATAL` error (the server or a pooler ended the session: it may have committed).
     pub async fn commit(mut self) -> Result<(), Error> {
         // Whatever happens here, `Drop` then reads the server's status byte and rolls
         // back if a transaction is still open.
@@ -441,8 +442,12 @@ impl Transaction {
     }
 }
 
+/// A COMMIT whose connection ended before its answer (a FATAL from the server or a
+/// pooler in front of it is such an end: PgBouncer's "server conn crashed?", or a
+/// backend terminated after the commit record was written) has an unknown outcome; an
+/// ERROR (a deferred constraint, a serialization failure) means it rolled back.
 fn commit_error(e: Error) -> Error {
-    match e.is_connection_fatal() && e.as_db_error().is_none() {
+    match e.is_connection_fatal() {
         true => Error::with_source(
             ErrorKind::CommitOutcomeUnknown,
             "the connection failed while COMMIT was in flight; the transaction may or may not have committed",

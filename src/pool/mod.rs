@@ -25,6 +25,8 @@
 mod backoff;
 mod lanes;
 mod maintain;
+#[cfg(test)]
+mod model;
 mod options;
 mod pooled;
 mod retry;

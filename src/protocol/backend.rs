@@ -424,7 +424,9 @@ fn parse_row_description(body: &[u8]) -> Result<BackendMessage, ProtocolError> {
 
 fn parse_parameter_description(body: &[u8]) -> Result<BackendMessage, ProtocolError> {
     let mut r = Reader::new(body, "ParameterDescription");
-    let n = r.count16("parameter count")?;
+    // Unsigned: a statement may have up to 65,535 parameters (the server's
+    // pq_sendint16 of a count that does not fit an Int16 reads as negative).
+    let n = r.i16("parameter count")? as u16;
     let oids = (0..n)
         .map(|_| r.u32("parameter type"))
         .collect::<Result<Vec<_>, _>>()?;

@@ -351,6 +351,21 @@ fn parameter_description_decodes_type_oids() {
 }
 
 #[test]
+fn parameter_description_counts_up_to_65535_parameters() {
+    let mut body = vec![0xFF, 0xFF];
+    body.extend(std::iter::repeat_n([0, 0, 0, 25], 65_535).flatten());
+    assert_eq!(
+        ok(b't', &body),
+        BackendMessage::ParameterDescription(vec![25; 65_535])
+    );
+    let short = err(b't', b"\xff\xff\0\0\0\x17");
+    assert!(
+        matches!(short, ProtocolError::Truncated { .. }),
+        "{short:?}"
+    );
+}
+
+#[test]
 fn parameter_status_decodes_name_and_value() {
     assert_eq!(
         ok(b'S', b"TimeZone\0UTC\0"),
@@ -512,10 +527,10 @@ fn a_byte_after_the_last_field_is_trailing_garbage() {
 
 #[test]
 fn negative_counts_are_invalid_fields() {
-    let cases: [(u8, &[u8]); 7] = [
+    // ParameterDescription's count is unsigned (up to 65,535 parameters): not here.
+    let cases: [(u8, &[u8]); 6] = [
         (b'D', b"\xff\xff"),
         (b'T', b"\x80\0"),
-        (b't', b"\xff\xff\0\0\0\x17"),
         (b'G', b"\0\xff\xff"),
         (b'H', b"\x01\xff\xfe"),
         (b'W', b"\0\x80\0"),

@@ -294,6 +294,15 @@ impl Cluster {
         self.local("Cluster::stop_server")?.stop("fast")
     }
 
+    /// Stops the server with `pg_ctl stop -m <mode>` (`immediate`: a crash, no
+    /// shutdown checkpoint, no final WAL shipped to standbys), without removing it.
+    ///
+    /// # Errors
+    /// When pg_ctl fails; an External error on an external server.
+    pub fn stop_server_with_mode(&self, mode: &str) -> Result<(), TestkitError> {
+        self.local("Cluster::stop_server_with_mode")?.stop(mode)
+    }
+
     /// Starts the server again after [`Cluster::stop_server`] (same port).
     ///
     /// # Errors

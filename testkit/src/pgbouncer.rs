@@ -69,6 +69,7 @@ pub struct PgbouncerBuilder {
     max_client_conn: u32,
     users: Vec<(String, String)>,
     settings: Vec<(String, String)>,
+    upstream: Option<std::net::SocketAddr>,
 }
 
 impl Default for PgbouncerBuilder {
@@ -79,6 +80,7 @@ impl Default for PgbouncerBuilder {
             max_client_conn: 500,
             users: Vec::new(),
             settings: Vec::new(),
+            upstream: None,
         }
     }
 }
@@ -111,6 +113,13 @@ impl PgbouncerBuilder {
     /// Adds a `key = value` line to the `[pgbouncer]` section (it wins over the kit's).
     pub fn setting(mut self, key: &str, value: &str) -> Self {
         self.settings.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sends PgBouncer's server connections to `addr` (say, a `FaultProxy` in front of
+    /// the cluster) instead of straight to the cluster.
+    pub fn upstream(mut self, addr: std::net::SocketAddr) -> Self {
+        self.upstream = Some(addr);
         self
     }
 
@@ -169,7 +178,10 @@ impl PgbouncerBuilder {
         let dir = bouncer.dir.display();
         let mut lines = vec![
             "[databases]".to_string(),
-            format!("* = host={} port={}", cluster.host(), cluster.port()),
+            match self.upstream {
+                Some(addr) => format!("* = host={} port={}", addr.ip(), addr.port()),
+                None => format!("* = host={} port={}", cluster.host(), cluster.port()),
+            },
             String::new(),
             "[pgbouncer]".to_string(),
             format!("listen_addr = {LOCALHOST}"),

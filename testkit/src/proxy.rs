@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -55,6 +55,9 @@ pub struct ProxyStats {
     pub bytes_to_client: u64,
     /// Connections ended with a reset by a fault.
     pub resets: u64,
+    /// When the latest reset was sent (both sockets closed with RST), for measuring
+    /// how long the client took to notice.
+    pub last_reset: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -63,6 +66,7 @@ struct Counters {
     active: AtomicU64,
     bytes: [AtomicU64; 2],
     resets: AtomicU64,
+    last_reset: Mutex<Option<Instant>>,
 }
 
 struct Shared {
@@ -175,6 +179,7 @@ impl FaultProxy {
             bytes_to_server: c.bytes[0].load(Ordering::Relaxed),
             bytes_to_client: c.bytes[1].load(Ordering::Relaxed),
             resets: c.resets.load(Ordering::Relaxed),
+            last_reset: *c.last_reset.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 
@@ -246,6 +251,25 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 /// Copies both ways until both sides end, a reset fault fires, or the proxy severs
 /// every connection; on a reset both sockets are closed with RST.
 async fn relay(client: TcpStream, server: TcpStream, shared: &Arc<Shared>) {
+    let reset = forward(client, server, shared).await;
+    // The halves are gone, and with them every descriptor but the duplicates'.
+    if let Some(dups) = reset {
+        drop(dups);
+        *shared
+            .counters
+            .last_reset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        shared.counters.resets.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The two sockets' duplicates, set to close with RST.
+type Dups = [io::Result<socket2::Socket>; 2];
+
+/// Copies both ways until both sides end (None) or a reset is due (the duplicates,
+/// with a zero linger: dropping them sends the RSTs).
+async fn forward(client: TcpStream, server: TcpStream, shared: &Arc<Shared>) -> Option<Dups> {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     // Duplicates of the two sockets, kept to the end: a zero linger set through them
@@ -278,12 +302,13 @@ async fn relay(client: TcpStream, server: TcpStream, shared: &Arc<Shared>) {
             break false;
         }
     };
-    if reset {
-        shared.counters.resets.fetch_add(1, Ordering::Relaxed);
-        for dup in dups.iter().flatten() {
-            let _ = dup.set_linger(Some(Duration::ZERO));
-        }
+    if !reset {
+        return None;
     }
+    for dup in dups.iter().flatten() {
+        let _ = dup.set_linger(Some(Duration::ZERO));
+    }
+    Some(dups)
 }
 
 /// How one direction's copy ended.

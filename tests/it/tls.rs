@@ -12,10 +12,10 @@ use pgkeel::{Connection, ErrorKind};
 use pgkeel_testkit::{AuthMethod, Cluster};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
-const PASSWORD: &str = "tls-s3cret";
+pub(crate) const PASSWORD: &str = "tls-s3cret";
 
 /// A CA: its certificate (PEM) and what signs with it.
-struct Ca {
+pub(crate) struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
 }
@@ -66,9 +66,10 @@ host all plain_only 127.0.0.1/32 reject
 hostssl all cert_user 127.0.0.1/32 cert
 ";
 
-struct TlsServer {
-    cluster: Cluster,
-    ca_file: PathBuf,
+/// A cluster with TLS on (shared with `faults_paths`, which puts a proxy in front).
+pub(crate) struct TlsServer {
+    pub(crate) cluster: Cluster,
+    pub(crate) ca_file: PathBuf,
 }
 
 /// Starts a cluster serving `cert`/`key`, trusting `ca` for client certificates.
@@ -103,8 +104,8 @@ fn tls_cluster(ca: &Ca, cert: &(String, String)) -> TlsServer {
     TlsServer { cluster, ca_file }
 }
 
-/// The good server: a certificate for `localhost`.
-fn server() -> &'static (TlsServer, Ca) {
+/// The good server: a certificate for `localhost`; role `tls_only` must use TLS.
+pub(crate) fn server() -> &'static (TlsServer, Ca) {
     static SERVER: OnceLock<(TlsServer, Ca)> = OnceLock::new();
     SERVER.get_or_init(|| {
         let ca = ca("pgkeel test CA");
