@@ -88,6 +88,7 @@ pub mod codec;
 mod config;
 mod connection;
 mod error;
+mod large_object;
 pub mod pool;
 #[doc(hidden)]
 pub mod protocol;
@@ -104,10 +105,11 @@ pub use config::{
 };
 pub use connection::{
     BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream, Connection, CopyIn, CopyOut,
-    DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, IntoConfig, Listener, ListenerEvent,
-    ListenerOptions, NoticeHandler, Notification, Params, RowStream, ToStatement,
+    DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, Function, IntoConfig, Listener,
+    ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params, RowStream, ToStatement,
 };
 pub use error::{DbError, Error, ErrorKind, SqlState, TimeoutKind, sqlstate};
+pub use large_object::{DEFAULT_CHUNK_SIZE, LargeObject, LoMode, MAX_CHUNK_SIZE};
 pub use pool::{Pool, PoolTransaction, PooledConnection};
 pub use protocol::TransactionStatus;
 pub use row::{

@@ -63,6 +63,8 @@ pub(crate) struct Wire {
     /// What the wire owes the server's side of the conversation.
     pub(crate) ledger: Ledger,
     next_name: u64,
+    /// Functions resolved for fast-path calls.
+    pub(crate) functions: super::fastpath::FunctionCache,
 }
 
 impl Wire {
@@ -74,6 +76,7 @@ impl Wire {
             to_close: Vec::new(),
             ledger: Ledger::default(),
             next_name: 0,
+            functions: Default::default(),
         }
     }
 

@@ -690,8 +690,8 @@ fn function_call_response_with_trailing_bytes_or_no_length_is_an_error() {
 #[test]
 fn function_call_response_result_shares_the_frame() {
     let frame = Bytes::from_static(b"\0\0\0\x03abc");
-    let BackendMessage::FunctionCallResponse(Some(v)) = BackendMessage::parse(b'V', frame.clone())
-        .expect("parses")
+    let BackendMessage::FunctionCallResponse(Some(v)) =
+        BackendMessage::parse(b'V', frame.clone()).expect("parses")
     else {
         panic!("not a value")
     };
