@@ -23,6 +23,7 @@ mod failover;
 mod faults;
 mod fuzz_smoke;
 mod half_open;
+mod large_objects;
 mod ledger;
 mod malformed_backend;
 mod notify;
@@ -108,6 +109,7 @@ fn suite_again_through_pgbouncer_in_transaction_mode() {
         "retryable::",
         "behind_pooler::",
         "copy::",
+        "large_objects::",
     ];
     run_again(
         "through PgBouncer",
