@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use crate::connection::fastpath::{Function, decode_result};
@@ -264,9 +264,14 @@ pub struct LargeObject<'t> {
     limit: Option<Duration>,
     /// The server descriptor's position, as of the last finished operation.
     pos: u64,
-    /// Bytes read from the server ahead of the caller (poll-based reads); the caller's
-    /// position is `pos - ahead.len()`.
+    /// Bytes read from the server ahead of the caller (poll-based reads).
     ahead: Bytes,
+    /// Bytes `poll_write` accepted and has not sent yet (at most one chunk): the
+    /// caller's position is `pos - ahead.len() + unsent.len()`.
+    unsent: BytesMut,
+    /// How far a write in flight moves the position once done (a read ahead given back,
+    /// plus the bytes written).
+    flying: i64,
     slot: Slot<'t>,
 }
 
@@ -295,6 +300,8 @@ impl<'t> LargeObject<'t> {
             limit,
             pos: 0,
             ahead: Bytes::new(),
+            unsent: BytesMut::new(),
+            flying: 0,
             slot: Slot::Idle(wire),
         })
     }
@@ -306,7 +313,8 @@ impl<'t> LargeObject<'t> {
 
     /// The caller's position in the object (no round trip).
     pub fn position(&self) -> u64 {
-        self.pos - self.ahead.len() as u64
+        let sent = self.pos.saturating_add_signed(self.flying);
+        sent - self.ahead.len() as u64 + self.unsent.len() as u64
     }
 
     /// How much one read asks the server for, and the most one write sends.
@@ -467,7 +475,7 @@ impl<'t> LargeObject<'t> {
 
     /// Waits for an operation of the poll-based traits to finish, and reports its error.
     async fn finish(&mut self) -> Result<(), Error> {
-        poll_fn(|cx| self.poll_pending(cx)).await.map(drop)
+        poll_fn(|cx| self.poll_drain(cx)).await
     }
 
     /// As [`Self::finish`], then gives back to the server what was read ahead, so its
@@ -513,12 +521,25 @@ impl<'t> LargeObject<'t> {
         let kind = *kind;
         let (wire, done) = ready!(op.as_mut().poll(cx));
         self.slot = Slot::Idle(wire);
+        self.flying = 0;
         let (pos, data) = done?;
         self.pos = pos;
         if let Some(data) = data {
             self.ahead = data;
         }
         Poll::Ready(Ok(Some(kind)))
+    }
+
+    /// Sends what `poll_write` accepted and waits for everything in flight.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            ready!(self.poll_pending(cx))?;
+            if self.unsent.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let data = self.unsent.split().freeze();
+            self.start_write(data)?;
+        }
     }
 
     /// Starts `op` on the idle wire.
@@ -556,6 +577,7 @@ impl<'t> LargeObject<'t> {
     fn start_write(&mut self, data: Bytes) -> Result<(), Error> {
         // Bytes read ahead are given back first: the write goes at the caller's position.
         let back = std::mem::take(&mut self.ahead).len() as i64;
+        let moves = data.len() as i64 - back;
         let limit = self.limit;
         self.start(Op::Write, move |wire, lo, fd, pos| {
             Box::pin(async move {
@@ -570,10 +592,16 @@ impl<'t> LargeObject<'t> {
                 .await;
                 (wire, done)
             })
-        })
+        })?;
+        self.flying = moves;
+        Ok(())
     }
 
     fn start_seek_to(&mut self, to: SeekFrom) -> Result<(), Error> {
+        if !self.unsent.is_empty() {
+            let msg = "written bytes are not sent yet: poll_complete (or flush) before start_seek";
+            return Err(Error::new(ErrorKind::Misuse, msg));
+        }
         let (offset, whence) = self.whence(to)?;
         self.ahead.clear();
         let limit = self.limit;
@@ -604,6 +632,10 @@ impl AsyncRead for LargeObject<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.unsent.is_empty() {
+            // Written bytes go out before anything is read.
+            ready!(this.poll_drain(cx)).map_err(io_error)?;
+        }
         loop {
             if !this.ahead.is_empty() {
                 let n = buf.remaining().min(this.ahead.len());
@@ -625,31 +657,35 @@ impl AsyncRead for LargeObject<'_> {
 }
 
 impl AsyncWrite for LargeObject<'_> {
+    /// Accepts up to one chunk into the object's buffer; a full buffer is sent (one
+    /// `lowrite`) while the next fills, so small writes (`tokio::io::copy`'s 8 KiB) cost
+    /// one round trip per chunk, not per write.
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // One operation at a time: the previous write's outcome first.
-        ready!(this.poll_pending(cx)).map_err(io_error)?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let n = data.len().min(this.chunk);
-        this.start_write(Bytes::copy_from_slice(&data[..n]))
-            .map_err(io_error)?;
-        // Polled once now, so the call goes out; accepted unless that already failed.
-        if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
-            return Poll::Ready(Err(io_error(e)));
+        if this.unsent.len() >= this.chunk {
+            // The previous chunk's outcome first: one write in flight at a time.
+            ready!(this.poll_pending(cx)).map_err(io_error)?;
+            let full = this.unsent.split().freeze();
+            this.start_write(full).map_err(io_error)?;
+            // Polled once now, so the call goes out while the next chunk fills.
+            if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
+                return Poll::Ready(Err(io_error(e)));
+            }
         }
+        let n = data.len().min(this.chunk - this.unsent.len());
+        this.unsent.extend_from_slice(&data[..n]);
         Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_pending(cx)).map_err(io_error)?;
-        Poll::Ready(Ok(()))
+        self.get_mut().poll_drain(cx).map_err(io_error)
     }
 
     /// Flushes; the descriptor stays open (see [`LargeObject::close`]).
@@ -665,8 +701,18 @@ impl AsyncSeek for LargeObject<'_> {
 
     fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         let this = self.get_mut();
-        ready!(this.poll_pending(cx)).map_err(io_error)?;
+        ready!(this.poll_drain(cx)).map_err(io_error)?;
         Poll::Ready(Ok(this.position()))
+    }
+}
+
+impl Drop for LargeObject<'_> {
+    /// Bytes accepted by `poll_write` and never sent would be lost without a word: the
+    /// connection is given up instead, so the transaction cannot commit without them.
+    fn drop(&mut self) {
+        if let (false, Slot::Idle(wire)) = (self.unsent.is_empty(), &mut self.slot) {
+            wire.break_off("a large object was dropped with written bytes not sent (no flush)");
+        }
     }
 }
 

@@ -516,22 +516,31 @@ async fn a_large_object_dropped_with_a_read_in_flight_breaks_the_transaction_not
 }
 
 #[tokio::test]
-async fn a_large_object_dropped_with_a_write_unanswered_cannot_be_committed() {
-    let (_db, conn) = common::db().await;
-    let mut tx = conn.transaction().await.unwrap();
-    let oid = tx.create_large_object().await.unwrap();
-    let mut lo = tx.large_object(oid, LoMode::Write).await.unwrap();
-    lo.set_chunk_size(8 * MIB).unwrap();
-    // Accepted as soon as the call goes out; dropped before the answer.
-    let n = lo.write(&vec![1u8; 8 * MIB]).await.unwrap();
-    assert_eq!(n, 8 * MIB);
-    drop(lo);
-    let err = tx.commit().await.unwrap_err();
-    assert!(
-        matches!(err.kind(), ErrorKind::Broken),
-        "a write nobody saw the end of must not commit: {err}"
-    );
-    assert!(conn.is_broken());
+async fn a_large_object_dropped_with_writes_unsent_or_unanswered_cannot_be_committed() {
+    // 5 MiB in 4 MiB chunks: one chunk in flight, the rest accepted and not sent yet;
+    // then 1 MiB only accepted.
+    for (len, in_flight) in [(5 * MIB, true), (MIB, false)] {
+        let (_db, conn) = common::db().await;
+        let mut tx = conn.transaction().await.unwrap();
+        let oid = tx.create_large_object().await.unwrap();
+        let mut lo = tx.large_object(oid, LoMode::Write).await.unwrap();
+        lo.set_chunk_size(4 * MIB).unwrap();
+        lo.write_all(&vec![1u8; len]).await.unwrap();
+        assert_eq!(lo.position(), len as u64);
+        assert_eq!(
+            format!("{lo:?}").contains("in_flight: true"),
+            in_flight,
+            "{lo:?}"
+        );
+        drop(lo); // no flush
+        let err = tx.commit().await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Broken,
+            "written bytes nobody saw arrive must not commit: {err}"
+        );
+        assert!(conn.is_broken());
+    }
 }
 
 #[tokio::test]
