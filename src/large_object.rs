@@ -35,6 +35,13 @@ pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
 pub const MAX_CHUNK_SIZE: usize = 64 << 20;
 
 /// How a large object is opened.
+///
+/// ```no_run
+/// # async fn demo(mut tx: pgkeel::Transaction, oid: u32) -> Result<(), pgkeel::Error> {
+/// // A consistent read of the object as of the transaction's snapshot:
+/// let lo = tx.large_object(oid, pgkeel::LoMode::Read).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoMode {
     /// Read only (`INV_READ`): reads see the object as of the transaction's snapshot.
@@ -242,11 +249,12 @@ enum Slot<'t> {
 /// ```
 ///
 /// # Writes through `AsyncWrite`
-/// `poll_write` accepts a chunk as soon as its call is sent and reports its outcome at
-/// the next call (`poll_write`, `poll_flush`, a read or a seek), as a file's write-behind
-/// does: `flush` or [`close`](Self::close) to learn the last one's. Dropped with a write
-/// still unanswered, the connection is given up (see below), so the transaction cannot
-/// commit: a write is never lost silently.
+/// `poll_write` gathers bytes into a buffer of one chunk (as `BufWriter` does) and sends
+/// a full chunk while the next one fills; a write's outcome is reported by the next call
+/// (`poll_write`, `poll_flush`, a read or a seek). `flush` (which `tokio::io::copy` does
+/// at the end) or [`close`](Self::close) sends the rest and reports the last outcome.
+/// Dropped with bytes unsent or a write unanswered, the object gives the connection up,
+/// so the transaction cannot commit: written bytes are never lost silently.
 ///
 /// # Cancel safety
 /// An `async` method dropped after its call went out (a timeout, `select!`) breaks the
@@ -323,7 +331,13 @@ impl<'t> LargeObject<'t> {
     }
 
     /// Sets how much one read asks the server for and the most one write sends (memory
-    /// held per object is about one chunk).
+    /// held per object is about two chunks: one buffered, one on the wire).
+    ///
+    /// ```no_run
+    /// # fn demo(mut lo: pgkeel::LargeObject<'_>) -> Result<(), pgkeel::Error> {
+    /// lo.set_chunk_size(1 << 20)?; // 1 MiB: fewer round trips for big sequential reads
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for 0 or more than [`MAX_CHUNK_SIZE`]; the size is unchanged.
@@ -338,6 +352,18 @@ impl<'t> LargeObject<'t> {
 
     /// Reads up to `max` bytes at the current position (one round trip unless bytes read
     /// ahead by `AsyncRead` are waiting); an empty result is the end of the object.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut lo: pgkeel::LargeObject<'_>) -> Result<(), pgkeel::Error> {
+    /// loop {
+    ///     let chunk = lo.read_chunk(1 << 20).await?;
+    ///     if chunk.is_empty() {
+    ///         break;
+    ///     }
+    ///     // use `chunk` (a `bytes::Bytes`)
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// A server error (e.g. the descriptor was not opened for reading); a write started
@@ -361,6 +387,13 @@ impl<'t> LargeObject<'t> {
     /// Writes all of `data` at the current position in one call (up to 1 GiB; the chunk
     /// size does not apply). Writing past the end leaves a hole that reads as zeros.
     ///
+    /// ```no_run
+    /// # async fn demo(mut lo: pgkeel::LargeObject<'_>) -> Result<(), pgkeel::Error> {
+    /// lo.write_chunk(b"header").await?;
+    /// assert_eq!(lo.position(), 6);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// A server error (e.g. the descriptor was opened [`LoMode::Read`]);
     /// [`ErrorKind::Encode`] for more than 1 GiB (nothing is sent).
@@ -377,6 +410,14 @@ impl<'t> LargeObject<'t> {
     }
 
     /// Moves the position (64-bit: beyond 2 GiB and up to 4 TiB); returns the new one.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut lo: pgkeel::LargeObject<'_>) -> Result<(), pgkeel::Error> {
+    /// use std::io::SeekFrom;
+    /// let end = lo.seek_to(SeekFrom::End(0)).await?;
+    /// lo.seek_to(SeekFrom::Start(5 << 30)).await?; // past the end: a hole up to here
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// A server error for a position before the start or past 4 TiB;
@@ -412,6 +453,13 @@ impl<'t> LargeObject<'t> {
 
     /// The object's size in bytes (two round trips: a seek to the end and back).
     ///
+    /// ```no_run
+    /// # async fn demo(mut lo: pgkeel::LargeObject<'_>) -> Result<(), pgkeel::Error> {
+    /// let size = lo.size().await?;
+    /// println!("{size} bytes");
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As [`LargeObject::seek_to`].
     ///
@@ -426,6 +474,12 @@ impl<'t> LargeObject<'t> {
 
     /// Cuts the object to `len` bytes, or extends it with zeros (`lo_truncate64`); the
     /// position does not move.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut lo: pgkeel::LargeObject<'_>) -> Result<(), pgkeel::Error> {
+    /// lo.truncate(0).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// A server error (e.g. opened [`LoMode::Read`]); [`ErrorKind::Encode`] for a
@@ -733,6 +787,15 @@ macro_rules! large_object_methods {
         /// Creates an empty large object and returns its OID (`lo_create(0)`); it is
         /// kept only if the transaction commits.
         ///
+        /// ```no_run
+        /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
+        /// let mut tx = conn.transaction().await?;
+        /// let oid = tx.create_large_object().await?;
+        /// tx.execute("INSERT INTO documents (blob) VALUES ($1)", &[&oid]).await?;
+        /// tx.commit().await?;
+        /// # Ok(()) }
+        /// ```
+        ///
         /// # Errors
         /// A server error; [`ErrorKind::Broken`]/[`ErrorKind::Closed`].
         ///
@@ -783,6 +846,14 @@ macro_rules! large_object_methods {
 
         /// Deletes large object `oid` (`lo_unlink`), when the transaction commits.
         ///
+        /// ```no_run
+        /// # async fn demo(conn: pgkeel::Connection, oid: u32) -> Result<(), pgkeel::Error> {
+        /// let mut tx = conn.transaction().await?;
+        /// tx.unlink_large_object(oid).await?;
+        /// tx.commit().await?;
+        /// # Ok(()) }
+        /// ```
+        ///
         /// # Errors
         /// SQLSTATE 42704 for an object that does not exist; a server error.
         ///
@@ -802,6 +873,13 @@ macro_rules! large_object_methods {
 
         /// Creates a large object holding `data` in one call (`lo_from_bytea`), for
         /// objects small enough to hold in memory (up to 1 GiB); returns its OID.
+        ///
+        /// ```no_run
+        /// # async fn demo(mut tx: pgkeel::Transaction) -> Result<(), pgkeel::Error> {
+        /// let oid = tx.import_large_object(b"small enough").await?;
+        /// assert_eq!(&tx.export_large_object(oid).await?[..], b"small enough");
+        /// # Ok(()) }
+        /// ```
         ///
         /// # Errors
         /// A server error; [`ErrorKind::Encode`] for more than 1 GiB (nothing is sent).
@@ -824,6 +902,13 @@ macro_rules! large_object_methods {
         /// small enough to hold in memory (the server refuses more than 1 GiB); stream
         /// larger ones through [`large_object`](Self::large_object).
         ///
+        /// ```no_run
+        /// # async fn demo(mut tx: pgkeel::Transaction, oid: u32) -> Result<(), pgkeel::Error> {
+        /// let bytes = tx.export_large_object(oid).await?;
+        /// println!("{} bytes", bytes.len());
+        /// # Ok(()) }
+        /// ```
+        ///
         /// # Errors
         /// SQLSTATE 42704 for an object that does not exist; a server error.
         ///
@@ -845,6 +930,12 @@ macro_rules! large_object_methods {
         /// Calls a server function over the fast path inside the transaction; see
         /// [`Connection::fast_path_call`](crate::Connection::fast_path_call).
         ///
+        /// ```no_run
+        /// # async fn demo(mut tx: pgkeel::Transaction) -> Result<(), pgkeel::Error> {
+        /// let raw = tx.fast_path_call("pg_catalog.lo_create(oid)", &[&0u32]).await?;
+        /// # Ok(()) }
+        /// ```
+        ///
         /// # Errors
         /// As [`Connection::fast_path_call`](crate::Connection::fast_path_call); a server
         /// error fails the transaction, as any statement's would.
@@ -865,6 +956,12 @@ macro_rules! large_object_methods {
 
         /// As [`fast_path_call`](Self::fast_path_call), with the result decoded as `T`;
         /// see [`Connection::fast_path_call_typed`](crate::Connection::fast_path_call_typed).
+        ///
+        /// ```no_run
+        /// # async fn demo(mut tx: pgkeel::Transaction) -> Result<(), pgkeel::Error> {
+        /// let oid: u32 = tx.fast_path_call_typed("pg_catalog.lo_create(oid)", &[&0u32]).await?;
+        /// # Ok(()) }
+        /// ```
         ///
         /// # Errors
         /// As [`Connection::fast_path_call_typed`](crate::Connection::fast_path_call_typed).
