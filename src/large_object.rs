@@ -992,3 +992,8 @@ impl Transaction {
 impl Savepoint<'_> {
     large_object_methods!();
 }
+
+/// The code blocks of `docs/LARGE_OBJECTS.md`, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/LARGE_OBJECTS.md")]
+struct LargeObjectsGuide;
