@@ -468,3 +468,60 @@ impl super::Connection {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ToSql;
+
+    fn int4pl() -> FunctionInfo {
+        FunctionInfo {
+            oid: 177,
+            name: "int4pl(integer,integer)".to_owned(),
+            args: vec![Type::INT4, Type::INT4],
+            result: Type::INT4,
+        }
+    }
+
+    #[test]
+    fn arguments_are_encoded_as_the_functions_own_types() {
+        let (a, b) = (2i32, None::<i32>);
+        let args: [&(dyn ToSql + Sync); 2] = [&a, &b];
+        let mut buf = BytesMut::new();
+        write_call(&int4pl(), &args, &mut buf).unwrap();
+        let want: &[u8] =
+            b"F\0\0\0\x1a\0\0\0\xb1\0\x01\0\x01\0\x02\0\0\0\x04\0\0\0\x02\xff\xff\xff\xff\0\x01";
+        assert_eq!(&buf[..], want);
+    }
+
+    #[test]
+    fn a_wrong_count_or_type_is_an_encode_error_naming_the_argument() {
+        let (a, s) = (2i32, "x");
+        let e = check_args(&int4pl(), &[&a]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Encode);
+        assert!(e.to_string().contains("takes 2 arguments but 1"), "{e}");
+        let e = check_args(&int4pl(), &[&a, &s]).unwrap_err();
+        assert!(e.to_string().contains("argument 2"), "{e}");
+        check_args(&int4pl(), &[&a, &a]).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_function_is_sqlstate_42883_naming_it() {
+        let e = undefined_function(&Function::from("nope(int4)"));
+        assert_eq!((e.kind(), e.code()), (ErrorKind::Db, Some("42883")));
+        assert!(e.to_string().contains("nope(int4)"), "{e}");
+        let e = undefined_function(&Function::from(42u32));
+        assert!(e.to_string().contains("OID 42"), "{e}");
+    }
+
+    #[test]
+    fn results_decode_as_the_result_type_and_null_only_into_option() {
+        let raw = Some(Bytes::from_static(&[0, 0, 0, 5]));
+        assert_eq!(decode_result::<i32>(&int4pl(), raw.clone()).unwrap(), 5);
+        assert_eq!(decode_result::<Option<i32>>(&int4pl(), None).unwrap(), None);
+        let e = decode_result::<i32>(&int4pl(), None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode);
+        let e = decode_result::<String>(&int4pl(), raw).unwrap_err();
+        assert!(e.to_string().contains("int4pl"), "{e}");
+    }
+}
