@@ -63,6 +63,14 @@
 //! for NULL: see [`types`] and `docs/TYPES.md` for the full table. Enums, composites,
 //! domains and extension types are looked up once per connection.
 //!
+//! # Large objects and fast-path calls
+//!
+//! [`Connection::fast_path_call`] calls a server function over the protocol's
+//! FunctionCall message. Large objects are opened from a transaction
+//! ([`Transaction::large_object`]), which the [`LargeObject`] borrows, and stream through
+//! tokio's `AsyncRead`/`AsyncWrite`/`AsyncSeek` in bounded memory. See
+//! `docs/LARGE_OBJECTS.md`.
+//!
 //! # Features
 //!
 //! - `chrono`, `time`, `jiff`: their date and time types (`jiff` also `Span` and

@@ -490,7 +490,7 @@ mod tests {
         let mut buf = BytesMut::new();
         write_call(&int4pl(), &args, &mut buf).unwrap();
         let want: &[u8] =
-            b"F\0\0\0\x1a\0\0\0\xb1\0\x01\0\x01\0\x02\0\0\0\x04\0\0\0\x02\xff\xff\xff\xff\0\x01";
+            b"F\0\0\0\x1c\0\0\0\xb1\0\x01\0\x01\0\x02\0\0\0\x04\0\0\0\x02\xff\xff\xff\xff\0\x01";
         assert_eq!(&buf[..], want);
     }
 
