@@ -63,6 +63,14 @@
 //! for NULL: see [`types`] and `docs/TYPES.md` for the full table. Enums, composites,
 //! domains and extension types are looked up once per connection.
 //!
+//! # Large objects and fast-path calls
+//!
+//! [`Connection::fast_path_call`] calls a server function over the protocol's
+//! FunctionCall message. Large objects are opened from a transaction
+//! ([`Transaction::large_object`]), which the [`LargeObject`] borrows, and stream through
+//! tokio's `AsyncRead`/`AsyncWrite`/`AsyncSeek` in bounded memory. See
+//! `docs/LARGE_OBJECTS.md`.
+//!
 //! # Features
 //!
 //! - `chrono`, `time`, `jiff`: their date and time types (`jiff` also `Span` and
@@ -88,6 +96,7 @@ pub mod codec;
 mod config;
 mod connection;
 mod error;
+mod large_object;
 pub mod pool;
 #[doc(hidden)]
 pub mod protocol;
@@ -104,10 +113,12 @@ pub use config::{
 };
 pub use connection::{
     BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream, Connection, CopyIn, CopyOut,
-    DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, IntoConfig, Listener, ListenerEvent,
-    ListenerOptions, NoticeHandler, Notification, Params, PipelineCounts, RowStream, ToStatement,
+    DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, Function, IntoConfig, Listener,
+    ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params, PipelineCounts, RowStream,
+    ToStatement,
 };
 pub use error::{DbError, Error, ErrorKind, SqlState, TimeoutKind, sqlstate};
+pub use large_object::{DEFAULT_CHUNK_SIZE, LargeObject, LoMode, MAX_CHUNK_SIZE};
 pub use pool::{Pool, PoolTransaction, PooledConnection};
 pub use protocol::TransactionStatus;
 pub use row::{

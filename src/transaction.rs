@@ -400,6 +400,12 @@ impl Transaction {
         self.core.as_ref()
     }
 
+    /// The wire, ready for an exchange: for calls defined elsewhere (fast path, large
+    /// objects) that borrow the transaction.
+    pub(crate) async fn wire_ready(&mut self) -> Result<&mut WireGuard, Error> {
+        self.core()?.ready().await
+    }
+
     statement_methods!();
 
     /// Commits the transaction and releases the connection.
@@ -492,6 +498,11 @@ impl Savepoint<'_> {
 
     fn core_ref(&self) -> Option<&TxCore> {
         Some(self.core)
+    }
+
+    /// The wire, ready for an exchange (see [`Transaction::wire_ready`]).
+    pub(crate) async fn wire_ready(&mut self) -> Result<&mut WireGuard, Error> {
+        self.core.ready().await
     }
 
     statement_methods!();

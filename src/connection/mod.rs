@@ -14,6 +14,7 @@ mod copy;
 mod copy_in;
 mod copy_out;
 mod describe;
+pub(crate) mod fastpath;
 mod inflight;
 mod ledger;
 mod listener;
@@ -36,6 +37,7 @@ pub use self::binary_copy::{BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutS
 pub(crate) use self::bind::Binding;
 pub use self::copy_in::CopyIn;
 pub use self::copy_out::CopyOut;
+pub use self::fastpath::Function;
 pub use self::listener::{Listener, ListenerEvent, ListenerOptions};
 pub use self::notify::{DEFAULT_NOTIFICATION_CAPACITY, NoticeHandler, Notification};
 pub(crate) use self::query::Discard;

@@ -63,6 +63,8 @@ pub(crate) struct Wire {
     /// The pipelined answer being read, if one is under way.
     pub(super) reading: super::pipeline::Reading,
     next_name: u64,
+    /// Functions resolved for fast-path calls.
+    pub(crate) functions: super::fastpath::FunctionCache,
 }
 
 impl Wire {
@@ -74,6 +76,7 @@ impl Wire {
             ledger: Ledger::default(),
             reading: Default::default(),
             next_name: 0,
+            functions: Default::default(),
         }
     }
 

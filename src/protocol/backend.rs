@@ -340,7 +340,7 @@ impl BackendMessage {
             b'W' => {
                 BackendMessage::CopyBothResponse(parse_copy_response(&body, "CopyBothResponse")?)
             }
-            b'V' => parse_function_call_response(&body)?,
+            b'V' => parse_function_call_response(body)?,
             b'v' => parse_negotiate_protocol_version(&body)?,
             other => return Err(ProtocolError::UnknownTag(other as char)),
         };
@@ -530,16 +530,24 @@ fn parse_copy_response(body: &[u8], name: &'static str) -> Result<CopyResponse, 
     })
 }
 
-fn parse_function_call_response(body: &[u8]) -> Result<BackendMessage, ProtocolError> {
-    let mut r = Reader::new(body, "FunctionCallResponse");
+/// The result stays in the frame's shared `Bytes` (a large-object read of 256 KiB is
+/// not copied again).
+fn parse_function_call_response(body: Bytes) -> Result<BackendMessage, ProtocolError> {
+    let mut r = Reader::new(&body, "FunctionCallResponse");
     let len = r.i32("result length")?;
-    let value = match len {
+    let range = match len {
         -1 => None,
-        n if n >= 0 => Some(Bytes::copy_from_slice(r.bytes(n as usize, "result")?)),
+        n if n >= 0 => {
+            let start = r.pos();
+            r.bytes(n as usize, "result")?;
+            Some(start..start + n as usize)
+        }
         n => return Err(r.invalid("result length", n.to_string())),
     };
     r.finish()?;
-    Ok(BackendMessage::FunctionCallResponse(value))
+    Ok(BackendMessage::FunctionCallResponse(
+        range.map(|range| body.slice(range)),
+    ))
 }
 
 fn parse_negotiate_protocol_version(body: &[u8]) -> Result<BackendMessage, ProtocolError> {

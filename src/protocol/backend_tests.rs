@@ -689,3 +689,27 @@ fn arbitrary_bodies_never_panic_for_any_tag() {
         let _ = parse(tag, &body);
     }
 }
+
+#[test]
+fn function_call_response_with_trailing_bytes_or_no_length_is_an_error() {
+    let e = err(b'V', b"\0\0\0\x01ab");
+    assert!(matches!(e, ProtocolError::TrailingBytes { .. }), "{e:?}");
+    let e = err(b'V', b"\xff\xff\xff\xff\0");
+    assert!(matches!(e, ProtocolError::TrailingBytes { .. }), "{e:?}");
+    let e = err(b'V', b"");
+    assert!(matches!(e, ProtocolError::Truncated { .. }), "{e:?}");
+    let e = err(b'V', b"\0\0");
+    assert!(matches!(e, ProtocolError::Truncated { .. }), "{e:?}");
+}
+
+#[test]
+fn function_call_response_result_shares_the_frame() {
+    let frame = Bytes::from_static(b"\0\0\0\x03abc");
+    let BackendMessage::FunctionCallResponse(Some(v)) =
+        BackendMessage::parse(b'V', frame.clone()).expect("parses")
+    else {
+        panic!("not a value")
+    };
+    assert_eq!(&v[..], b"abc");
+    assert_eq!(v.as_ptr(), frame[4..].as_ptr(), "the result was copied");
+}

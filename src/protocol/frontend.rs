@@ -294,7 +294,7 @@ where
         formats(buf);
         buf.put_i16(count);
         for i in 0..head.param_count {
-            bind_value(i, &mut value, buf)?;
+            put_value("Bind", "parameter", i, &mut value, buf)?;
         }
         buf.put_i16(1);
         buf.put_i16(head.result_format as i16);
@@ -302,7 +302,10 @@ where
     })
 }
 
-fn bind_value<E>(
+/// One length-prefixed value of a Bind or FunctionCall, written in place by `value`.
+fn put_value<E>(
+    message: &'static str,
+    what: &str,
     i: usize,
     value: &mut impl FnMut(usize, &mut BytesMut) -> Result<bool, E>,
     buf: &mut BytesMut,
@@ -322,7 +325,8 @@ where
         }
         (false, Ok(len)) => len,
         (false, Err(_)) => {
-            return Err(encode_error("Bind", format!("parameter {} is over 2 GiB", i + 1)).into());
+            let detail = format!("{what} {} is over 2 GiB", i + 1);
+            return Err(encode_error(message, detail).into());
         }
     };
     buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
@@ -396,27 +400,50 @@ pub fn copy_fail(reason: &str, buf: &mut BytesMut) -> Result<(), ProtocolError> 
 
 /// FunctionCall: the fast-path call of function `oid` with binary arguments (`None` is
 /// NULL) and a result in `result_format`.
+///
+/// # Errors
+/// [`ProtocolError::Encode`] for more than 65535 arguments, an argument over 2 GiB or a
+/// message over 1 GiB; `buf` is left as it was.
 pub fn function_call(
     oid: Oid,
     args: &[Option<&[u8]>],
     result_format: Format,
     buf: &mut BytesMut,
 ) -> Result<(), ProtocolError> {
+    let value = |i: usize, buf: &mut BytesMut| match args[i] {
+        None => Ok(true),
+        Some(a) => {
+            buf.put_slice(a);
+            Ok(false)
+        }
+    };
+    function_call_with(oid, args.len(), value, result_format, buf)
+}
+
+/// FunctionCall with each argument encoded in place by `value` (as [`bind`] does):
+/// called once per argument with the buffer to append its binary encoding to, it
+/// returns `Ok(true)` for SQL NULL. Its error aborts the message and leaves `buf` as it
+/// was.
+///
+/// # Errors
+/// As [`function_call`], and whatever `value` returns.
+pub fn function_call_with<E>(
+    oid: Oid,
+    arg_count: usize,
+    mut value: impl FnMut(usize, &mut BytesMut) -> Result<bool, E>,
+    result_format: Format,
+    buf: &mut BytesMut,
+) -> Result<(), E>
+where
+    E: From<ProtocolError>,
+{
     message(Some(b'F'), "FunctionCall", buf, |buf| {
         buf.put_u32(oid);
         buf.put_i16(1);
         buf.put_i16(Format::Binary as i16);
-        buf.put_i16(count16(args.len(), "FunctionCall", "arguments")?);
-        for arg in args {
-            match arg {
-                None => buf.put_i32(-1),
-                Some(a) => {
-                    let len = i32::try_from(a.len())
-                        .map_err(|_| encode_error("FunctionCall", "argument is over 2 GiB"))?;
-                    buf.put_i32(len);
-                    buf.put_slice(a);
-                }
-            }
+        buf.put_i16(count16(arg_count, "FunctionCall", "arguments")?);
+        for i in 0..arg_count {
+            put_value("FunctionCall", "argument", i, &mut value, buf)?;
         }
         buf.put_i16(result_format as i16);
         Ok(())

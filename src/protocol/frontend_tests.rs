@@ -392,3 +392,54 @@ fn bind_formats_names_one_format_per_parameter() {
         b"B\0\0\0\x1f\0s\0\0\x02\0\0\0\x01\0\x02\xff\xff\xff\xff\0\0\0\x04\0\0\0\x07\0\x01\0\x01";
     assert_eq!(got, expected);
 }
+
+#[test]
+fn function_call_with_encodes_each_argument_in_place_and_nulls_as_minus_one() {
+    // lo_lseek64(fd 3, offset 5 GiB, whence 0) as `lo_lseek64` (OID 3170) would be sent;
+    // the second argument's bytes written before it said NULL are dropped.
+    let got = appended(|b| {
+        function_call_with(
+            3170,
+            3,
+            |i, buf| -> Result<bool, ProtocolError> {
+                match i {
+                    0 => buf.put_i32(3),
+                    1 => {
+                        buf.put_slice(b"junk");
+                        return Ok(true);
+                    }
+                    _ => buf.put_i64(5 << 30),
+                }
+                Ok(false)
+            },
+            Format::Binary,
+            b,
+        )
+    });
+    let expected: &[u8] = b"F\0\0\0\x28\0\0\x0c\x62\0\x01\0\x01\0\x03\
+        \0\0\0\x04\0\0\0\x03\
+        \xff\xff\xff\xff\
+        \0\0\0\x08\0\0\0\x01\x40\0\0\0\
+        \0\x01";
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn function_call_with_an_argument_that_fails_to_encode_leaves_the_buffer_as_it_was() {
+    let err = refused(|b| {
+        function_call_with(
+            1,
+            2,
+            |i, buf| match i {
+                0 => {
+                    buf.put_i32(7);
+                    Ok(false)
+                }
+                _ => Err(encode_error("test", "argument 2 refused")),
+            },
+            Format::Binary,
+            b,
+        )
+    });
+    assert_encode_error(err);
+}

@@ -854,6 +854,72 @@ async fn copy_out_dropped_at_every_poll() {
     }
 }
 
+/// Large-object work inside a transaction: create, 1 MiB through `AsyncWrite` in 256 KiB
+/// chunks, seek, read back through `AsyncRead`, tell, truncate, close, unlink.
+async fn large_object_work(
+    tx: &mut pgkeel::Transaction,
+) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let oid = tx.create_large_object().await?;
+    let mut lo = tx.large_object(oid, pgkeel::LoMode::ReadWrite).await?;
+    lo.write_all(&data).await?;
+    lo.flush().await?;
+    lo.seek(std::io::SeekFrom::Start(0)).await?;
+    let mut back = Vec::new();
+    lo.read_to_end(&mut back).await?;
+    assert!(back == data, "read back differs");
+    let at = lo.tell().await?;
+    lo.truncate(10).await?;
+    lo.close().await?;
+    tx.unlink_large_object(oid).await?;
+    Ok(at)
+}
+
+#[tokio::test]
+async fn large_object_operations_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Transaction large objects (1 MiB in and out)");
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, mut tx) = open_transaction(&env, id).await;
+        let polls = Tally::polls(i, tally.op);
+        let outcome = Cancellable::new(large_object_work(&mut tx), polls).await;
+        match outcome {
+            Outcome::Done(at) => {
+                assert_eq!(at.unwrap(), 1 << 20);
+                after_drop_in_transaction(&env, &conn, tx, id)
+                    .await
+                    .unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => {
+                let after = after_drop_in_transaction(&env, &conn, tx, id).await;
+                tally.record(i, after);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn fast_path_call_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::fast_path_call_typed (resolve + call)");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        let call = conn.fast_path_call_typed::<i32>("int4pl(int4, int4)", &[&40i32, &2i32]);
+        match Cancellable::new(call, polls).await {
+            Outcome::Done(v) => {
+                assert_eq!(v.unwrap(), 42);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
 #[tokio::test]
 async fn pipelined_query_dropped_at_every_poll() {
     if std::env::var_os("PGKEEL_TEST_VIA_PGBOUNCER").is_some() {

@@ -26,6 +26,7 @@ mod faults_failover;
 mod faults_paths;
 mod fuzz_smoke;
 mod half_open;
+mod large_objects;
 mod ledger;
 mod malformed_backend;
 mod notify;
@@ -112,6 +113,7 @@ fn suite_again_through_pgbouncer_in_transaction_mode() {
         "retryable::",
         "behind_pooler::",
         "copy::",
+        "large_objects::",
     ];
     run_again(
         "through PgBouncer",
