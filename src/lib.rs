@@ -87,6 +87,7 @@ mod cancel;
 pub mod codec;
 mod config;
 mod connection;
+mod cursor;
 mod error;
 pub mod pool;
 #[doc(hidden)]
@@ -107,6 +108,7 @@ pub use connection::{
     DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, IntoConfig, Listener, ListenerEvent,
     ListenerOptions, NoticeHandler, Notification, Params, RowStream, ToStatement,
 };
+pub use cursor::{Cursor, CursorOptions, DEFAULT_CURSOR_BATCH, Portal};
 pub use error::{DbError, Error, ErrorKind, SqlState, TimeoutKind, sqlstate};
 pub use pool::{Pool, PoolTransaction, PooledConnection};
 pub use protocol::TransactionStatus;
