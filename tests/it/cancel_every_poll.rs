@@ -144,7 +144,7 @@ async fn all_fail_with(conn: &Connection, kind: ErrorKind) -> Result<(), String>
         ),
         ("prepare", conn.prepare("SELECT 1").await.map(drop)),
         ("transaction", conn.transaction().await.map(drop)),
-        ("query_raw", conn.query_raw("SELECT 1", &[]).await.map(drop)),
+        ("query_raw", conn.query_raw("SELECT 1", &[] as pgkeel::Params).await.map(drop)),
     ];
     for (call, result) in errors {
         match result {
