@@ -193,18 +193,18 @@ impl<R: Clone> Nav<R> {
                     self.server = n + 1;
                 }
                 Op::FetchForward(k) => {
-                    self.start = self.server + 1;
+                    let start = self.server + 1;
                     self.forward(k, rows.len() as u64);
-                    self.window = rows;
+                    // Nothing fetched (past the end): the rows before stay at hand.
+                    if !rows.is_empty() {
+                        (self.start, self.window) = (start, rows);
+                    }
                 }
+                Op::FetchFromEnd(_) if rows.is_empty() => self.server = 0,
                 Op::FetchFromEnd(k) => {
                     let n = self.total.unwrap_or(0);
-                    self.server = match rows.is_empty() {
-                        true => 0,
-                        false => n + 1 - k,
-                    };
-                    self.start = self.server;
-                    self.window = rows;
+                    self.server = n + 1 - k;
+                    (self.start, self.window) = (self.server, rows);
                 }
             }
         }
