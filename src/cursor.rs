@@ -85,7 +85,9 @@ impl Portal {
 
 impl std::fmt::Debug for Portal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Portal").field("name", &self.0.name).finish()
+        f.debug_struct("Portal")
+            .field("name", &self.0.name)
+            .finish()
     }
 }
 
@@ -322,12 +324,12 @@ impl<'a> Cursor<'a> {
         if n >= 0 {
             return self.go(n, Span::One).await;
         }
-        if let Some(t) = self.nav.from_end(n) {
+        if let Some(t) = self.nav.counted_from_end(n) {
             return self.go(t, Span::One).await;
         }
         let ops = self.nav.plan_from_end(n)?;
         self.run(&ops).await?;
-        let t = self.nav.from_end(n).unwrap_or(0);
+        let t = self.nav.counted_from_end(n).unwrap_or(0);
         Ok(self.nav.settle(t).flatten())
     }
 
@@ -497,7 +499,11 @@ async fn bind_on<T: ToStatement + ?Sized>(
     })))
 }
 
-async fn query_portal_on(wire: &mut Wire, portal: &Portal, max_rows: i32) -> Result<Vec<Row>, Error> {
+async fn query_portal_on(
+    wire: &mut Wire,
+    portal: &Portal,
+    max_rows: i32,
+) -> Result<Vec<Row>, Error> {
     if portal.0.conn_id != wire.shared.id {
         return Err(Error::new(
             ErrorKind::Misuse,

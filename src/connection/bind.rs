@@ -188,7 +188,15 @@ pub(super) fn write_bind_to(
                 true => Format::Text,
                 false => Format::Binary,
             };
-            frontend::bind_formats(portal, statement, b.len(), format, encode, Format::Binary, buf)
+            frontend::bind_formats(
+                portal,
+                statement,
+                b.len(),
+                format,
+                encode,
+                Format::Binary,
+                buf,
+            )
         }
     }
 }

@@ -484,7 +484,11 @@ impl Connection {
     ///
     /// # Cancel safety
     /// As [`Connection::query`].
-    pub async fn query_raw<T, I>(&self, statement: &T, params: I) -> Result<RowStream<'static>, Error>
+    pub async fn query_raw<T, I>(
+        &self,
+        statement: &T,
+        params: I,
+    ) -> Result<RowStream<'static>, Error>
     where
         T: ToStatement + ?Sized,
         I: IntoIterator,

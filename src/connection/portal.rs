@@ -99,7 +99,12 @@ impl Wire {
         drop(f);
         self.settle_cache(plan, &reader.a, error.as_ref());
         match error {
-            Some(e) => Err(bind::name_parameter(e, stmt.reparse_sql(), b, stmt.params())),
+            Some(e) => Err(bind::name_parameter(
+                e,
+                stmt.reparse_sql(),
+                b,
+                stmt.params(),
+            )),
             None => Ok(columns),
         }
     }

@@ -96,12 +96,14 @@ impl<R: Clone> Nav<R> {
 
     /// The target of a relative move of `by` rows.
     pub(crate) fn relative(&self, by: i64) -> i64 {
-        i64::try_from(self.pos).unwrap_or(i64::MAX).saturating_add(by)
+        i64::try_from(self.pos)
+            .unwrap_or(i64::MAX)
+            .saturating_add(by)
     }
 
     /// The position `absolute(n)` names when `n` counts from the end (`n < 0`), if the
     /// row count is known.
-    pub(crate) fn from_end(&self, n: i64) -> Option<i64> {
+    pub(crate) fn counted_from_end(&self, n: i64) -> Option<i64> {
         let total = i64::try_from(self.total?).unwrap_or(i64::MAX);
         Some(total.saturating_add(1).saturating_add(n))
     }
@@ -282,7 +284,7 @@ mod tests {
         let ops = nav.plan_from_end(-1).unwrap();
         let answers = ops.iter().map(|&op| s.run(op)).collect();
         nav.apply(&ops, answers);
-        let t = nav.from_end(-1).unwrap();
+        let t = nav.counted_from_end(-1).unwrap();
         nav.settle(t).unwrap()
     }
 

@@ -144,7 +144,12 @@ async fn all_fail_with(conn: &Connection, kind: ErrorKind) -> Result<(), String>
         ),
         ("prepare", conn.prepare("SELECT 1").await.map(drop)),
         ("transaction", conn.transaction().await.map(drop)),
-        ("query_raw", conn.query_raw("SELECT 1", &[] as pgkeel::Params).await.map(drop)),
+        (
+            "query_raw",
+            conn.query_raw("SELECT 1", &[] as pgkeel::Params)
+                .await
+                .map(drop),
+        ),
     ];
     for (call, result) in errors {
         match result {
@@ -872,7 +877,9 @@ async fn transaction_bind_dropped_at_every_poll() {
         if let Some(portal) = done {
             let rows = tx.query_portal(&portal, 0).await.unwrap();
             assert_eq!(rows[0].get::<_, i32>(1), 7);
-            after_drop_in_transaction(&env, &conn, tx, id).await.unwrap();
+            after_drop_in_transaction(&env, &conn, tx, id)
+                .await
+                .unwrap();
             return tally.finish(i);
         }
         tally.record(i, after_drop_in_transaction(&env, &conn, tx, id).await);
@@ -895,7 +902,9 @@ async fn transaction_query_portal_dropped_at_every_poll() {
         drop(portal);
         if let Some(rows) = done {
             assert_eq!(rows.len(), 2);
-            after_drop_in_transaction(&env, &conn, tx, id).await.unwrap();
+            after_drop_in_transaction(&env, &conn, tx, id)
+                .await
+                .unwrap();
             return tally.finish(i);
         }
         tally.record(i, after_drop_in_transaction(&env, &conn, tx, id).await);

@@ -36,7 +36,11 @@ async fn a_scroll_cursor_over_10000_rows_visits_1_10000_5000_and_the_last() {
         .unwrap();
     assert_eq!(c.position(), 0);
     for (n, want) in [(1, 1), (10_000, 10_000), (5_000, 5_000), (-1, 10_000)] {
-        assert_eq!(value(c.absolute(n).await.unwrap()), Some(want), "absolute({n})");
+        assert_eq!(
+            value(c.absolute(n).await.unwrap()),
+            Some(want),
+            "absolute({n})"
+        );
         assert_eq!(c.position(), want as u64, "position after absolute({n})");
     }
     assert_eq!(c.total_rows(), Some(10_000));
@@ -85,11 +89,19 @@ async fn prior_relative_and_backward_stop_at_the_edges() {
     let options = CursorOptions::new().batch_rows(4);
     let sql = "SELECT g FROM generate_series(1, 10) g";
     let mut c = tx.declare_cursor(sql, &[], options).await.unwrap();
-    assert_eq!(value(c.prior().await.unwrap()), None, "before the first row");
+    assert_eq!(
+        value(c.prior().await.unwrap()),
+        None,
+        "before the first row"
+    );
     assert_eq!(c.position(), 0);
     assert_eq!(value(c.relative(0).await.unwrap()), None);
     assert_eq!(value(c.relative(3).await.unwrap()), Some(3));
-    assert_eq!(value(c.relative(0).await.unwrap()), Some(3), "the current row");
+    assert_eq!(
+        value(c.relative(0).await.unwrap()),
+        Some(3),
+        "the current row"
+    );
     assert_eq!(value(c.relative(-2).await.unwrap()), Some(1));
     assert_eq!(value(c.prior().await.unwrap()), None);
     assert_eq!(c.position(), 0);
@@ -101,7 +113,13 @@ async fn prior_relative_and_backward_stop_at_the_edges() {
     assert_eq!(c.position(), 11, "stays after the last row");
     assert_eq!(value(c.prior().await.unwrap()), Some(10));
     assert_eq!(value(c.relative(-8).await.unwrap()), Some(2));
-    let back: Vec<i32> = c.backward(5).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let back: Vec<i32> = c
+        .backward(5)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(back, [1], "only row 1 lies before row 2");
     assert_eq!(c.position(), 0);
     assert_eq!(value(c.first().await.unwrap()), Some(1));
@@ -133,7 +151,8 @@ async fn cursor_parameters_and_rows_are_typed_like_a_query() {
         .await
         .unwrap();
     let mut tx = conn.transaction().await.unwrap();
-    let sql = "SELECT g::int8, $2 || g, 'ok'::mood::text, now() FROM generate_series(1, $1::int4) g";
+    let sql =
+        "SELECT g::int8, $2 || g, 'ok'::mood::text, now() FROM generate_series(1, $1::int4) g";
     let mut c = tx
         .declare_cursor(sql, &[&3i32, &"n"], CursorOptions::new())
         .await
@@ -160,10 +179,18 @@ async fn a_cursor_without_scroll_refuses_backward_moves_before_sending_them() {
     assert_eq!(value(c.absolute(50).await.unwrap()), Some(50));
     assert_eq!(value(c.next().await.unwrap()), Some(51));
     assert_eq!(value(c.next().await.unwrap()), Some(52));
-    assert_eq!(value(c.prior().await.unwrap()), Some(51), "still in the window");
+    assert_eq!(
+        value(c.prior().await.unwrap()),
+        Some(51),
+        "still in the window"
+    );
     let err = c.first().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Misuse, "{err}");
-    assert_eq!(value(c.next().await.unwrap()), Some(52), "the cursor still works");
+    assert_eq!(
+        value(c.next().await.unwrap()),
+        Some(52),
+        "the cursor still works"
+    );
     drop(c);
     assert_eq!(tx.transaction_status(), TransactionStatus::InTransaction);
 }
@@ -189,12 +216,33 @@ async fn a_portal_pages_through_1000_rows_100_at_a_time() {
     assert_eq!(pages, 10);
     assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
     // Two portals read in turn, and one bound from a prepared statement.
-    let stmt = tx.prepare("SELECT $1::int4 * g FROM generate_series(1, 5) g").await.unwrap();
+    let stmt = tx
+        .prepare("SELECT $1::int4 * g FROM generate_series(1, 5) g")
+        .await
+        .unwrap();
     let a = tx.bind(&stmt, &[&1i32]).await.unwrap();
     let b = tx.bind_raw(&stmt, [10i32]).await.unwrap();
-    let a1: Vec<i32> = tx.query_portal(&a, 2).await.unwrap().iter().map(|r| r.get(0)).collect();
-    let b1: Vec<i32> = tx.query_portal(&b, 2).await.unwrap().iter().map(|r| r.get(0)).collect();
-    let a2: Vec<i32> = tx.query_portal(&a, 0).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let a1: Vec<i32> = tx
+        .query_portal(&a, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let b1: Vec<i32> = tx
+        .query_portal(&b, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let a2: Vec<i32> = tx
+        .query_portal(&a, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!((a1, b1, a2), (vec![1, 2], vec![10, 20], vec![3, 4, 5]));
     tx.commit().await.unwrap();
 }
@@ -239,7 +287,10 @@ async fn a_held_cursor_survives_commit_and_is_closed_when_dropped() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Misuse, "{err}");
-    let mut c = conn.declare_cursor(TEN_THOUSAND, &[], options).await.unwrap();
+    let mut c = conn
+        .declare_cursor(TEN_THOUSAND, &[], options)
+        .await
+        .unwrap();
     assert_eq!(value(c.next().await.unwrap()), Some(1));
     let tx = conn.transaction().await.unwrap();
     tx.commit().await.unwrap();
@@ -271,7 +322,11 @@ async fn portals_and_cursors_work_with_a_statement_cache_of_one() {
         .await
         .unwrap();
     let mut c = tx
-        .declare_cursor("SELECT g FROM generate_series(1, 10) g", &[], CursorOptions::new())
+        .declare_cursor(
+            "SELECT g FROM generate_series(1, 10) g",
+            &[],
+            CursorOptions::new(),
+        )
         .await
         .unwrap();
     assert_eq!(value(c.last().await.unwrap()), Some(10));
@@ -281,7 +336,11 @@ async fn portals_and_cursors_work_with_a_statement_cache_of_one() {
         tx.query(sql, &[]).await.unwrap();
     }
     let rows = tx.query_portal(&portal, 0).await.unwrap();
-    assert_eq!(rows.len(), 10, "the portal outlives its statement's eviction");
+    assert_eq!(
+        rows.len(),
+        10,
+        "the portal outlives its statement's eviction"
+    );
     tx.commit().await.unwrap();
 }
 
@@ -303,11 +362,17 @@ async fn behind_pgbouncer_portals_and_cursors_work_inside_transactions_only() {
     assert_eq!(value(c.absolute(-1).await.unwrap()), Some(10_000));
     drop(c);
     let held = CursorOptions::new().with_hold(true);
-    let err = tx.declare_cursor(TEN_THOUSAND, &[], held).await.unwrap_err();
+    let err = tx
+        .declare_cursor(TEN_THOUSAND, &[], held)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Misuse);
     assert!(err.to_string().contains("pooler mode"), "{err}");
     tx.commit().await.unwrap();
-    let err = conn.declare_cursor(TEN_THOUSAND, &[], held).await.unwrap_err();
+    let err = conn
+        .declare_cursor(TEN_THOUSAND, &[], held)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Misuse);
 }
 
@@ -325,7 +390,11 @@ async fn a_cursor_fetch_dropped_by_a_timeout_breaks_the_connection_and_the_pool_
     let fetch = tokio::time::timeout(Duration::from_millis(100), c.next()).await;
     assert!(fetch.is_err(), "the fetch takes 10 s");
     let err = c.next().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Misuse, "the position is unknown: {err}");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Misuse,
+        "the position is unknown: {err}"
+    );
     drop(c);
     assert!(tx.connection().is_broken());
     let err = tx.query("SELECT 1", &[]).await.unwrap_err();
@@ -345,20 +414,56 @@ async fn query_raw_takes_any_iterator_of_parameters() {
     let (_db, conn) = common::db().await;
     let sql = "SELECT $1::int8 + $2::int8";
     let sum = |rows: Vec<Row>| rows[0].get::<_, i64>(0);
-    let owned: Vec<Row> = conn.query_raw(sql, vec![1i64, 2]).await.unwrap().try_collect().await.unwrap();
+    let owned: Vec<Row> = conn
+        .query_raw(sql, vec![1i64, 2])
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(sum(owned), 3);
     let values = [3i64, 4];
-    let refs: Vec<Row> = conn.query_raw(sql, values.iter()).await.unwrap().try_collect().await.unwrap();
+    let refs: Vec<Row> = conn
+        .query_raw(sql, values.iter())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(sum(refs), 7);
     let dyns: Vec<&(dyn pgkeel::ToSql + Sync)> = vec![&5i64, &6i64];
-    let dyns: Vec<Row> = conn.query_raw(sql, dyns).await.unwrap().try_collect().await.unwrap();
+    let dyns: Vec<Row> = conn
+        .query_raw(sql, dyns)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(sum(dyns), 11);
     let boxed: Vec<Box<dyn pgkeel::ToSql + Sync>> = vec![Box::new(7i64), Box::new(8i64)];
-    let boxed: Vec<Row> = conn.query_raw(sql, boxed).await.unwrap().try_collect().await.unwrap();
+    let boxed: Vec<Row> = conn
+        .query_raw(sql, boxed)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(sum(boxed), 15);
-    let slice: Vec<Row> = conn.query_raw(sql, &[&9i64, &10i64]).await.unwrap().try_collect().await.unwrap();
+    let slice: Vec<Row> = conn
+        .query_raw(sql, &[&9i64, &10i64])
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(sum(slice), 19);
     let mut tx = conn.transaction().await.unwrap();
-    let in_tx: Vec<Row> = tx.query_raw(sql, [11i64, 12].into_iter()).await.unwrap().try_collect().await.unwrap();
+    let in_tx: Vec<Row> = tx
+        .query_raw(sql, [11i64, 12].into_iter())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(sum(in_tx), 23);
 }
