@@ -653,3 +653,8 @@ impl Connection {
         Cursor::declare(Access::Conn(self.clone()), sql, params, options).await
     }
 }
+
+/// The examples of `docs/CURSORS.md`, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/CURSORS.md")]
+struct CursorsDoc;

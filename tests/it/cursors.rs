@@ -467,3 +467,33 @@ async fn query_raw_takes_any_iterator_of_parameters() {
         .unwrap();
     assert_eq!(sum(in_tx), 23);
 }
+
+#[tokio::test]
+async fn a_cursor_parameter_the_server_infers_is_described_first() {
+    let (_db, conn) = common::db().await;
+    let mut tx = conn.transaction().await.unwrap();
+    let sql = "SELECT g FROM generate_series(1, $1) g";
+    let mut c = tx
+        .declare_cursor(sql, &[&pgkeel::types::Infer(7i32)], CursorOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(value(c.last().await.unwrap()), Some(7));
+}
+
+#[tokio::test]
+async fn portals_and_cursors_work_in_a_savepoint_and_die_with_its_rollback() {
+    let (_db, conn) = common::db().await;
+    let mut tx = conn.transaction().await.unwrap();
+    let mut sp = tx.savepoint().await.unwrap();
+    let portal = sp.bind(TEN_THOUSAND, &[]).await.unwrap();
+    assert_eq!(sp.query_portal(&portal, 3).await.unwrap().len(), 3);
+    let mut c = sp
+        .declare_cursor(TEN_THOUSAND, &[], CursorOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(value(c.absolute(-2).await.unwrap()), Some(9_999));
+    drop(c);
+    sp.rollback().await.unwrap();
+    let err = tx.query_portal(&portal, 1).await.unwrap_err();
+    assert_eq!(err.as_db_error().map(|d| d.code()), Some("34000"), "{err}");
+}
