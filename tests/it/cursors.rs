@@ -411,7 +411,8 @@ async fn a_cursor_fetch_dropped_by_a_timeout_breaks_the_connection_and_the_pool_
 #[tokio::test]
 async fn query_raw_takes_any_iterator_of_parameters() {
     use futures::TryStreamExt;
-    let (_db, conn) = common::db().await;
+    let (db, conn) = common::db().await;
+    let conn_url = |_: &Connection| db.url();
     let sql = "SELECT $1::int8 + $2::int8";
     let sum = |rows: Vec<Row>| rows[0].get::<_, i64>(0);
     let owned: Vec<Row> = conn
@@ -457,6 +458,27 @@ async fn query_raw_takes_any_iterator_of_parameters() {
         .await
         .unwrap();
     assert_eq!(sum(slice), 19);
+    let pool = Pool::builder(conn_url(&conn)).max_size(1).build().unwrap();
+    let pooled = pool.get().await.unwrap();
+    let from_pool: Vec<Row> = pooled
+        .query_raw(sql, [1i64, 1])
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(sum(from_pool), 2);
+    drop(pooled);
+    let mut ptx = pool.begin().await.unwrap();
+    let pool_tx: Vec<Row> = ptx
+        .query_raw(sql, vec![2i64, 2])
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(sum(pool_tx), 4);
+    drop(ptx);
     let mut tx = conn.transaction().await.unwrap();
     let in_tx: Vec<Row> = tx
         .query_raw(sql, [11i64, 12].into_iter())
