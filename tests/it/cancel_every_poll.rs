@@ -986,6 +986,16 @@ async fn held_cursor_on_a_connection_dropped_at_every_poll() {
     let env = Env::new().await;
     let mut tally = Tally::new("Connection::declare_cursor (with hold) and its fetch");
     let options = pgkeel::CursorOptions::new().with_hold(true);
+    if std::env::var("PGKEEL_TEST_VIA_PGBOUNCER").is_ok_and(|v| v == "1") {
+        // Pooler mode refuses held cursors before sending anything.
+        let conn = env.fresh().await;
+        let err = conn
+            .declare_cursor(SLOW_ROWS, &[], options)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Misuse, "{err}");
+        return check_usable(&conn, 1).await.unwrap();
+    }
     for i in 0.. {
         let conn = env.fresh().await;
         let polls = Tally::polls(i, tally.op);
