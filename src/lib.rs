@@ -95,6 +95,7 @@ mod cancel;
 pub mod codec;
 mod config;
 mod connection;
+mod cursor;
 mod error;
 mod large_object;
 pub mod pool;
@@ -117,6 +118,7 @@ pub use connection::{
     ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params, PipelineCounts, RowStream,
     ToStatement,
 };
+pub use cursor::{Cursor, CursorOptions, DEFAULT_CURSOR_BATCH, Portal};
 pub use error::{DbError, Error, ErrorKind, SqlState, TimeoutKind, sqlstate};
 pub use large_object::{DEFAULT_CHUNK_SIZE, LargeObject, LoMode, MAX_CHUNK_SIZE};
 pub use pool::{Pool, PoolTransaction, PooledConnection};

@@ -314,20 +314,39 @@ macro_rules! statement_methods {
         ///
         /// # Errors
         /// As [`Connection::query`].
-        pub async fn query_raw<T: ToStatement + ?Sized>(
+        pub async fn query_raw<T, I>(
             &mut self,
             statement: &T,
-            params: Params<'_>,
-        ) -> Result<RowStream<'_>, Error> {
+            params: I,
+        ) -> Result<RowStream<'_>, Error>
+        where
+            T: ToStatement + ?Sized,
+            I: IntoIterator,
+            I::Item: crate::types::BorrowToSql,
+            I::IntoIter: ExactSizeIterator,
+        {
+            let owned = crate::types::collect_params(params);
             let wire = self.core()?.ready().await?;
             RowStream::start(
                 WireSlot::Borrowed(wire),
                 None,
                 statement,
-                params,
+                &crate::types::as_refs(&owned),
                 DEFAULT_BATCH_ROWS,
             )
             .await
+        }
+
+        /// The query time limit, for the portal and cursor methods.
+        pub(crate) fn query_limit(&mut self) -> Result<Option<std::time::Duration>, Error> {
+            Ok(self.core()?.wire.shared.limits.query)
+        }
+
+        /// The wire, once what dropped savepoints and COPYs left is done.
+        pub(crate) async fn ready_wire(
+            &mut self,
+        ) -> Result<&mut crate::connection::wire::Wire, Error> {
+            Ok(&mut **self.core()?.ready().await?)
         }
 
         /// Starts a `COPY … FROM STDIN` inside the transaction; see

@@ -161,10 +161,21 @@ pub(super) fn write_bind(
     known: Option<&[Type]>,
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
+    write_bind_to("", statement, b, known, buf)
+}
+
+/// As [`write_bind`], to the portal named `portal` ("" for the unnamed one).
+pub(super) fn write_bind_to(
+    portal: &str,
+    statement: &str,
+    b: Binding<'_>,
+    known: Option<&[Type]>,
+    buf: &mut BytesMut,
+) -> Result<(), Error> {
     let encode = |i: usize, buf: &mut BytesMut| encode_param(i, b, known, buf);
     match b.has_literals() {
         false => frontend::bind(
-            "",
+            portal,
             statement,
             b.len(),
             Format::Binary,
@@ -177,7 +188,15 @@ pub(super) fn write_bind(
                 true => Format::Text,
                 false => Format::Binary,
             };
-            frontend::bind_formats("", statement, b.len(), format, encode, Format::Binary, buf)
+            frontend::bind_formats(
+                portal,
+                statement,
+                b.len(),
+                format,
+                encode,
+                Format::Binary,
+                buf,
+            )
         }
     }
 }

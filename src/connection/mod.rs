@@ -21,6 +21,7 @@ mod listener;
 mod many;
 mod notify;
 mod pipeline;
+pub(crate) mod portal;
 mod query;
 mod seam;
 mod shared;
@@ -53,7 +54,7 @@ use crate::error::{Error, ErrorKind, TimeoutKind};
 use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleQueryMessage};
 use crate::statement::Statement;
-use crate::types::{ToSql, Type};
+use crate::types::{BorrowToSql, ToSql, Type, as_refs, collect_params};
 
 /// How often a server checks that the client is still there while a query runs.
 const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -508,18 +509,40 @@ impl Connection {
     /// the wire lock until the stream ends or is dropped; see [`RowStream`] for what an
     /// early drop costs.
     ///
+    /// The parameters come from any iterator of values, references or `&dyn ToSql`
+    /// ([`BorrowToSql`]), as tokio-postgres's `query_raw` takes them; a slice of
+    /// references still works. An empty slice needs its type named (`&[] as Params`, or
+    /// `std::iter::empty::<i32>()`).
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
+    /// use futures::TryStreamExt;
+    /// let ids = vec![1i64, 2, 3];
+    /// let sql = "SELECT $1::int8 + $2::int8 + $3::int8";
+    /// let rows: Vec<pgkeel::Row> = conn.query_raw(sql, ids.iter()).await?.try_collect().await?;
+    /// let none: Vec<pgkeel::Row> = conn.query_raw("SELECT 1", &[] as pgkeel::Params).await?.try_collect().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As [`Connection::query`]; [`ErrorKind::Misuse`] if this task already holds the
     /// connection through a transaction or another stream.
     ///
     /// # Cancel safety
     /// As [`Connection::query`].
-    pub async fn query_raw<T: ToStatement + ?Sized>(
+    pub async fn query_raw<T, I>(
         &self,
         statement: &T,
-        params: Params<'_>,
-    ) -> Result<RowStream<'static>, Error> {
-        self.query_raw_batched(statement, params, DEFAULT_BATCH_ROWS)
+        params: I,
+    ) -> Result<RowStream<'static>, Error>
+    where
+        T: ToStatement + ?Sized,
+        I: IntoIterator,
+        I::Item: BorrowToSql,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let owned = collect_params(params);
+        self.query_raw_batched(statement, &as_refs(&owned), DEFAULT_BATCH_ROWS)
             .await
     }
 

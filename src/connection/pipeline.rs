@@ -44,7 +44,7 @@ use super::{Inner, StatementRef, ToStatement};
 use crate::codec::Frontend;
 use crate::error::{DbError, Error, ErrorKind};
 use crate::protocol::backend::rows_affected;
-use crate::protocol::frontend::{self, Target};
+use crate::protocol::frontend;
 use crate::protocol::{BackendMessage, ProtocolError, TransactionStatus};
 use crate::row::Row;
 use crate::statement::{Column, Statement};
@@ -517,7 +517,7 @@ impl Wire {
         let mut request = BytesMut::new();
         for name in std::mem::take(&mut self.to_close) {
             // Names are ours and NUL-free, so this cannot fail.
-            let _ = frontend::close(Target::Statement, &name, &mut request);
+            let _ = frontend::close(super::portal::close_target(&name), &name, &mut request);
         }
         frontend::sync(&mut request);
         let slot = Arc::new(Slot {

@@ -123,6 +123,11 @@ impl Shared {
         self.read_only_seen.load(Ordering::Acquire)
     }
 
+    /// Whether the connection was opened in pooler mode (`Config::pooler_mode`).
+    pub(crate) fn pooler_mode(&self) -> bool {
+        self.one_cancel
+    }
+
     /// Fails at once if the connection is closed or broken.
     pub(crate) fn check(&self) -> Result<(), Error> {
         if self.closed.load(Ordering::Acquire) {

@@ -128,7 +128,7 @@ impl Wire {
         self.to_close.extend(dropped);
         let names = std::mem::take(&mut self.to_close);
         for name in &names {
-            let _ = frontend::close(Target::Statement, name, buf);
+            let _ = frontend::close(super::portal::close_target(name), name, buf);
         }
         if closes == Closes::Synced && !names.is_empty() {
             frontend::sync(buf);

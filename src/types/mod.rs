@@ -67,6 +67,7 @@ mod array;
 #[cfg(feature = "bigdecimal")]
 mod bigdecimal;
 mod bits;
+mod borrow;
 mod builtin;
 pub(crate) mod catalog;
 #[cfg(feature = "chrono")]
@@ -96,6 +97,8 @@ mod uuid;
 
 pub use self::array::{Array, Dimension};
 pub use self::bits::BitString;
+pub use self::borrow::BorrowToSql;
+pub(crate) use self::borrow::{as_refs, collect_params};
 pub use self::datetime::{
     Date, Interval, PgDate, PgTime, PgTimeTz, PgTimestamp, PgTimestampTz, Timestamp,
 };

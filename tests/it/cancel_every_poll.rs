@@ -144,7 +144,12 @@ async fn all_fail_with(conn: &Connection, kind: ErrorKind) -> Result<(), String>
         ),
         ("prepare", conn.prepare("SELECT 1").await.map(drop)),
         ("transaction", conn.transaction().await.map(drop)),
-        ("query_raw", conn.query_raw("SELECT 1", &[]).await.map(drop)),
+        (
+            "query_raw",
+            conn.query_raw("SELECT 1", &[] as pgkeel::Params)
+                .await
+                .map(drop),
+        ),
     ];
     for (call, result) in errors {
         match result {
@@ -846,6 +851,164 @@ async fn copy_out_dropped_at_every_poll() {
         match Cancellable::new(copy_out_all(&conn), polls).await {
             Outcome::Done(n) => {
                 assert_eq!(n.unwrap(), 588_895);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+/// A cursor or portal query whose rows take a moment each.
+const SLOW_ROWS: &str = "SELECT pg_sleep(0.02), g FROM generate_series(1, 3) g";
+
+#[tokio::test]
+async fn transaction_bind_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Transaction::bind");
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, mut tx) = open_transaction(&env, id).await;
+        let polls = Tally::polls(i, tally.op);
+        let done = match Cancellable::new(tx.bind(SLOW, &[&7i32]), polls).await {
+            Outcome::Done(portal) => Some(portal.unwrap()),
+            Outcome::Dropped => None,
+        };
+        if let Some(portal) = done {
+            let rows = tx.query_portal(&portal, 0).await.unwrap();
+            assert_eq!(rows[0].get::<_, i32>(1), 7);
+            after_drop_in_transaction(&env, &conn, tx, id)
+                .await
+                .unwrap();
+            return tally.finish(i);
+        }
+        tally.record(i, after_drop_in_transaction(&env, &conn, tx, id).await);
+    }
+}
+
+#[tokio::test]
+async fn transaction_query_portal_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Transaction::query_portal");
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, mut tx) = open_transaction(&env, id).await;
+        let portal = tx.bind(SLOW_ROWS, &[]).await.unwrap();
+        let polls = Tally::polls(i, tally.op);
+        let done = match Cancellable::new(tx.query_portal(&portal, 2), polls).await {
+            Outcome::Done(rows) => Some(rows.unwrap()),
+            Outcome::Dropped => None,
+        };
+        drop(portal);
+        if let Some(rows) = done {
+            assert_eq!(rows.len(), 2);
+            after_drop_in_transaction(&env, &conn, tx, id)
+                .await
+                .unwrap();
+            return tally.finish(i);
+        }
+        tally.record(i, after_drop_in_transaction(&env, &conn, tx, id).await);
+    }
+}
+
+#[tokio::test]
+async fn transaction_declare_cursor_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Transaction::declare_cursor");
+    let options = pgkeel::CursorOptions::new();
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, mut tx) = open_transaction(&env, id).await;
+        let polls = Tally::polls(i, tally.op);
+        let declare = tx.declare_cursor("SELECT $1::int4", &[&7i32], options);
+        let done = match Cancellable::new(declare, polls).await {
+            Outcome::Done(cursor) => {
+                let mut cursor = cursor.unwrap();
+                let row = cursor.next().await.unwrap().unwrap();
+                assert_eq!(row.get::<_, i32>(0), 7);
+                true
+            }
+            Outcome::Dropped => false,
+        };
+        let after = after_drop_in_transaction(&env, &conn, tx, id).await;
+        if done {
+            after.unwrap();
+            return tally.finish(i);
+        }
+        tally.record(i, after);
+    }
+}
+
+#[tokio::test]
+async fn cursor_moves_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Cursor::next, Cursor::last (fetching)");
+    let options = pgkeel::CursorOptions::new().batch_rows(2);
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, mut tx) = open_transaction(&env, id).await;
+        let mut cursor = tx.declare_cursor(SLOW_ROWS, &[], options).await.unwrap();
+        let polls = Tally::polls(i, tally.op);
+        let moves = async {
+            let first = cursor.next().await?;
+            let last = cursor.last().await?;
+            Ok::<_, Error>((first, last))
+        };
+        let done = match Cancellable::new(moves, polls).await {
+            Outcome::Done(rows) => {
+                let (first, last) = rows.unwrap();
+                assert_eq!(first.unwrap().get::<_, i32>(1), 1);
+                assert_eq!(last.unwrap().get::<_, i32>(1), 3);
+                assert_eq!(cursor.position(), 3);
+                true
+            }
+            Outcome::Dropped => {
+                // Mid-fetch, the position is unknown: the cursor refuses to go on.
+                if conn.is_broken() {
+                    let err = cursor.next().await.unwrap_err();
+                    assert_eq!(err.kind(), ErrorKind::Misuse, "{err}");
+                }
+                false
+            }
+        };
+        drop(cursor);
+        let after = after_drop_in_transaction(&env, &conn, tx, id).await;
+        if done {
+            after.unwrap();
+            return tally.finish(i);
+        }
+        tally.record(i, after);
+    }
+}
+
+#[tokio::test]
+async fn held_cursor_on_a_connection_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::declare_cursor (with hold) and its fetch");
+    let options = pgkeel::CursorOptions::new().with_hold(true);
+    if std::env::var("PGKEEL_TEST_VIA_PGBOUNCER").is_ok_and(|v| v == "1") {
+        // Pooler mode refuses held cursors before sending anything.
+        let conn = env.fresh().await;
+        let err = conn
+            .declare_cursor(SLOW_ROWS, &[], options)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Misuse, "{err}");
+        return check_usable(&conn, 1).await.unwrap();
+    }
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let polls = Tally::polls(i, tally.op);
+        let work = async {
+            let mut cursor = conn.declare_cursor(SLOW_ROWS, &[], options).await?;
+            let row = cursor.absolute(-1).await?;
+            Ok::<_, Error>((cursor, row))
+        };
+        match Cancellable::new(work, polls).await {
+            Outcome::Done(done) => {
+                let (cursor, row) = done.unwrap();
+                assert_eq!(row.unwrap().get::<_, i32>(1), 3);
+                cursor.close().await.unwrap();
                 after_drop(&env, &conn, marker(i)).await.unwrap();
                 return tally.finish(i);
             }

@@ -52,7 +52,9 @@ async fn assert_closed(conn: &Connection) {
         conn.simple_query("SELECT 1").await.unwrap_err(),
         conn.prepare("SELECT 1").await.unwrap_err(),
         conn.transaction().await.unwrap_err(),
-        conn.query_raw("SELECT 1", &[]).await.unwrap_err(),
+        conn.query_raw("SELECT 1", &[] as pgkeel::Params)
+            .await
+            .unwrap_err(),
     ];
     for err in errors {
         assert_eq!(err.kind(), ErrorKind::Closed, "{err}");

@@ -195,7 +195,7 @@ async fn stale_cached_statement_is_reprepared_by_execute_many_and_query_raw() {
         .await
         .unwrap();
     let rows: Vec<_> = conn
-        .query_raw("SELECT * FROM s", &[])
+        .query_raw("SELECT * FROM s", &[] as pgkeel::Params)
         .await
         .unwrap()
         .try_collect()

@@ -16,6 +16,7 @@ mod codec_chunks;
 mod config_libpq;
 mod connect;
 mod copy;
+mod cursors;
 mod dropped_query;
 mod errors;
 mod execute_many;

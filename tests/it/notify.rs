@@ -46,7 +46,7 @@ async fn notifications_sent_while_a_connection_is_busy_are_all_delivered_in_orde
         conn.query("SELECT pg_sleep(0.001)", &[]).await.unwrap();
         conn.simple_query("SELECT 1; SELECT 2").await.unwrap();
         let mut rows = conn
-            .query_raw("SELECT generate_series(1, 3000)", &[])
+            .query_raw("SELECT generate_series(1, 3000)", &[] as pgkeel::Params)
             .await
             .unwrap();
         while rows.next().await.is_some() {}

@@ -34,7 +34,10 @@ async fn assert_usable(conn: &Connection, marker: i32) {
 async fn query_raw_yields_100000_rows_in_order() {
     let (_db, conn) = common::db().await;
     let mut stream = conn
-        .query_raw("SELECT g FROM generate_series(1, 100000) g", &[])
+        .query_raw(
+            "SELECT g FROM generate_series(1, 100000) g",
+            &[] as pgkeel::Params,
+        )
         .await
         .unwrap();
     let mut expected = 1;
@@ -56,7 +59,10 @@ async fn query_raw_yields_100000_rows_in_order() {
 async fn query_raw_reports_all_100000_rows_affected_at_the_end() {
     let (_db, conn) = common::db().await;
     let mut stream = conn
-        .query_raw("SELECT g FROM generate_series(1, 100000) g", &[])
+        .query_raw(
+            "SELECT g FROM generate_series(1, 100000) g",
+            &[] as pgkeel::Params,
+        )
         .await
         .unwrap();
     let mut n = 0;
@@ -185,7 +191,9 @@ async fn stream_dropped_while_a_batch_is_in_flight_fails_at_once_and_stops_the_s
         conn.query("SELECT 1", &[]).await.unwrap_err(),
         conn.execute("SELECT 1", &[]).await.unwrap_err(),
         conn.simple_query("SELECT 1").await.unwrap_err(),
-        conn.query_raw("SELECT 1", &[]).await.unwrap_err(),
+        conn.query_raw("SELECT 1", &[] as pgkeel::Params)
+            .await
+            .unwrap_err(),
     ] {
         assert_eq!(err.kind(), ErrorKind::Broken);
     }
@@ -299,7 +307,10 @@ async fn stream_in_a_transaction_dropped_early_lets_the_transaction_continue_and
     {
         // More rows than one default batch (2048), so the portal stays open.
         let mut stream = tx
-            .query_raw("SELECT g FROM generate_series(1, 10000) g", &[])
+            .query_raw(
+                "SELECT g FROM generate_series(1, 10000) g",
+                &[] as pgkeel::Params,
+            )
             .await
             .unwrap();
         for expected in 1..=5 {
@@ -310,7 +321,7 @@ async fn stream_in_a_transaction_dropped_early_lets_the_transaction_continue_and
     tx.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
     {
         let mut stream = tx
-            .query_raw("SELECT id FROM t ORDER BY id", &[])
+            .query_raw("SELECT id FROM t ORDER BY id", &[] as pgkeel::Params)
             .await
             .unwrap();
         assert_eq!(next_int(&mut stream).await, 1);
@@ -320,7 +331,10 @@ async fn stream_in_a_transaction_dropped_early_lets_the_transaction_continue_and
     {
         // Dropped early again, just before COMMIT.
         let mut stream = tx
-            .query_raw("SELECT g FROM generate_series(1, 10000) g", &[])
+            .query_raw(
+                "SELECT g FROM generate_series(1, 10000) g",
+                &[] as pgkeel::Params,
+            )
             .await
             .unwrap();
         assert_eq!(next_int(&mut stream).await, 1);
@@ -347,7 +361,10 @@ async fn stream_in_a_transaction_dropped_early_then_the_transaction_dropped_roll
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     {
         let mut stream = tx
-            .query_raw("SELECT g FROM generate_series(1, 10000) g", &[])
+            .query_raw(
+                "SELECT g FROM generate_series(1, 10000) g",
+                &[] as pgkeel::Params,
+            )
             .await
             .unwrap();
         assert_eq!(next_int(&mut stream).await, 1);
@@ -375,7 +392,7 @@ async fn stream_in_a_transaction_dropped_mid_batch_breaks_the_connection_and_end
     {
         let sql = "SELECT g, CASE WHEN g = 2049 THEN pg_sleep(5)::text END /* tx_stream */ \
                    FROM generate_series(1, 5000) g";
-        let mut stream = tx.query_raw(sql, &[]).await.unwrap();
+        let mut stream = tx.query_raw(sql, &[] as pgkeel::Params).await.unwrap();
         for expected in 1..=2048 {
             assert_eq!(next_int(&mut stream).await, expected);
         }

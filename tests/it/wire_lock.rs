@@ -131,7 +131,7 @@ async fn transaction_holder_calling_the_connection_directly_gets_misuse_at_once(
         misuse_at_once(conn.simple_query("SELECT 1"), way_out).await;
         misuse_at_once(conn.batch_execute("SELECT 1"), way_out).await;
         misuse_at_once(conn.prepare("SELECT 1"), way_out).await;
-        misuse_at_once(conn.query_raw("SELECT 1", &[]), way_out).await;
+        misuse_at_once(conn.query_raw("SELECT 1", &[] as pgkeel::Params), way_out).await;
 
         // The transaction itself is untouched and goes on.
         let rows = tx.query("SELECT count(*) FROM t", &[]).await.unwrap();
@@ -172,7 +172,7 @@ async fn row_stream_holder_calling_the_connection_directly_gets_misuse_at_once()
         misuse_at_once(conn.execute("SELECT 1", &[]), way_out).await;
         misuse_at_once(conn.simple_query("SELECT 1"), way_out).await;
         misuse_at_once(conn.transaction(), way_out).await;
-        misuse_at_once(conn.query_raw("SELECT 1", &[]), way_out).await;
+        misuse_at_once(conn.query_raw("SELECT 1", &[] as pgkeel::Params), way_out).await;
 
         // The stream goes on where it was.
         let rest: Vec<i32> = stream.map(|r| r.unwrap().get::<_, i32>(0)).collect().await;

@@ -110,7 +110,7 @@ async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64) {
     let t = Instant::now();
     let mut acc = Acc::default();
     let mut rows = conn
-        .query_raw(FETCH_SQL, &[])
+        .query_raw(FETCH_SQL, &[] as pgkeel::Params)
         .await
         .expect("pgkeel query_raw");
     while let Some(row) = rows.next().await {
