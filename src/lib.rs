@@ -81,6 +81,7 @@
 #![warn(missing_docs)]
 
 mod cancel;
+mod client;
 // Public for the integration tests (tests/it/codec_chunks.rs), but not a documented
 // stable layer: hidden from the docs. The same holds for `protocol`.
 #[doc(hidden)]
@@ -98,6 +99,7 @@ mod transport;
 pub mod types;
 
 pub use cancel::CancelToken;
+pub use client::GenericClient;
 pub use config::{
     ChannelBindingMode, Config, Host, LoadBalanceHosts, ProtocolVersion, SslMode, SslRootCert,
     Target, TargetSessionAttrs, TlsVersion,
@@ -114,7 +116,7 @@ pub use row::{
     FromRow, Row, RowIndex, SimpleColumn, SimpleQueryMessage, SimpleQueryRow, SimpleRowIndex,
 };
 pub use statement::{Column, Statement};
-pub use transaction::{IsolationLevel, Savepoint, Transaction, TransactionBuilder};
+pub use transaction::{IsolationLevel, Savepoint, Transaction, TransactionBuilder, TxClient};
 pub use transport::PeerAddr;
 pub use types::{FromSql, ToSql, Type};
 

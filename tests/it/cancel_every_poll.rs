@@ -557,7 +557,7 @@ async fn row_stream_dropped_during_next_at_every_poll() {
 async fn after_drop_in_transaction(
     env: &Env,
     conn: &Connection,
-    mut tx: pgkeel::Transaction,
+    tx: pgkeel::Transaction,
     id: i32,
 ) -> Result<After, String> {
     if conn.is_broken() {
@@ -595,7 +595,7 @@ async fn after_drop_in_transaction(
 /// A fresh connection with an open transaction that inserted row `id`.
 async fn open_transaction(env: &Env, id: i32) -> (Connection, pgkeel::Transaction) {
     let conn = env.fresh().await;
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES ($1)", &[&id])
         .await
         .unwrap();
@@ -613,7 +613,7 @@ async fn transaction_begin_dropped_at_every_poll() {
         let polls = Tally::polls(i, tally.op);
         match Cancellable::new(conn.transaction(), polls).await {
             Outcome::Done(tx) => {
-                let mut tx = tx.unwrap();
+                let tx = tx.unwrap();
                 assert_eq!(tx.transaction_status(), TransactionStatus::InTransaction);
                 tx.execute("INSERT INTO t VALUES ($1)", &[&id])
                     .await
@@ -635,7 +635,7 @@ async fn transaction_query_dropped_at_every_poll() {
     let mut tally = Tally::new("Transaction::query");
     for i in 0.. {
         let id = marker(i);
-        let (conn, mut tx) = open_transaction(&env, id).await;
+        let (conn, tx) = open_transaction(&env, id).await;
         let polls = Tally::polls(i, tally.op);
         let outcome = Cancellable::new(tx.query(SLOW, &[&7i32]), polls).await;
         match outcome {
@@ -665,7 +665,7 @@ async fn savepoint_dropped_at_every_poll() {
         let polls = Tally::polls(i, tally.op);
         let done = match Cancellable::new(tx.savepoint(), polls).await {
             Outcome::Done(sp) => {
-                let mut sp = sp.unwrap();
+                let sp = sp.unwrap();
                 sp.execute("INSERT INTO t VALUES ($1)", &[&(id + 900_000)])
                     .await
                     .unwrap();

@@ -11,6 +11,7 @@ mod common;
 mod auth;
 mod behind_pooler;
 mod cancel_every_poll;
+mod client_trait;
 mod close;
 mod codec_chunks;
 mod config_libpq;
