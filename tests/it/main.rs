@@ -46,6 +46,7 @@ mod timeouts;
 mod tls;
 mod tls_direct;
 mod transactions;
+mod tx_builder;
 mod types;
 mod types_catalog;
 mod types_derive;
