@@ -40,8 +40,10 @@
 //!
 //! Services use a [`Pool`]: `pool.query(..)` for autocommit statements on any free
 //! connection, `pool.begin()` for a transaction guard that owns its connection, and
-//! `pool.transaction(|tx| Box::pin(async move { .. }))` for a closure that is re-run on
-//! serialization failures and deadlocks. On return, a connection's fate is read from the
+//! `pool.transaction(async |tx| { .. })` for a closure that is re-run on serialization
+//! failures and deadlocks (`pool.build_transaction()` for its isolation level, read only,
+//! attempts and backoff). [`GenericClient`] lets repository code run on a connection, a
+//! transaction, a savepoint or the pool's handles alike. On return, a connection's fate is read from the
 //! server's own transaction status: idle → back in the pool at once; inside a
 //! transaction → rolled back in the background (within a deadline) before anyone else
 //! gets it; broken → evicted, its slot held until its cancel and close finish, so the
@@ -51,7 +53,7 @@
 //! # async fn demo() -> Result<(), pgkeel::Error> {
 //! let pool = pgkeel::Pool::builder("postgres://app@localhost/app").max_size(8).build()?;
 //! let n: i64 = pool.query_one("SELECT count(*) FROM kv", &[]).await?.get(0);
-//! let mut tx = pool.begin().await?;
+//! let tx = pool.begin().await?;
 //! tx.execute("DELETE FROM kv WHERE v < $1", &[&n]).await?;
 //! tx.commit().await?;
 //! # Ok(()) }

@@ -170,7 +170,7 @@ async fn generic_futures_are_send_and_run_in_spawned_tasks() {
     .unwrap();
     assert_eq!(n, 4);
     let tx = conn.transaction().await.unwrap();
-    let _ = assert_send(exercise(&tx, "checked"));
+    drop(assert_send(exercise(&tx, "checked")));
     drop(tx);
 }
 
