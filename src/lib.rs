@@ -122,6 +122,11 @@ pub use transaction::{IsolationLevel, Savepoint, Transaction, TransactionBuilder
 pub use transport::PeerAddr;
 pub use types::{FromSql, ToSql, Type};
 
+/// docs/MIGRATING.md, compiled: its pgkeel code blocks run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/MIGRATING.md")]
+pub struct MigratingGuide;
+
 /// `#[derive(FromRow)]`: a struct built from a row by column name (feature `derive`).
 #[cfg(feature = "derive")]
 pub use pgkeel_derive::FromRow;
