@@ -110,6 +110,8 @@ fn suite_again_through_pgbouncer_in_transaction_mode() {
         "retryable::",
         "behind_pooler::",
         "copy::",
+        "client_trait::",
+        "tx_builder::",
     ];
     run_again(
         "through PgBouncer",
