@@ -99,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 7. A transaction is a guard: dropped without commit, it rolls back.
     {
-        let mut tx = conn.transaction().await?;
+        let tx = conn.transaction().await?;
         tx.execute("DELETE FROM quickstart_people", &[]).await?;
     } // dropped here: rolled back
     let count: i64 = conn

@@ -1,5 +1,6 @@
 //! Serializable transfers between accounts, run by many tasks at once, with
-//! `Pool::transaction` re-running each transfer that PostgreSQL aborts with a
+//! `pool.build_transaction().isolation_level(Serializable).run(async move |tx| …)`
+//! re-running each transfer that PostgreSQL aborts with a
 //! serialization failure (40001) or a deadlock (40P01).
 //!
 //! With `DATABASE_URL` set, it uses that server; without it, it starts a throwaway
@@ -14,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use pgkeel::Pool;
+use pgkeel::{IsolationLevel, Pool};
 
 const ACCOUNTS: i64 = 10;
 const TASKS: usize = 8;
@@ -51,11 +52,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let from = ((task + n) as i64 % ACCOUNTS) + 1;
                 let to = ((task + 2 * n + 1) as i64 % ACCOUNTS) + 1;
                 // The closure may run several times: everything it does happens inside
-                // the transaction, so a failed attempt leaves no trace.
-                pool.transaction(|tx| {
-                    Box::pin(async move {
-                        tx.batch_execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                            .await?;
+                // the transaction, so a failed attempt leaves no trace. `async move`: in a
+                // spawned task, a closure that borrows the task's locals is not yet
+                // provably Send (a rustc limitation); moving its captures in is.
+                pool.build_transaction()
+                    .isolation_level(IsolationLevel::Serializable)
+                    .run(async move |tx| {
                         let row = tx
                             .query_one("SELECT balance FROM retry_accounts WHERE id = $1", &[&from])
                             .await?;
@@ -71,8 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         )
                         .await
                     })
-                })
-                .await?;
+                    .await?;
             }
             Ok::<_, pgkeel::Error>(())
         }));

@@ -115,7 +115,7 @@ async fn setup(pool: &Pool) -> Result<(), pgkeel::Error> {
 /// `POST /transfer?from=&to=&amount=`: one pooled transaction, bounded by a timeout.
 async fn transfer(State(pool): State<Pool>, Query(t): Query<Transfer>) -> (StatusCode, String) {
     let work = async {
-        let mut tx = pool.begin().await?;
+        let tx = pool.begin().await?;
         // Lock in id order, so two opposite transfers cannot deadlock.
         let (a, b) = (t.from.min(t.to), t.from.max(t.to));
         tx.execute(

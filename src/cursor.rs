@@ -21,7 +21,7 @@ use self::nav::{Nav, Op, Span};
 pub use self::portal::Portal;
 use self::portal::{bind_on, query_portal_on};
 use crate::connection::portal::{CURSOR_PREFIX, Command};
-use crate::connection::wire::{Shared, Wire};
+use crate::connection::wire::Shared;
 use crate::connection::{Binding, Connection, Params, ToStatement, bounded_call};
 use crate::error::{Error, ErrorKind};
 use crate::row::Row;
@@ -105,7 +105,7 @@ impl CursorOptions {
 
 /// The wire a cursor moves on: a transaction's, or its connection's (held cursors).
 enum Access<'a> {
-    Borrowed(&'a mut Wire),
+    Borrowed(tokio::sync::MappedMutexGuard<'a, crate::connection::wire::WireGuard>),
     Conn(Connection),
 }
 
@@ -440,7 +440,8 @@ macro_rules! portal_methods {
         ) -> Result<Portal, Error> {
             let limit = self.query_limit()?;
             bounded_call!(limit, {
-                let wire = self.ready_wire().await?;
+                let mut guard = self.wire_ready().await?;
+                let wire = &mut **guard;
                 bind_on(wire, statement, params).await
             })
         }
@@ -476,7 +477,8 @@ macro_rules! portal_methods {
         ) -> Result<Vec<Row>, Error> {
             let limit = self.query_limit()?;
             bounded_call!(limit, {
-                let wire = self.ready_wire().await?;
+                let mut guard = self.wire_ready().await?;
+                let wire = &mut **guard;
                 query_portal_on(wire, portal, max_rows).await
             })
         }
@@ -507,7 +509,7 @@ macro_rules! portal_methods {
             params: Params<'_>,
             options: CursorOptions,
         ) -> Result<Cursor<'_>, Error> {
-            let wire = self.ready_wire().await?;
+            let wire = self.wire_ready().await?;
             Cursor::declare(Access::Borrowed(wire), sql, params, options).await
         }
     };

@@ -40,8 +40,10 @@
 //!
 //! Services use a [`Pool`]: `pool.query(..)` for autocommit statements on any free
 //! connection, `pool.begin()` for a transaction guard that owns its connection, and
-//! `pool.transaction(|tx| Box::pin(async move { .. }))` for a closure that is re-run on
-//! serialization failures and deadlocks. On return, a connection's fate is read from the
+//! `pool.transaction(async |tx| { .. })` for a closure that is re-run on serialization
+//! failures and deadlocks (`pool.build_transaction()` for its isolation level, read only,
+//! attempts and backoff). [`GenericClient`] lets repository code run on a connection, a
+//! transaction, a savepoint or the pool's handles alike. On return, a connection's fate is read from the
 //! server's own transaction status: idle → back in the pool at once; inside a
 //! transaction → rolled back in the background (within a deadline) before anyone else
 //! gets it; broken → evicted, its slot held until its cancel and close finish, so the
@@ -51,7 +53,7 @@
 //! # async fn demo() -> Result<(), pgkeel::Error> {
 //! let pool = pgkeel::Pool::builder("postgres://app@localhost/app").max_size(8).build()?;
 //! let n: i64 = pool.query_one("SELECT count(*) FROM kv", &[]).await?.get(0);
-//! let mut tx = pool.begin().await?;
+//! let tx = pool.begin().await?;
 //! tx.execute("DELETE FROM kv WHERE v < $1", &[&n]).await?;
 //! tx.commit().await?;
 //! # Ok(()) }
@@ -89,6 +91,7 @@
 #![warn(missing_docs)]
 
 mod cancel;
+mod client;
 // Public for the integration tests (tests/it/codec_chunks.rs), but not a documented
 // stable layer: hidden from the docs. The same holds for `protocol`.
 #[doc(hidden)]
@@ -108,6 +111,7 @@ mod transport;
 pub mod types;
 
 pub use cancel::CancelToken;
+pub use client::GenericClient;
 pub use config::{
     ChannelBindingMode, Config, Host, LoadBalanceHosts, ProtocolVersion, SslMode, SslRootCert,
     Target, TargetSessionAttrs, TlsVersion,
@@ -127,9 +131,14 @@ pub use row::{
     FromRow, Row, RowIndex, SimpleColumn, SimpleQueryMessage, SimpleQueryRow, SimpleRowIndex,
 };
 pub use statement::{Column, Statement};
-pub use transaction::{IsolationLevel, Savepoint, Transaction, TransactionBuilder};
+pub use transaction::{IsolationLevel, Savepoint, Transaction, TransactionBuilder, TxClient};
 pub use transport::PeerAddr;
 pub use types::{FromSql, ToSql, Type};
+
+/// docs/MIGRATING.md, compiled: its pgkeel code blocks run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/MIGRATING.md")]
+pub struct MigratingGuide;
 
 /// `#[derive(FromRow)]`: a struct built from a row by column name (feature `derive`).
 #[cfg(feature = "derive")]

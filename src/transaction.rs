@@ -6,18 +6,21 @@
 //! transaction. Whether a transaction is open is read from the server's ReadyForQuery
 //! status byte, never from a client-side flag, so a `COMMIT` or `BEGIN` sent as plain SQL
 //! cannot fool the cleanup.
+//!
+//! The statement methods (`query`, `execute`, …) take `&self` and live on [`TxClient`],
+//! which both guards dereference to: see there for how concurrent calls on one
+//! transaction are ordered.
 
-use crate::connection::wire::{HolderMark, WireGuard, spawn_cleanup};
-use crate::connection::{
-    Binding, Connection, Params, RowStream, ToStatement, at_most_one, bounded_call, run_on,
-    split_typed,
-};
-use crate::connection::{DEFAULT_BATCH_ROWS, WireSlot};
+mod tx_client;
+
+use std::ops::Deref;
+
+pub use self::tx_client::TxClient;
+use self::tx_client::TxCore;
+use crate::connection::Connection;
+use crate::connection::wire::{HolderMark, spawn_cleanup};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::TransactionStatus;
-use crate::row::{Row, SimpleQueryMessage};
-use crate::statement::Statement;
-use crate::types::{ToSql, Type};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,45 +47,18 @@ impl IsolationLevel {
     }
 }
 
-/// Options for a transaction; finish with [`TransactionBuilder::start`].
-#[derive(Debug, Clone)]
-pub struct TransactionBuilder {
-    conn: Connection,
-    isolation: Option<IsolationLevel>,
-    read_only: Option<bool>,
-    deferrable: Option<bool>,
+/// The options of one transaction, shared by [`TransactionBuilder`] and the pool's
+/// builder; `None` leaves the session's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TxOptions {
+    pub(crate) isolation: Option<IsolationLevel>,
+    pub(crate) read_only: Option<bool>,
+    pub(crate) deferrable: Option<bool>,
 }
 
-impl TransactionBuilder {
-    pub(crate) fn new(conn: Connection) -> TransactionBuilder {
-        TransactionBuilder {
-            conn,
-            isolation: None,
-            read_only: None,
-            deferrable: None,
-        }
-    }
-
-    /// Sets the isolation level.
-    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
-        self.isolation = Some(level);
-        self
-    }
-
-    /// Makes the transaction read only (or explicitly read write).
-    pub fn read_only(mut self, read_only: bool) -> Self {
-        self.read_only = Some(read_only);
-        self
-    }
-
-    /// Makes a serializable read-only transaction deferrable.
-    pub fn deferrable(mut self, deferrable: bool) -> Self {
-        self.deferrable = Some(deferrable);
-        self
-    }
-
+impl TxOptions {
     /// The `BEGIN` statement these options make.
-    pub fn begin_sql(&self) -> String {
+    pub(crate) fn begin_sql(&self) -> String {
         let mut sql = String::from("BEGIN");
         if let Some(level) = self.isolation {
             sql.push_str(" ISOLATION LEVEL ");
@@ -101,303 +77,99 @@ impl TransactionBuilder {
         sql
     }
 
+    /// Refuses `deferrable(true)` where PostgreSQL would accept and ignore it: it only
+    /// has an effect on a SERIALIZABLE READ ONLY transaction.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let serializable_read_only =
+            self.isolation == Some(IsolationLevel::Serializable) && self.read_only == Some(true);
+        match self.deferrable == Some(true) && !serializable_read_only {
+            false => Ok(()),
+            true => Err(Error::new(
+                ErrorKind::Config,
+                "deferrable(true) only has an effect on a transaction that is also \
+                 isolation_level(Serializable) and read_only(true); PostgreSQL would \
+                 ignore it here",
+            )),
+        }
+    }
+}
+
+/// Options for a transaction; finish with [`TransactionBuilder::start`].
+#[derive(Debug, Clone)]
+pub struct TransactionBuilder {
+    conn: Connection,
+    options: TxOptions,
+}
+
+impl TransactionBuilder {
+    pub(crate) fn new(conn: Connection) -> TransactionBuilder {
+        TransactionBuilder {
+            conn,
+            options: TxOptions::default(),
+        }
+    }
+
+    /// Sets the isolation level (`SHOW transaction_isolation` reports it inside).
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.options.isolation = Some(level);
+        self
+    }
+
+    /// Makes the transaction read only (writes fail with SQLSTATE 25006), or
+    /// explicitly read write.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.options.read_only = Some(read_only);
+        self
+    }
+
+    /// Makes a serializable read-only transaction deferrable: it waits at its first
+    /// statement for a snapshot that cannot cause a serialization failure, and then
+    /// never fails with one. Refused by [`TransactionBuilder::start`] unless the
+    /// transaction is also [`IsolationLevel::Serializable`] and read only, where
+    /// PostgreSQL would silently ignore it.
+    pub fn deferrable(mut self, deferrable: bool) -> Self {
+        self.options.deferrable = Some(deferrable);
+        self
+    }
+
+    /// The `BEGIN` statement these options make.
+    pub fn begin_sql(&self) -> String {
+        self.options.begin_sql()
+    }
+
+    pub(crate) fn with_options(mut self, options: TxOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Takes the connection's wire lock and begins the transaction.
     ///
     /// # Errors
-    /// [`ErrorKind::Misuse`] if this task already holds the connection; a server error
-    /// from `BEGIN`; [`ErrorKind::Broken`]/[`ErrorKind::Closed`].
+    /// [`ErrorKind::Config`] for `deferrable(true)` on a transaction that is not
+    /// serializable and read only; [`ErrorKind::Misuse`] if this task already holds the
+    /// connection; a server error from `BEGIN`; [`ErrorKind::Broken`]/[`ErrorKind::Closed`].
     ///
     /// # Cancel safety
     /// Dropped while waiting for the lock: nothing happens. Dropped while `BEGIN` is in
     /// flight: the connection turns broken (and the server is sent a cancel).
     pub async fn start(self) -> Result<Transaction, Error> {
+        self.options.check()?;
         let sql = self.begin_sql();
         let mut wire = self.conn.lock("transaction").await?;
         let holder = HolderMark::new(wire.shared.clone());
         wire.simple_query(&sql).await?;
         Ok(Transaction {
-            core: Some(TxCore {
-                wire,
-                _holder: holder,
-                pending: Vec::new(),
-                next_savepoint: 0,
-            }),
+            client: TxClient::new(TxCore::new(wire, holder)),
         })
     }
 }
 
-/// The state a transaction and its savepoints share.
-struct TxCore {
-    wire: WireGuard,
-    _holder: HolderMark,
-    /// SQL to run before the next statement: rollbacks of savepoints dropped unfinished.
-    pending: Vec<String>,
-    next_savepoint: u32,
-}
-
-impl TxCore {
-    /// Runs what dropped savepoints left behind, then hands out the wire.
-    async fn ready(&mut self) -> Result<&mut WireGuard, Error> {
-        self._holder.refresh();
-        // A COPY dropped unfinished ends first, so its outcome (a failed COPY fails the
-        // transaction) shows in the status before anything else runs.
-        if self.wire.ledger.is_copying() {
-            self.wire.settle().await?;
-        }
-        if !self.pending.is_empty() {
-            let sql = self.pending.join("; ");
-            self.pending.clear();
-            self.wire.simple_query(&sql).await?;
-        }
-        Ok(&mut self.wire)
-    }
-
-    async fn run(&mut self, sql: &str) -> Result<(), Error> {
-        self.ready().await?.simple_query(sql).await.map(drop)
-    }
-}
-
-/// Defines the statement methods that [`Transaction`] and [`Savepoint`] share.
-macro_rules! statement_methods {
-    () => {
-        /// Runs a statement and returns all its rows; see [`Connection::query`].
-        ///
-        /// # Errors
-        /// As [`Connection::query`].
-        pub async fn query<T: ToStatement + ?Sized>(
-            &mut self,
-            statement: &T,
-            params: Params<'_>,
-        ) -> Result<Vec<Row>, Error> {
-            let limit = self.core()?.wire.shared.limits.query;
-            bounded_call!(limit, {
-                let mut rows = Vec::new();
-                let wire = self.core()?.ready().await?;
-                run_on(wire, statement, params, &mut rows).await?;
-                Ok(rows)
-            })
-        }
-
-        /// Runs SQL text with each parameter's PostgreSQL type named; see
-        /// [`Connection::query_typed`].
-        ///
-        /// # Errors
-        /// As [`Connection::query_typed`].
-        pub async fn query_typed(
-            &mut self,
-            sql: &str,
-            params: &[(&(dyn ToSql + Sync), Type)],
-        ) -> Result<Vec<Row>, Error> {
-            let limit = self.core()?.wire.shared.limits.query;
-            let (values, types) = split_typed(params);
-            bounded_call!(limit, {
-                let mut rows = Vec::new();
-                let b = Binding {
-                    params: &values,
-                    typed: Some(&types),
-                };
-                let wire = self.core()?.ready().await?;
-                wire.query_sql(sql, b, &mut rows).await?;
-                Ok(rows)
-            })
-        }
-
-        /// Runs a statement that must return exactly one row.
-        ///
-        /// # Errors
-        /// As [`Connection::query_one`].
-        pub async fn query_one<T: ToStatement + ?Sized>(
-            &mut self,
-            statement: &T,
-            params: Params<'_>,
-        ) -> Result<Row, Error> {
-            let rows = self.query(statement, params).await?;
-            at_most_one(rows, false).map(|r| r.expect("one row"))
-        }
-
-        /// Runs a statement that returns at most one row.
-        ///
-        /// # Errors
-        /// As [`Connection::query_opt`].
-        pub async fn query_opt<T: ToStatement + ?Sized>(
-            &mut self,
-            statement: &T,
-            params: Params<'_>,
-        ) -> Result<Option<Row>, Error> {
-            let rows = self.query(statement, params).await?;
-            at_most_one(rows, true)
-        }
-
-        /// Runs a statement and returns the number of rows it affected.
-        ///
-        /// # Errors
-        /// As [`Connection::execute`].
-        pub async fn execute<T: ToStatement + ?Sized>(
-            &mut self,
-            statement: &T,
-            params: Params<'_>,
-        ) -> Result<u64, Error> {
-            let limit = self.core()?.wire.shared.limits.query;
-            bounded_call!(limit, {
-                let wire = self.core()?.ready().await?;
-                run_on(wire, statement, params, &mut crate::connection::Discard).await
-            })
-        }
-
-        /// Runs a statement once per parameter set, pipelined; see
-        /// [`Connection::execute_many`].
-        ///
-        /// # Errors
-        /// As [`Connection::execute_many`]; an error fails the transaction.
-        pub async fn execute_many<'p, T, I>(&mut self, statement: &T, rows: I) -> Result<u64, Error>
-        where
-            T: ToStatement + ?Sized,
-            I: IntoIterator<Item = Params<'p>>,
-            I::IntoIter: Send,
-        {
-            let limit = self.core()?.wire.shared.limits.query;
-            let rows = rows.into_iter();
-            bounded_call!(limit, {
-                self.core()?
-                    .ready()
-                    .await?
-                    .execute_many(statement, rows)
-                    .await
-            })
-        }
-
-        /// Prepares a statement on the transaction's connection.
-        ///
-        /// # Errors
-        /// As [`Connection::prepare`].
-        pub async fn prepare(&mut self, sql: &str) -> Result<Statement, Error> {
-            self.prepare_typed(sql, &[]).await
-        }
-
-        /// Prepares a statement with some parameter types given.
-        ///
-        /// # Errors
-        /// As [`Connection::prepare`].
-        pub async fn prepare_typed(
-            &mut self,
-            sql: &str,
-            types: &[Type],
-        ) -> Result<Statement, Error> {
-            let limit = self.core()?.wire.shared.limits.query;
-            bounded_call!(limit, {
-                self.core()?.ready().await?.prepare(sql, types).await
-            })
-        }
-
-        /// Runs statements in the simple protocol; see [`Connection::simple_query`].
-        ///
-        /// # Errors
-        /// As [`Connection::simple_query`].
-        pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-            let limit = self.core()?.wire.shared.limits.query;
-            bounded_call!(limit, {
-                self.core()?.ready().await?.simple_query(sql).await
-            })
-        }
-
-        /// Runs statements in the simple protocol and ignores their rows.
-        ///
-        /// # Errors
-        /// As [`Connection::simple_query`].
-        pub async fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
-            self.simple_query(sql).await.map(drop)
-        }
-
-        /// Streams a statement's rows in bounded batches; the stream borrows the
-        /// transaction. Dropped between batches, its portal is closed before the
-        /// transaction's next statement.
-        ///
-        /// # Errors
-        /// As [`Connection::query`].
-        pub async fn query_raw<T, I>(
-            &mut self,
-            statement: &T,
-            params: I,
-        ) -> Result<RowStream<'_>, Error>
-        where
-            T: ToStatement + ?Sized,
-            I: IntoIterator,
-            I::Item: crate::types::BorrowToSql,
-            I::IntoIter: ExactSizeIterator,
-        {
-            let owned = crate::types::collect_params(params);
-            let wire = self.core()?.ready().await?;
-            RowStream::start(
-                WireSlot::Borrowed(wire),
-                None,
-                statement,
-                &crate::types::as_refs(&owned),
-                DEFAULT_BATCH_ROWS,
-            )
-            .await
-        }
-
-        /// The query time limit, for the portal and cursor methods.
-        pub(crate) fn query_limit(&mut self) -> Result<Option<std::time::Duration>, Error> {
-            Ok(self.core()?.wire.shared.limits.query)
-        }
-
-        /// The wire, once what dropped savepoints and COPYs left is done.
-        pub(crate) async fn ready_wire(
-            &mut self,
-        ) -> Result<&mut crate::connection::wire::Wire, Error> {
-            Ok(&mut **self.core()?.ready().await?)
-        }
-
-        /// Starts a `COPY … FROM STDIN` inside the transaction; see
-        /// [`Connection::copy_in`]. Dropped unfinished, the COPY fails, and with it the
-        /// transaction.
-        ///
-        /// # Errors
-        /// As [`Connection::copy_in`].
-        pub async fn copy_in(&mut self, sql: &str) -> Result<crate::CopyIn<'_>, Error> {
-            let wire = self.core()?.ready().await?;
-            crate::CopyIn::start(WireSlot::Borrowed(wire), None, sql).await
-        }
-
-        /// Starts a `COPY … TO STDOUT` inside the transaction; see
-        /// [`Connection::copy_out`]. Dropped early, the rest of its data is read and
-        /// dropped before the transaction's next statement.
-        ///
-        /// # Errors
-        /// As [`Connection::copy_out`].
-        pub async fn copy_out(&mut self, sql: &str) -> Result<crate::CopyOut<'_>, Error> {
-            let wire = self.core()?.ready().await?;
-            crate::CopyOut::start(WireSlot::Borrowed(wire), None, sql).await
-        }
-
-        /// Opens a savepoint inside this transaction: a nested guard that rolls back to
-        /// the savepoint when dropped unfinished.
-        ///
-        /// # Errors
-        /// A server error from `SAVEPOINT`; [`ErrorKind::Broken`]/[`ErrorKind::Closed`].
-        pub async fn savepoint(&mut self) -> Result<Savepoint<'_>, Error> {
-            let core = self.core()?;
-            core.next_savepoint += 1;
-            let name = format!("pgkeel_sp{}", core.next_savepoint);
-            core.run(&format!("SAVEPOINT {name}")).await?;
-            Ok(Savepoint {
-                core,
-                name,
-                done: false,
-            })
-        }
-
-        /// The server's transaction status as of the last ReadyForQuery.
-        pub fn transaction_status(&self) -> TransactionStatus {
-            self.core_ref()
-                .map_or(TransactionStatus::Idle, |c| c.wire.transaction_status())
-        }
-    };
-}
-
 /// An open transaction: a guard that holds its connection's wire lock and rolls back
 /// when dropped without [`Transaction::commit`] or [`Transaction::rollback`].
+///
+/// Its statement methods take `&self` (they are [`TxClient`]'s, which it dereferences
+/// to), so repository code can share it, and `join!` two of its queries: they run one
+/// after the other. It can move to another task between statements.
 ///
 /// Dropped unfinished with the runtime alive, a spawned task rolls back at once (within
 /// a deadline, else the connection is broken) while still holding the wire lock, so no
@@ -405,27 +177,26 @@ macro_rules! statement_methods {
 /// mid-exchange, the connection turns broken, the server is sent a cancel, and the server
 /// ends the transaction when the socket closes.
 pub struct Transaction {
-    core: Option<TxCore>,
+    client: TxClient,
+}
+
+impl Deref for Transaction {
+    type Target = TxClient;
+    fn deref(&self) -> &TxClient {
+        &self.client
+    }
 }
 
 impl Transaction {
-    fn core(&mut self) -> Result<&mut TxCore, Error> {
-        self.core
-            .as_mut()
-            .ok_or_else(|| Error::new(ErrorKind::Misuse, "the transaction has ended"))
+    /// Opens a savepoint inside this transaction: a nested guard that rolls back to
+    /// the savepoint when dropped unfinished. The transaction cannot be used until the
+    /// savepoint ends (it borrows it mutably).
+    ///
+    /// # Errors
+    /// A server error from `SAVEPOINT`; [`ErrorKind::Broken`]/[`ErrorKind::Closed`].
+    pub async fn savepoint(&mut self) -> Result<Savepoint<'_>, Error> {
+        Savepoint::open(&self.client).await
     }
-
-    fn core_ref(&self) -> Option<&TxCore> {
-        self.core.as_ref()
-    }
-
-    /// The wire, ready for an exchange: for calls defined elsewhere (fast path, large
-    /// objects) that borrow the transaction.
-    pub(crate) async fn wire_ready(&mut self) -> Result<&mut WireGuard, Error> {
-        self.core()?.ready().await
-    }
-
-    statement_methods!();
 
     /// Commits the transaction and releases the connection.
     ///
@@ -438,9 +209,10 @@ impl Transaction {
     pub async fn commit(mut self) -> Result<(), Error> {
         // Whatever happens here, `Drop` then reads the server's status byte and rolls
         // back if a transaction is still open.
-        let core = self.core()?;
+        let core = self.client.owned_core()?;
         core.wire.shared.check()?;
-        core.ready().await?;
+        self.client.ready_owned().await?;
+        let core = self.client.owned_core()?;
         let failed = core.wire.transaction_status() == TransactionStatus::Failed;
         core.wire
             .simple_query("COMMIT")
@@ -461,8 +233,8 @@ impl Transaction {
     /// [`ErrorKind::Broken`]/[`ErrorKind::Closed`]/[`ErrorKind::Io`] if the connection
     /// failed (the server then rolls back when the socket closes).
     pub async fn rollback(mut self) -> Result<(), Error> {
-        let core = self.core()?;
-        core._holder.refresh();
+        let core = self.client.owned_core()?;
+        core.refresh();
         core.wire.simple_query("ROLLBACK").await.map(drop)
     }
 }
@@ -484,9 +256,9 @@ fn commit_error(e: Error) -> Error {
 
 impl Drop for Transaction {
     fn drop(&mut self) {
-        let Some(core) = self.core.take() else { return };
-        let TxCore { wire, _holder, .. } = core;
-        drop(_holder);
+        let Some(wire) = self.client.take_wire() else {
+            return;
+        };
         if wire.is_usable() && wire.needs_cleanup() {
             spawn_cleanup(wire, true);
         }
@@ -504,27 +276,39 @@ impl std::fmt::Debug for Transaction {
 /// A savepoint inside a transaction: rolls back to itself when dropped without
 /// [`Savepoint::commit`] (release) or [`Savepoint::rollback`]. The rollback runs before
 /// the transaction's next statement, and before its `COMMIT`.
+///
+/// Its statement methods take `&self`, as a [`Transaction`]'s do ([`TxClient`]).
 pub struct Savepoint<'a> {
-    core: &'a mut TxCore,
+    client: &'a TxClient,
     name: String,
     done: bool,
 }
 
-impl Savepoint<'_> {
-    fn core(&mut self) -> Result<&mut TxCore, Error> {
-        Ok(self.core)
+impl Deref for Savepoint<'_> {
+    type Target = TxClient;
+    fn deref(&self) -> &TxClient {
+        self.client
+    }
+}
+
+impl<'a> Savepoint<'a> {
+    async fn open(client: &'a TxClient) -> Result<Savepoint<'a>, Error> {
+        let name = client.next_savepoint_name();
+        client.run(&format!("SAVEPOINT {name}")).await?;
+        Ok(Savepoint {
+            client,
+            name,
+            done: false,
+        })
     }
 
-    fn core_ref(&self) -> Option<&TxCore> {
-        Some(self.core)
+    /// Opens a savepoint nested in this one; this one cannot be used until it ends.
+    ///
+    /// # Errors
+    /// As [`Transaction::savepoint`].
+    pub async fn savepoint(&mut self) -> Result<Savepoint<'_>, Error> {
+        Savepoint::open(self.client).await
     }
-
-    /// The wire, ready for an exchange (see [`Transaction::wire_ready`]).
-    pub(crate) async fn wire_ready(&mut self) -> Result<&mut WireGuard, Error> {
-        self.core.ready().await
-    }
-
-    statement_methods!();
 
     /// Releases the savepoint, keeping its work in the enclosing transaction.
     ///
@@ -533,7 +317,7 @@ impl Savepoint<'_> {
     pub async fn commit(mut self) -> Result<(), Error> {
         self.done = true;
         let sql = format!("RELEASE SAVEPOINT {}", self.name);
-        self.core.run(&sql).await
+        self.client.run(&sql).await
     }
 
     /// Rolls back to the savepoint and releases it.
@@ -543,7 +327,7 @@ impl Savepoint<'_> {
     pub async fn rollback(mut self) -> Result<(), Error> {
         self.done = true;
         let sql = rollback_to(&self.name);
-        self.core.run(&sql).await
+        self.client.run(&sql).await
     }
 }
 
@@ -554,7 +338,7 @@ fn rollback_to(name: &str) -> String {
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.core.pending.push(rollback_to(&self.name));
+            self.client.defer(rollback_to(&self.name));
         }
     }
 }
@@ -579,7 +363,22 @@ impl Connection {
         self.build_transaction().start().await
     }
 
-    /// Options for a transaction: isolation level, read only, deferrable.
+    /// Options for one transaction: isolation level, read only, deferrable.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
+    /// use pgkeel::IsolationLevel;
+    /// let tx = conn
+    ///     .build_transaction()
+    ///     .isolation_level(IsolationLevel::Serializable)
+    ///     .read_only(true)
+    ///     .deferrable(true)
+    ///     .start()
+    ///     .await?;
+    /// let n: i64 = tx.query_one("SELECT count(*) FROM kv", &[]).await?.get(0);
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn build_transaction(&self) -> TransactionBuilder {
         TransactionBuilder::new(self.clone())
     }

@@ -366,7 +366,7 @@ pub(crate) enum Caller {
 }
 
 impl Caller {
-    fn current() -> Caller {
+    pub(crate) fn current() -> Caller {
         match tokio::task::try_id() {
             Some(id) => Caller::Task(id),
             None => Caller::Thread(std::thread::current().id()),

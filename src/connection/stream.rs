@@ -50,7 +50,8 @@ impl RowSink for VecDeque<Row> {
 /// The wire a stream reads from: its own lock, or a transaction's.
 pub(crate) enum WireSlot<'a> {
     Owned(WireGuard),
-    Borrowed(&'a mut Wire),
+    /// A transaction's wire, lent for the stream's life (a `&mut Wire` is one too).
+    Lent(Box<dyn std::ops::DerefMut<Target = Wire> + Send + 'a>),
 }
 
 impl WireSlot<'_> {
@@ -58,7 +59,7 @@ impl WireSlot<'_> {
     pub(super) fn wire(&mut self) -> &mut Wire {
         match self {
             WireSlot::Owned(g) => g,
-            WireSlot::Borrowed(w) => w,
+            WireSlot::Lent(w) => w,
         }
     }
 }

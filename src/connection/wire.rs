@@ -29,7 +29,7 @@ use tokio_util::codec::Framed;
 use super::inflight::log_notice;
 pub(crate) use super::inflight::{Ended, Flow, Handler, InFlight};
 use super::ledger::{Ledger, State};
-pub(crate) use super::shared::{HolderMark, Shared};
+pub(crate) use super::shared::{Caller, HolderMark, Shared};
 use crate::cancel::CancelOnDrop;
 use crate::codec::{Frontend, PgCodec};
 use crate::error::Error;

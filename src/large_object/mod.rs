@@ -23,7 +23,10 @@ use bytes::{Bytes, BytesMut};
 
 use self::calls::{F, Lo, bad_result, bounded};
 use self::poll::Slot;
-use crate::connection::wire::Wire;
+use crate::connection::wire::{Wire, WireGuard};
+
+/// The transaction's wire as a large object holds it for its life.
+pub(crate) type WireHold<'t> = tokio::sync::MappedMutexGuard<'t, WireGuard>;
 use crate::error::{Error, ErrorKind};
 #[cfg(doc)]
 use crate::transaction::{Savepoint, Transaction};
@@ -130,18 +133,18 @@ pub struct LargeObject<'t> {
 
 impl<'t> LargeObject<'t> {
     async fn open(
-        wire: &'t mut Wire,
+        mut wire: WireHold<'t>,
         oid: Oid,
         mode: LoMode,
         limit: Option<Duration>,
     ) -> Result<LargeObject<'t>, Error> {
         let (lo, fd) = bounded(limit, async {
-            let lo = Lo::resolve(wire).await?;
+            let lo = Lo::resolve(&mut wire).await?;
             let args = [
                 Some(&oid.to_be_bytes()[..]),
                 Some(&mode.flags().to_be_bytes()[..]),
             ];
-            let fd = lo.int4(wire, F::Open, &args).await?;
+            let fd = lo.int4(&mut wire, F::Open, &args).await?;
             Ok((lo, fd))
         })
         .await?;

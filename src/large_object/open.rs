@@ -33,7 +33,8 @@ macro_rules! large_object_methods {
         /// # Cancel safety
         /// As [`Connection::query`](crate::Connection::query).
         pub async fn create_large_object(&mut self) -> Result<Oid, Error> {
-            let wire = self.wire_ready().await?;
+            let mut guard = self.wire_ready().await?;
+            let wire = &mut *guard;
             let limit = wire.shared.limits.query;
             bounded(limit, async {
                 let lo = Lo::resolve(wire).await?;
@@ -91,7 +92,8 @@ macro_rules! large_object_methods {
         /// # Cancel safety
         /// As [`Connection::query`](crate::Connection::query).
         pub async fn unlink_large_object(&mut self, oid: Oid) -> Result<(), Error> {
-            let wire = self.wire_ready().await?;
+            let mut guard = self.wire_ready().await?;
+            let wire = &mut *guard;
             let limit = wire.shared.limits.query;
             bounded(limit, async {
                 let lo = Lo::resolve(wire).await?;
@@ -118,7 +120,8 @@ macro_rules! large_object_methods {
         /// # Cancel safety
         /// As [`Connection::query`](crate::Connection::query).
         pub async fn import_large_object(&mut self, data: &[u8]) -> Result<Oid, Error> {
-            let wire = self.wire_ready().await?;
+            let mut guard = self.wire_ready().await?;
+            let wire = &mut *guard;
             let limit = wire.shared.limits.query;
             bounded(limit, async {
                 let lo = Lo::resolve(wire).await?;
@@ -146,7 +149,8 @@ macro_rules! large_object_methods {
         /// # Cancel safety
         /// As [`Connection::query`](crate::Connection::query).
         pub async fn export_large_object(&mut self, oid: Oid) -> Result<Bytes, Error> {
-            let wire = self.wire_ready().await?;
+            let mut guard = self.wire_ready().await?;
+            let wire = &mut *guard;
             let limit = wire.shared.limits.query;
             bounded(limit, async {
                 let lo = Lo::resolve(wire).await?;
@@ -179,7 +183,8 @@ macro_rules! large_object_methods {
             args: Params<'_>,
         ) -> Result<Option<Bytes>, Error> {
             let function = function.into();
-            let wire = self.wire_ready().await?;
+            let mut guard = self.wire_ready().await?;
+            let wire = &mut *guard;
             let limit = wire.shared.limits.query;
             let call = wire.fast_path_call(&function, args);
             bounded(limit, async { call.await.map(|(_, raw)| raw) }).await
@@ -205,7 +210,8 @@ macro_rules! large_object_methods {
             args: Params<'_>,
         ) -> Result<T, Error> {
             let function = function.into();
-            let wire = self.wire_ready().await?;
+            let mut guard = self.wire_ready().await?;
+            let wire = &mut *guard;
             let limit = wire.shared.limits.query;
             bounded(limit, async {
                 let (info, raw) = wire.fast_path_call(&function, args).await?;

@@ -11,12 +11,12 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use super::LargeObject;
+use super::WireHold;
 use super::calls::{Lo, bounded};
-use crate::connection::wire::Wire;
 use crate::error::{Error, ErrorKind};
 
 /// An operation started by the poll-based traits, holding the wire until it is done.
-pub(super) type Pending<'t> = Pin<Box<dyn Future<Output = (&'t mut Wire, Done)> + Send + 't>>;
+pub(super) type Pending<'t> = Pin<Box<dyn Future<Output = (WireHold<'t>, Done)> + Send + 't>>;
 
 /// What a finished operation says: the descriptor's new position and, for a read, the
 /// data.
@@ -33,7 +33,7 @@ pub(super) enum Op {
 /// The wire as a large object holds it.
 pub(super) enum Slot<'t> {
     /// Nothing in flight.
-    Idle(&'t mut Wire),
+    Idle(WireHold<'t>),
     /// An operation of the poll-based traits is in flight; dropped unfinished, its
     /// in-flight guard abandons or breaks the connection.
     Busy(Pending<'t>, Op),
@@ -77,7 +77,7 @@ impl<'t> LargeObject<'t> {
     pub(super) fn start(
         &mut self,
         kind: Op,
-        op: impl FnOnce(&'t mut Wire, Lo, i32, u64) -> Pending<'t>,
+        op: impl FnOnce(WireHold<'t>, Lo, i32, u64) -> Pending<'t>,
     ) -> Result<(), Error> {
         match std::mem::replace(&mut self.slot, Slot::Moving) {
             Slot::Idle(wire) => {
@@ -96,9 +96,9 @@ impl<'t> LargeObject<'t> {
 
     pub(super) fn start_read(&mut self) -> Result<(), Error> {
         let (limit, len) = (self.limit, self.chunk);
-        self.start(Op::Read, move |wire, lo, fd, pos| {
+        self.start(Op::Read, move |mut wire, lo, fd, pos| {
             Box::pin(async move {
-                let read = bounded(limit, lo.read(wire, fd, len)).await;
+                let read = bounded(limit, lo.read(&mut wire, fd, len)).await;
                 let done = read.map(|data| (pos + data.len() as u64, Some(data)));
                 (wire, done)
             })
@@ -110,14 +110,14 @@ impl<'t> LargeObject<'t> {
         let back = std::mem::take(&mut self.ahead).len() as i64;
         let moves = data.len() as i64 - back;
         let limit = self.limit;
-        self.start(Op::Write, move |wire, lo, fd, pos| {
+        self.start(Op::Write, move |mut wire, lo, fd, pos| {
             Box::pin(async move {
                 let done = bounded(limit, async {
                     let at = match back {
                         0 => pos,
-                        back => lo.lseek(wire, fd, -back, 1).await?,
+                        back => lo.lseek(&mut wire, fd, -back, 1).await?,
                     };
-                    let n = lo.write(wire, fd, &data).await?;
+                    let n = lo.write(&mut wire, fd, &data).await?;
                     Ok((at + n as u64, None))
                 })
                 .await;
@@ -136,9 +136,9 @@ impl<'t> LargeObject<'t> {
         let (offset, whence) = self.whence(to)?;
         self.ahead.clear();
         let limit = self.limit;
-        self.start(Op::Seek, move |wire, lo, fd, _| {
+        self.start(Op::Seek, move |mut wire, lo, fd, _| {
             Box::pin(async move {
-                let done = bounded(limit, lo.lseek(wire, fd, offset, whence)).await;
+                let done = bounded(limit, lo.lseek(&mut wire, fd, offset, whence)).await;
                 (wire, done.map(|pos| (pos, None)))
             })
         })

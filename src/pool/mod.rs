@@ -41,6 +41,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 pub use self::options::{AbandonPolicy, AfterConnect, DEFAULT_HEALTH_CHECK_AFTER, PoolBuilder};
 pub use self::pooled::{PoolTransaction, PooledConnection};
+pub use self::retry::TransactionRunner;
 pub use self::status::{ConnectFailure, EvictReason, Status};
 
 use self::backoff::{Gate, Outcome, Turn};

@@ -219,6 +219,10 @@ pub struct PoolTransaction {
 }
 
 impl PoolTransaction {
+    pub(crate) fn new(tx: Transaction, conn: PooledConnection) -> PoolTransaction {
+        PoolTransaction { tx, conn }
+    }
+
     /// Commits, then returns the connection to the pool.
     ///
     /// # Errors

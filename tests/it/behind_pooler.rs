@@ -128,7 +128,7 @@ async fn pooler_mode_is_safe_for_queries_prepared_statements_transactions_and_ba
                 let row = conn.query_one(&stmt, &[&(t * 100 + i)]).await.unwrap();
                 assert_eq!(row.get::<_, i64>(0), (t * 100 + i) * 10);
             }
-            let mut tx = conn.transaction().await.unwrap();
+            let tx = conn.transaction().await.unwrap();
             tx.execute("INSERT INTO acct VALUES ($1, $2)", &[&t, &100i64])
                 .await
                 .unwrap();

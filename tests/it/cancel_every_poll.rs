@@ -562,7 +562,7 @@ async fn row_stream_dropped_during_next_at_every_poll() {
 async fn after_drop_in_transaction(
     env: &Env,
     conn: &Connection,
-    mut tx: pgkeel::Transaction,
+    tx: pgkeel::Transaction,
     id: i32,
 ) -> Result<After, String> {
     if conn.is_broken() {
@@ -600,7 +600,7 @@ async fn after_drop_in_transaction(
 /// A fresh connection with an open transaction that inserted row `id`.
 async fn open_transaction(env: &Env, id: i32) -> (Connection, pgkeel::Transaction) {
     let conn = env.fresh().await;
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES ($1)", &[&id])
         .await
         .unwrap();
@@ -618,7 +618,7 @@ async fn transaction_begin_dropped_at_every_poll() {
         let polls = Tally::polls(i, tally.op);
         match Cancellable::new(conn.transaction(), polls).await {
             Outcome::Done(tx) => {
-                let mut tx = tx.unwrap();
+                let tx = tx.unwrap();
                 assert_eq!(tx.transaction_status(), TransactionStatus::InTransaction);
                 tx.execute("INSERT INTO t VALUES ($1)", &[&id])
                     .await
@@ -640,7 +640,7 @@ async fn transaction_query_dropped_at_every_poll() {
     let mut tally = Tally::new("Transaction::query");
     for i in 0.. {
         let id = marker(i);
-        let (conn, mut tx) = open_transaction(&env, id).await;
+        let (conn, tx) = open_transaction(&env, id).await;
         let polls = Tally::polls(i, tally.op);
         let outcome = Cancellable::new(tx.query(SLOW, &[&7i32]), polls).await;
         match outcome {
@@ -670,7 +670,7 @@ async fn savepoint_dropped_at_every_poll() {
         let polls = Tally::polls(i, tally.op);
         let done = match Cancellable::new(tx.savepoint(), polls).await {
             Outcome::Done(sp) => {
-                let mut sp = sp.unwrap();
+                let sp = sp.unwrap();
                 sp.execute("INSERT INTO t VALUES ($1)", &[&(id + 900_000)])
                     .await
                     .unwrap();
@@ -1140,6 +1140,111 @@ async fn pipelined_query_beside_another_tasks_call_dropped_at_every_poll() {
                 return tally.finish(i);
             }
             Outcome::Dropped => tally.record(i, after_drop(&env, &conn, marker(i)).await),
+        }
+    }
+}
+
+#[tokio::test]
+async fn transaction_query_waiting_behind_another_of_its_calls_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Transaction::query behind another call (&self, joined)");
+    for i in 0.. {
+        let id = marker(i);
+        let (conn, tx) = open_transaction(&env, id).await;
+        let polls = Tally::polls(i, tally.op);
+        // The first call takes the transaction; the second waits, then runs.
+        let first = tx.query(SLOW, &[&7i32]);
+        let params: [&(dyn pgkeel::ToSql + Sync); 1] = [&id];
+        let second = Cancellable::new(tx.query("SELECT $1::int4", &params), polls);
+        let (first, outcome) = tokio::join!(first, second);
+        let first = first.expect("the first call is not disturbed by the second's drop");
+        assert_eq!(first[0].get::<_, i32>(1), 7);
+        match outcome {
+            Outcome::Done(rows) => {
+                assert_eq!(rows.unwrap()[0].get::<_, i32>(0), id);
+                after_drop_in_transaction(&env, &conn, tx, id)
+                    .await
+                    .unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => {
+                let after = after_drop_in_transaction(&env, &conn, tx, id).await;
+                tally.record(i, after);
+            }
+        }
+    }
+}
+
+/// Waits until the pool has no connection checked out, being returned or closing.
+async fn pool_settled(pool: &pgkeel::Pool) -> pgkeel::pool::Status {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = pool.status();
+        if (s.in_use, s.returning, s.draining) == (0, 0, 0) || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// After a dropped `pool.transaction`: the pool is settled and adds up, the next
+/// connection is idle (not in a transaction), and the dropped attempt's row is gone
+/// unless its COMMIT was in flight.
+async fn pool_after_drop(
+    env: &Env,
+    pool: &pgkeel::Pool,
+    id: i32,
+    evicted: u64,
+) -> Result<After, String> {
+    let s = pool_settled(pool).await;
+    check(
+        (s.in_use, s.returning, s.draining) == (0, 0, 0) && s.adds_up(),
+        || format!("pool not settled: {s:?}"),
+    )?;
+    let conn = pool.get().await.map_err(|e| format!("get: {e}"))?;
+    let status = conn.transaction_status();
+    check(status == TransactionStatus::Idle, || {
+        format!("checked out {status:?}")
+    })?;
+    drop(conn);
+    let broken = s.evicted_broken > evicted;
+    // Dropped with COMMIT in flight (broken), the outcome is unknown: the server may
+    // have committed. Anywhere else nothing of the attempt may be visible.
+    let n = env.visible(id).await;
+    check(n == 0 || (broken && n == 1), || {
+        format!("the dropped transaction's row is visible ({n}), broken: {broken}")
+    })?;
+    Ok(match broken {
+        true => After::Broken,
+        false => After::Usable,
+    })
+}
+
+#[tokio::test]
+async fn pool_transaction_closure_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let pool = pgkeel::Pool::builder(env.db.url())
+        .max_size(1)
+        .build()
+        .unwrap();
+    let mut tally = Tally::new("Pool::build_transaction().run(async closure)");
+    for i in 0.. {
+        let id = marker(i);
+        let polls = Tally::polls(i, tally.op);
+        let evicted = pool.status().evicted_broken;
+        let run = pool.build_transaction().attempts(1).run(async |tx| {
+            tx.execute("INSERT INTO t VALUES ($1)", &[&id]).await?;
+            tx.query(SLOW, &[&7i32]).await
+        });
+        match Cancellable::new(run, polls).await {
+            Outcome::Done(rows) => {
+                assert_eq!(rows.unwrap()[0].get::<_, i32>(1), 7);
+                assert_eq!(env.visible(id).await, 1, "committed");
+                let s = pool_settled(&pool).await;
+                assert!(s.adds_up() && s.in_use == 0, "{s:?}");
+                return tally.finish(i);
+            }
+            Outcome::Dropped => tally.record(i, pool_after_drop(&env, &pool, id, evicted).await),
         }
     }
 }

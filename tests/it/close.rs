@@ -145,7 +145,7 @@ async fn close_while_another_task_holds_an_idle_transaction_ends_it_without_comm
     let holder = tokio::spawn({
         let conn = conn.clone();
         async move {
-            let mut tx = conn.transaction().await.unwrap();
+            let tx = conn.transaction().await.unwrap();
             tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
             began_tx.send(()).unwrap();
             go_rx.await.unwrap();
@@ -178,7 +178,7 @@ async fn close_from_the_task_holding_a_transaction_returns_at_once() {
     let watcher = common::connect(&db).await;
     let pid = conn.backend_pid();
     tokio::spawn(async move {
-        let mut tx = conn.transaction().await.unwrap();
+        let tx = conn.transaction().await.unwrap();
         let started = Instant::now();
         conn.close().await.unwrap();
         assert!(started.elapsed() < Duration::from_millis(100));
@@ -264,7 +264,7 @@ async fn dropping_the_last_handle_while_a_transaction_is_open_does_not_block_or_
         .unwrap();
     let watcher = common::connect(&db).await;
     let pid = conn.backend_pid();
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     let started = Instant::now();
     drop(conn);

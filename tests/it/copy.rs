@@ -377,7 +377,7 @@ async fn copy_in_dropped_unfinished_commits_nothing_and_the_connection_stays_usa
     assert_usable(&conn).await;
     assert_eq!(count(&conn, "t").await, 0);
     // The same inside a transaction: the COPY fails, and with it the transaction.
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (-1)", &[]).await.unwrap();
     let mut copy = tx.copy_in("COPY t FROM STDIN").await.unwrap();
     send_rows(&mut copy, 100_000).await.unwrap();
@@ -475,7 +475,7 @@ async fn copy_out_dropped_early_leaves_the_connection_usable() {
     drop(out);
     assert_usable(&conn).await;
     // Inside a transaction: the rest is read before the next statement.
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     let mut out = tx.copy_out(sql).await.unwrap();
     out.next().await.unwrap().unwrap();
     drop(out);

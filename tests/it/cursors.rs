@@ -469,7 +469,7 @@ async fn query_raw_takes_any_iterator_of_parameters() {
         .unwrap();
     assert_eq!(sum(from_pool), 2);
     drop(pooled);
-    let mut ptx = pool.begin().await.unwrap();
+    let ptx = pool.begin().await.unwrap();
     let pool_tx: Vec<Row> = ptx
         .query_raw(sql, vec![2i64, 2])
         .await
@@ -479,7 +479,7 @@ async fn query_raw_takes_any_iterator_of_parameters() {
         .unwrap();
     assert_eq!(sum(pool_tx), 4);
     drop(ptx);
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     let in_tx: Vec<Row> = tx
         .query_raw(sql, [11i64, 12].into_iter())
         .await

@@ -171,7 +171,7 @@ async fn inside_a_transaction_an_error_fails_the_transaction_and_success_commits
     table(&conn).await;
     let data = rows(2_000);
     let p = params(&data);
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     let n = tx
         .execute_many(
             "INSERT INTO many VALUES ($1, $2, $3)",
@@ -193,7 +193,7 @@ async fn inside_a_transaction_an_error_fails_the_transaction_and_success_commits
     tx.rollback().await.unwrap();
     assert_eq!(count(&conn).await, 0);
 
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute_many(
         "INSERT INTO many VALUES ($1, $2, $3)",
         p.iter().map(|r| &r[..]),

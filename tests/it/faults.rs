@@ -232,7 +232,7 @@ async fn resets_under_write_load_lose_no_acknowledged_commit() {
                 let id = ledger.next_id();
                 let sql = ledger.insert_sql();
                 let result = async {
-                    let mut tx = pool.begin().await?;
+                    let tx = pool.begin().await?;
                     tx.execute(sql.as_str(), &[&id]).await?;
                     tx.commit().await
                 }
@@ -283,7 +283,7 @@ async fn random_timeouts_around_writes_lose_no_acknowledged_commit() {
                 let id = ledger.next_id();
                 let sql = ledger.insert_sql();
                 let write = async {
-                    let mut tx = pool.begin().await?;
+                    let tx = pool.begin().await?;
                     tx.execute(sql.as_str(), &[&id]).await?;
                     tx.commit().await
                 };

@@ -50,7 +50,7 @@ fn writers(
                 while !stop.load(Ordering::Relaxed) {
                     let id = ledger.next_id();
                     let result = async {
-                        let mut tx = pool.begin().await?;
+                        let tx = pool.begin().await?;
                         tx.execute(ledger.insert_sql().as_str(), &[&id]).await?;
                         tx.commit().await
                     }

@@ -305,7 +305,7 @@ async fn resets_under_write_load(
             while Instant::now() < stop {
                 let id = ledger.next_id();
                 let result = async {
-                    let mut tx = pool.begin().await?;
+                    let tx = pool.begin().await?;
                     tx.execute(ledger.insert_sql().as_str(), &[&id]).await?;
                     tx.commit().await
                 }

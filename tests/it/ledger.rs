@@ -358,7 +358,7 @@ fn rollback_task_dropped_by_a_runtime_shutdown_breaks_the_connection() {
     let (conn, pid) = rt.block_on(async {
         let conn = Connection::connect(db.url()).await.unwrap();
         let pid = conn.backend_pid();
-        let mut tx = conn.transaction().await.unwrap();
+        let tx = conn.transaction().await.unwrap();
         tx.execute("CREATE TABLE left_behind (a int)", &[])
             .await
             .unwrap();

@@ -11,6 +11,7 @@ mod common;
 mod auth;
 mod behind_pooler;
 mod cancel_every_poll;
+mod client_trait;
 mod close;
 mod codec_chunks;
 mod config_libpq;
@@ -51,6 +52,7 @@ mod timeouts;
 mod tls;
 mod tls_direct;
 mod transactions;
+mod tx_builder;
 mod types;
 mod types_catalog;
 mod types_derive;
@@ -115,6 +117,8 @@ fn suite_again_through_pgbouncer_in_transaction_mode() {
         "behind_pooler::",
         "copy::",
         "large_objects::",
+        "client_trait::",
+        "tx_builder::",
     ];
     run_again(
         "through PgBouncer",

@@ -229,7 +229,7 @@ async fn pipelined_calls_never_run_inside_another_tasks_transaction() {
             let conn = conn.clone();
             tokio::spawn(async move {
                 for i in 0..30i64 {
-                    let mut tx = conn.transaction().await.expect("begin");
+                    let tx = conn.transaction().await.expect("begin");
                     tx.execute(insert, &[&"rolled back", &i])
                         .await
                         .expect("insert in tx");

@@ -186,7 +186,7 @@ async fn uncommitted_writes_of_one_borrower_are_invisible_to_the_next_on_the_sam
 
         // (b) a Transaction guard dropped, then its pooled connection.
         let a = pool.get().await.unwrap();
-        let mut tx = a.transaction().await.unwrap();
+        let tx = a.transaction().await.unwrap();
         tx.execute("INSERT INTO t VALUES ($1)", &[&(base + 3)])
             .await
             .unwrap();
@@ -203,7 +203,7 @@ async fn uncommitted_writes_of_one_borrower_are_invisible_to_the_next_on_the_sam
 
         // (c) the pooled connection dropped while its Transaction guard is still alive.
         let a = pool.get().await.unwrap();
-        let mut tx = a.transaction().await.unwrap();
+        let tx = a.transaction().await.unwrap();
         tx.execute("INSERT INTO t VALUES ($1)", &[&(base + 4)])
             .await
             .unwrap();

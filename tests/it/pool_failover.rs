@@ -105,7 +105,7 @@ async fn a_read_only_error_on_a_pool_that_asks_for_any_server_does_not_evict() {
     pool.execute("CREATE TABLE ro_any (id int)", &[])
         .await
         .unwrap();
-    let mut tx = pool.begin().await.unwrap();
+    let tx = pool.begin().await.unwrap();
     tx.execute("SET TRANSACTION READ ONLY", &[]).await.unwrap();
     let err = tx
         .execute("INSERT INTO ro_any VALUES (1)", &[])

@@ -153,9 +153,9 @@ async fn calls_during_an_outage_fail_with_connection_errors_and_work_again_after
     }
     let runs = std::sync::atomic::AtomicU32::new(0);
     let err = pool
-        .transaction(|tx| {
+        .transaction(async |tx| {
             runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Box::pin(async move { tx.execute("SELECT 1", &[]).await })
+            tx.execute("SELECT 1", &[]).await
         })
         .await
         .expect_err("the server is down");

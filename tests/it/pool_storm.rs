@@ -79,7 +79,7 @@ async fn plain(
 /// A transaction that inserts a row tagged with its task, checks that it holds exactly
 /// that row, and commits; `commit_sent` is set just before COMMIT goes out.
 async fn in_transaction(
-    mut tx: PoolTransaction,
+    tx: PoolTransaction,
     tally: &Tally,
     commit_sent: &AtomicBool,
     task: i64,

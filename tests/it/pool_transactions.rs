@@ -49,7 +49,7 @@ async fn pool_begin_commit_makes_rows_visible_and_returns_the_connection() {
     let (db, watcher) = db_with_table().await;
     let pool = Pool::builder(db.url()).max_size(1).build().unwrap();
 
-    let mut tx = pool.begin().await.unwrap();
+    let tx = pool.begin().await.unwrap();
     let pid = tx.connection().backend_pid();
     tx.execute("INSERT INTO t (id) VALUES (1)", &[])
         .await
@@ -71,7 +71,7 @@ async fn pool_begin_rollback_discards_rows_and_returns_the_connection() {
     let (db, watcher) = db_with_table().await;
     let pool = Pool::builder(db.url()).max_size(1).build().unwrap();
 
-    let mut tx = pool.begin().await.unwrap();
+    let tx = pool.begin().await.unwrap();
     let pid = tx.connection().backend_pid();
     tx.execute("INSERT INTO t (id) VALUES (1)", &[])
         .await
@@ -93,7 +93,7 @@ async fn a_dropped_pool_transaction_rolls_back_before_the_next_borrower_gets_the
     let pool = Pool::builder(db.url()).max_size(1).build().unwrap();
 
     for round in 0..3 {
-        let mut tx = pool.begin().await.unwrap();
+        let tx = pool.begin().await.unwrap();
         let pid = tx.connection().backend_pid();
         tx.execute("INSERT INTO t (id) VALUES ($1)", &[&round])
             .await
@@ -122,7 +122,7 @@ async fn a_pool_transaction_dropped_mid_query_evicts_its_connection() {
     let pool = Pool::builder(db.url()).max_size(1).build().unwrap();
 
     // Timed out on one statement, then the guard dropped.
-    let mut tx = pool.begin().await.unwrap();
+    let tx = pool.begin().await.unwrap();
     let first = tx.connection().backend_pid();
     tx.execute("INSERT INTO t (id) VALUES (1)", &[])
         .await
@@ -137,7 +137,7 @@ async fn a_pool_transaction_dropped_mid_query_evicts_its_connection() {
     // The whole unit of work dropped by a timeout.
     let pool2 = pool.clone();
     let work = async move {
-        let mut tx = pool2.begin().await?;
+        let tx = pool2.begin().await?;
         tx.execute("INSERT INTO t (id) VALUES (2)", &[]).await?;
         let pid = tx.connection().backend_pid();
         tx.query("SELECT pg_sleep(5)", &[]).await?;
@@ -196,7 +196,7 @@ async fn run_concurrently(pool: &Pool, first: i32, n: i32) {
         .map(|id| {
             let pool = pool.clone();
             tokio::spawn(async move {
-                pool.transaction(move |tx| Box::pin(insert_and_read_back(tx, id)))
+                pool.transaction(async move |tx| insert_and_read_back(tx, id).await)
                     .await
             })
         })
@@ -254,10 +254,10 @@ where
             let (pool, runs) = (pool.clone(), runs.clone());
             tokio::spawn(async move {
                 let mut attempt = 0;
-                pool.transaction(move |tx| {
+                pool.transaction(async move |tx| {
                     attempt += 1;
                     runs.fetch_add(1, Ordering::SeqCst);
-                    body(tx, side, attempt)
+                    body(tx, side, attempt).await
                 })
                 .await
             })
@@ -369,9 +369,9 @@ async fn duplicate_insert(pool: &Pool) -> (Error, u32) {
     let runs = Arc::new(AtomicU32::new(0));
     let counter = runs.clone();
     let err = pool
-        .transaction(move |tx| {
+        .transaction(async move |tx| {
             counter.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async move { tx.execute("INSERT INTO t (id) VALUES (1)", &[]).await })
+            tx.execute("INSERT INTO t (id) VALUES (1)", &[]).await
         })
         .await
         .expect_err("a duplicate key");

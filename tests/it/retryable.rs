@@ -37,7 +37,7 @@ async fn write_skew(
     read: i32,
     write: i32,
 ) -> Result<(), Error> {
-    let mut tx = conn
+    let tx = conn
         .build_transaction()
         .isolation_level(IsolationLevel::Serializable)
         .start()
@@ -93,7 +93,7 @@ async fn lock_in_order(
     first: i32,
     second: i32,
 ) -> Result<(), Error> {
-    let mut tx = conn.transaction().await?;
+    let tx = conn.transaction().await?;
     // Superuser-only setting; the test kit connects as the superuser. A short timeout
     // makes the deadlock detector run soon after both sides block.
     tx.batch_execute("SET LOCAL deadlock_timeout = '100ms'")
@@ -150,7 +150,7 @@ async fn unique_violation_is_not_retryable() {
     assert_eq!(db.code(), "23505");
 
     // Inside a transaction, too, and the transaction reports the failure at commit.
-    let mut tx = a.transaction().await.unwrap();
+    let tx = a.transaction().await.unwrap();
     let err = tx
         .execute("INSERT INTO u VALUES (1)", &[])
         .await

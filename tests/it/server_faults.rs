@@ -83,14 +83,14 @@ async fn a_backend_terminated_mid_transaction_commits_nothing_and_says_so() {
     let pool = Pool::builder(db.url()).max_size(1).build().unwrap();
     let before = ledger.next_id();
     let done = async {
-        let mut tx = pool.begin().await?;
+        let tx = pool.begin().await?;
         tx.execute(ledger.insert_sql().as_str(), &[&before]).await?;
         tx.commit().await
     }
     .await;
     ledger.record(before, &done);
     let id = ledger.next_id();
-    let mut tx = pool.begin().await.unwrap();
+    let tx = pool.begin().await.unwrap();
     tx.execute(ledger.insert_sql().as_str(), &[&id])
         .await
         .unwrap();
@@ -149,7 +149,7 @@ async fn idle_in_transaction_session_timeout_ends_the_session_and_the_pool_repla
         "options=-c%20idle_in_transaction_session_timeout%3D200",
     );
     let pool = Pool::builder(url).max_size(1).build().unwrap();
-    let mut tx = pool.begin().await.unwrap();
+    let tx = pool.begin().await.unwrap();
     let pid: i32 = tx
         .query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -263,7 +263,7 @@ fn write_load(
                 while Instant::now() < stop {
                     let id = ledger.next_id();
                     let result = async {
-                        let mut tx = pool.begin().await?;
+                        let tx = pool.begin().await?;
                         tx.execute(ledger.insert_sql().as_str(), &[&id]).await?;
                         tx.commit().await
                     }

@@ -251,7 +251,7 @@ async fn a_stale_cached_statement_inside_a_transaction_is_the_callers_error() {
     conn.batch_execute("ALTER TABLE t ADD COLUMN b int4 DEFAULT 2")
         .await
         .unwrap();
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     let err = tx.query_one(sql, &[]).await.unwrap_err();
     assert_eq!(err.code(), Some("0A000"), "{err}");
     assert_eq!(

@@ -302,7 +302,7 @@ async fn stream_in_a_transaction_dropped_early_lets_the_transaction_continue_and
         .await
         .unwrap();
     let watcher = common::connect(&db).await;
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     {
         // More rows than one default batch (2048), so the portal stays open.
@@ -357,7 +357,7 @@ async fn stream_in_a_transaction_dropped_early_then_the_transaction_dropped_roll
         .unwrap();
     let watcher = common::connect(&db).await;
     let pid = conn.backend_pid();
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     {
         let mut stream = tx
@@ -388,7 +388,7 @@ async fn stream_in_a_transaction_dropped_mid_batch_breaks_the_connection_and_end
     let (db, conn) = common::db().await;
     let watcher = common::connect(&db).await;
     let pid = conn.backend_pid();
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     {
         let sql = "SELECT g, CASE WHEN g = 2049 THEN pg_sleep(5)::text END /* tx_stream */ \
                    FROM generate_series(1, 5000) g";

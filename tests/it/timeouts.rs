@@ -43,7 +43,7 @@ async fn query_timeout_applies_inside_a_transaction_too() {
     let mut c = config(&db);
     c.query_timeout(Duration::from_millis(100));
     let conn = Connection::connect(&c).await.unwrap();
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     let err = tx.execute("SELECT pg_sleep(30)", &[]).await.unwrap_err();
     assert_eq!(err.timeout_kind(), Some(TimeoutKind::Query), "{err}");
     drop(tx);

@@ -45,7 +45,7 @@ async fn dropped_transaction_rolls_back_before_the_next_query_and_leaves_the_bac
     let watcher = common::connect(&db).await;
     let pid = conn.backend_pid();
 
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     assert_eq!(
         backend_state(&watcher, pid).await.as_deref(),
@@ -73,7 +73,7 @@ async fn dropped_transaction_rolls_back_before_the_next_query_and_leaves_the_bac
 #[tokio::test]
 async fn next_query_after_a_dropped_transaction_waits_for_its_rollback() {
     let (_db, conn) = db_with_table().await;
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     drop(tx);
     // No await in between: the cleanup task has not run yet, but it holds the wire lock,
@@ -91,7 +91,7 @@ async fn commit_makes_rows_visible_and_rollback_discards_them() {
     let (db, conn) = db_with_table().await;
     let watcher = common::connect(&db).await;
 
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1), (2)", &[])
         .await
         .unwrap();
@@ -100,7 +100,7 @@ async fn commit_makes_rows_visible_and_rollback_discards_them() {
     assert_eq!(ids(&watcher).await, vec![1, 2]);
     assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
 
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (3)", &[]).await.unwrap();
     assert_eq!(
         tx.query("SELECT count(*)::int4 FROM t", &[]).await.unwrap()[0].get::<_, i32>(0),
@@ -124,7 +124,7 @@ async fn builder_options_reach_the_server_and_read_only_refuses_writes() {
         builder.begin_sql(),
         "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY"
     );
-    let mut tx = builder.start().await.unwrap();
+    let tx = builder.start().await.unwrap();
     let iso = tx.simple_query("SHOW transaction_isolation").await.unwrap();
     assert_eq!(first_value(&iso), "serializable");
     let ro = tx.simple_query("SHOW transaction_read_only").await.unwrap();
@@ -155,7 +155,7 @@ async fn builder_options_reach_the_server_and_read_only_refuses_writes() {
 #[tokio::test]
 async fn builder_read_write_and_repeatable_read_reach_the_server() {
     let (_db, conn) = db_with_table().await;
-    let mut tx = conn
+    let tx = conn
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(false)
@@ -175,7 +175,7 @@ async fn dropped_savepoint_rolls_back_only_its_own_writes() {
     let mut tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     {
-        let mut sp = tx.savepoint().await.unwrap();
+        let sp = tx.savepoint().await.unwrap();
         sp.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
         let inside = sp.query("SELECT id FROM t ORDER BY id", &[]).await.unwrap();
         assert_eq!(inside.len(), 2);
@@ -202,7 +202,7 @@ async fn savepoint_dropped_just_before_commit_is_rolled_back_first() {
     let (_db, conn) = db_with_table().await;
     let mut tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
-    let mut sp = tx.savepoint().await.unwrap();
+    let sp = tx.savepoint().await.unwrap();
     sp.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
     drop(sp);
     tx.commit().await.unwrap();
@@ -218,13 +218,13 @@ async fn nested_savepoints_roll_back_and_release_independently() {
         let mut sp1 = tx.savepoint().await.unwrap();
         sp1.execute("INSERT INTO t VALUES (10)", &[]).await.unwrap();
         {
-            let mut sp2 = sp1.savepoint().await.unwrap();
+            let sp2 = sp1.savepoint().await.unwrap();
             sp2.execute("INSERT INTO t VALUES (11)", &[]).await.unwrap();
             // sp2 dropped: 11 goes, 10 stays.
         }
         sp1.execute("INSERT INTO t VALUES (12)", &[]).await.unwrap();
         {
-            let mut sp3 = sp1.savepoint().await.unwrap();
+            let sp3 = sp1.savepoint().await.unwrap();
             sp3.execute("INSERT INTO t VALUES (13)", &[]).await.unwrap();
             sp3.commit().await.unwrap();
         }
@@ -234,14 +234,14 @@ async fn nested_savepoints_roll_back_and_release_independently() {
         let mut sp4 = tx.savepoint().await.unwrap();
         sp4.execute("INSERT INTO t VALUES (20)", &[]).await.unwrap();
         {
-            let mut sp5 = sp4.savepoint().await.unwrap();
+            let sp5 = sp4.savepoint().await.unwrap();
             sp5.execute("INSERT INTO t VALUES (21)", &[]).await.unwrap();
             sp5.commit().await.unwrap();
         }
         // sp4 dropped: 20 and the released 21 go together.
     }
     {
-        let mut sp6 = tx.savepoint().await.unwrap();
+        let sp6 = tx.savepoint().await.unwrap();
         sp6.execute("INSERT INTO t VALUES (30)", &[]).await.unwrap();
         sp6.rollback().await.unwrap();
     }
@@ -253,7 +253,7 @@ async fn nested_savepoints_roll_back_and_release_independently() {
 async fn committed_savepoint_keeps_its_writes() {
     let (_db, conn) = db_with_table().await;
     let mut tx = conn.transaction().await.unwrap();
-    let mut sp = tx.savepoint().await.unwrap();
+    let sp = tx.savepoint().await.unwrap();
     sp.execute("INSERT INTO t VALUES (5)", &[]).await.unwrap();
     sp.commit().await.unwrap();
     tx.commit().await.unwrap();
@@ -266,7 +266,7 @@ async fn savepoint_isolates_a_failed_statement() {
     let mut tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     {
-        let mut sp = tx.savepoint().await.unwrap();
+        let sp = tx.savepoint().await.unwrap();
         let err = sp.execute("SELECT 1/0", &[]).await.unwrap_err();
         assert_eq!(err.code(), Some("22012"));
         assert_eq!(sp.transaction_status(), TransactionStatus::Failed);
@@ -292,7 +292,7 @@ async fn begin_sent_as_sql_shows_in_transaction_status() {
 async fn commit_sent_as_sql_inside_a_transaction_is_honoured_and_the_drop_does_no_harm() {
     let (db, conn) = db_with_table().await;
     let watcher = common::connect(&db).await;
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     tx.batch_execute("COMMIT").await.unwrap();
     assert_eq!(tx.transaction_status(), TransactionStatus::Idle);
@@ -309,7 +309,7 @@ async fn begin_sent_as_sql_inside_a_transaction_after_commit_is_rolled_back_on_d
     let (db, conn) = db_with_table().await;
     let watcher = common::connect(&db).await;
     let pid = conn.backend_pid();
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.batch_execute("INSERT INTO t VALUES (1); COMMIT; BEGIN; INSERT INTO t VALUES (2)")
         .await
         .unwrap();
@@ -325,7 +325,7 @@ async fn begin_sent_as_sql_inside_a_transaction_after_commit_is_rolled_back_on_d
 #[tokio::test]
 async fn commit_after_a_failed_statement_reports_rolled_back_and_commits_nothing() {
     let (db, conn) = db_with_table().await;
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     let err = tx.execute("SELECT 1/0", &[]).await.unwrap_err();
     assert_eq!(err.code(), Some("22012"));
@@ -351,7 +351,7 @@ async fn commit_after_a_failed_statement_reports_rolled_back_and_commits_nothing
 /// Opens a transaction on `conn`, inserts row 1, starts `SELECT pg_sleep(5)` tagged with
 /// `tag`, drops the query after 50 ms and then the transaction.
 async fn drop_transaction_mid_query(conn: &Connection, tag: &str) {
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     let sql = format!("SELECT pg_sleep(5) /* {tag} */");
     let timed_out = tokio::time::timeout(Duration::from_millis(50), tx.query(&sql, &[])).await;
@@ -408,7 +408,7 @@ async fn transaction_dropped_mid_query_ends_the_session_within_a_second() {
 
 async fn transaction_methods_fail_with_broken_after_the_connection_broke() {
     let (_db, conn) = db_with_table().await;
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     let _ = tokio::time::timeout(
         Duration::from_millis(20),
         tx.query("SELECT pg_sleep(1)", &[]),

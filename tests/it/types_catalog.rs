@@ -251,7 +251,7 @@ async fn a_query_by_sql_text_reads_enum_citext_and_composite_columns() {
 async fn rows_read_inside_a_transaction_resolve_their_types_on_the_held_wire() {
     let (_db, conn) = common::db().await;
     conn.batch_execute(SCHEMA).await.unwrap();
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     let rows = tx
         .query(
             "SELECT 'Ann@X.org'::email::citext AS m, 'ok'::mood AS f",

@@ -160,7 +160,7 @@ async fn query_typed_and_prepare_typed_name_the_types() {
         .unwrap();
     assert_eq!(stmt.params()[0], Type::INT8);
     assert_eq!(stmt.params()[1].name(), "mood");
-    let mut tx = conn.transaction().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
     let rows = tx
         .query_typed(
             "SELECT feeling FROM people WHERE id = $1",

@@ -63,7 +63,7 @@ async fn query_from_another_task_waits_while_a_transaction_is_open_and_runs_afte
     let a = tokio::spawn({
         let conn = conn.clone();
         async move {
-            let mut tx = conn.transaction().await?;
+            let tx = conn.transaction().await?;
             tx.execute("INSERT INTO t VALUES (1)", &[]).await?;
             began_tx.send(()).unwrap();
             commit_rx.await.unwrap();
@@ -102,7 +102,7 @@ async fn query_dropped_while_waiting_for_the_lock_leaves_nothing_behind() {
     let a = tokio::spawn({
         let conn = conn.clone();
         async move {
-            let mut tx = conn.transaction().await?;
+            let tx = conn.transaction().await?;
             tx.execute("INSERT INTO t VALUES (1)", &[]).await?;
             began_tx.send(()).unwrap();
             commit_rx.await.unwrap();
@@ -122,7 +122,7 @@ async fn query_dropped_while_waiting_for_the_lock_leaves_nothing_behind() {
 async fn transaction_holder_calling_the_connection_directly_gets_misuse_at_once() {
     let (_db, conn) = db_with_table().await;
     let task = tokio::spawn(async move {
-        let mut tx = conn.transaction().await.unwrap();
+        let tx = conn.transaction().await.unwrap();
         tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
         let way_out = "run it through the transaction";
         misuse_at_once(conn.query("SELECT 1", &[]), way_out).await;
@@ -212,7 +212,7 @@ async fn exhausted_row_stream_does_not_stop_its_task_from_using_the_connection()
 async fn second_transaction_from_the_same_task_is_misuse() {
     let (_db, conn) = db_with_table().await;
     let task = tokio::spawn(async move {
-        let mut tx = conn.transaction().await.unwrap();
+        let tx = conn.transaction().await.unwrap();
         misuse_at_once(conn.transaction(), "run it through the transaction").await;
         misuse_at_once(
             conn.build_transaction().read_only(true).start(),
@@ -237,7 +237,7 @@ async fn second_transaction_from_another_task_waits_for_the_first() {
     let a = tokio::spawn({
         let conn = conn.clone();
         async move {
-            let mut tx = conn.transaction().await?;
+            let tx = conn.transaction().await?;
             tx.execute("INSERT INTO t VALUES (1)", &[]).await?;
             began_tx.send(()).unwrap();
             commit_rx.await.unwrap();
@@ -248,7 +248,7 @@ async fn second_transaction_from_another_task_waits_for_the_first() {
     let mut b = tokio::spawn({
         let conn = conn.clone();
         async move {
-            let mut tx = conn.transaction().await?;
+            let tx = conn.transaction().await?;
             let n: i64 = tx.query_one("SELECT count(*) FROM t", &[]).await?.get(0);
             tx.execute("INSERT INTO t VALUES (2)", &[]).await?;
             tx.commit().await?;
@@ -284,7 +284,7 @@ async fn a_transaction_moved_to_another_task_moves_its_holder_mark() {
         }
     });
     let user = tokio::spawn(async move {
-        let mut tx = tx_recv.await.unwrap();
+        let tx = tx_recv.await.unwrap();
         tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
         used_tx.send(()).unwrap();
         commit_rx.await.unwrap();

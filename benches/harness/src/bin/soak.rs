@@ -156,7 +156,7 @@ async fn one_op(pool: &Pool, ledger: &WriteLedger, counts: &Counts, rng: &mut u6
                 drop(conn);
                 let id = ledger.next_id();
                 let r = async {
-                    let mut tx = pool.begin().await?;
+                    let tx = pool.begin().await?;
                     tx.execute(ledger.insert_sql().as_str(), &[&id]).await?;
                     tx.commit().await
                 }

@@ -85,7 +85,7 @@ async fn plain_run(driver: Driver, url: &str, n: i64) -> f64 {
         Driver::Pgkeel => {
             let conn = drivers::pgkeel_conn(url).await;
             let t = Instant::now();
-            let mut tx = conn.transaction().await.expect("begin");
+            let tx = conn.transaction().await.expect("begin");
             for i in 0..n {
                 let (id, name, value) = row(i);
                 tx.execute(INSERT_SQL, &[&id, &name, &value])
@@ -149,7 +149,7 @@ async fn plain_run(driver: Driver, url: &str, n: i64) -> f64 {
 async fn pipelined_pgkeel(url: &str, n: i64) -> f64 {
     let conn = drivers::pgkeel_conn(url).await;
     let t = Instant::now();
-    let mut tx = conn.transaction().await.expect("begin");
+    let tx = conn.transaction().await.expect("begin");
     let rows: Vec<_> = (0..n).map(row).collect();
     let params: Vec<[&(dyn pgkeel::ToSql + Sync); 3]> = rows
         .iter()
