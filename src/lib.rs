@@ -93,6 +93,7 @@ pub mod pool;
 pub mod protocol;
 mod row;
 mod statement;
+mod telemetry;
 mod transaction;
 mod transport;
 pub mod types;

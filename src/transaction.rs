@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind};
 use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleQueryMessage};
 use crate::statement::Statement;
+use crate::telemetry::{Call, exchange, statement_text, traced};
 use crate::types::{ToSql, Type};
 
 /// The isolation level of a transaction.
@@ -114,7 +115,8 @@ impl TransactionBuilder {
         let sql = self.begin_sql();
         let mut wire = self.conn.lock("transaction").await?;
         let holder = HolderMark::new(wire.shared.clone());
-        wire.simple_query(&sql).await?;
+        let span = exchange(&wire.shared.telemetry, Call::Begin, Some(&sql));
+        traced(span, wire.simple_query(&sql)).await?;
         Ok(Transaction {
             core: Some(TxCore {
                 wire,
@@ -136,6 +138,11 @@ struct TxCore {
 }
 
 impl TxCore {
+    /// The span of one exchange in the transaction.
+    fn span(&self, call: Call, sql: Option<&str>) -> tracing::Span {
+        exchange(&self.wire.shared.telemetry, call, sql)
+    }
+
     /// Runs what dropped savepoints left behind, then hands out the wire.
     async fn ready(&mut self) -> Result<&mut WireGuard, Error> {
         self._holder.refresh();
@@ -170,7 +177,8 @@ macro_rules! statement_methods {
             params: Params<'_>,
         ) -> Result<Vec<Row>, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            bounded_call!(limit, {
+            let span = self.core()?.span(Call::Query, statement_text(&statement.statement_ref()));
+            bounded_call!(limit, span, {
                 let mut rows = Vec::new();
                 let wire = self.core()?.ready().await?;
                 run_on(wire, statement, params, &mut rows).await?;
@@ -190,7 +198,8 @@ macro_rules! statement_methods {
         ) -> Result<Vec<Row>, Error> {
             let limit = self.core()?.wire.shared.limits.query;
             let (values, types) = split_typed(params);
-            bounded_call!(limit, {
+            let span = self.core()?.span(Call::QueryTyped, Some(sql));
+            bounded_call!(limit, span, {
                 let mut rows = Vec::new();
                 let b = Binding {
                     params: &values,
@@ -238,7 +247,8 @@ macro_rules! statement_methods {
             params: Params<'_>,
         ) -> Result<u64, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            bounded_call!(limit, {
+            let span = self.core()?.span(Call::Execute, statement_text(&statement.statement_ref()));
+            bounded_call!(limit, span, {
                 let wire = self.core()?.ready().await?;
                 run_on(wire, statement, params, &mut crate::connection::Discard).await
             })
@@ -257,7 +267,8 @@ macro_rules! statement_methods {
         {
             let limit = self.core()?.wire.shared.limits.query;
             let rows = rows.into_iter();
-            bounded_call!(limit, {
+            let span = self.core()?.span(Call::ExecuteMany, statement_text(&statement.statement_ref()));
+            bounded_call!(limit, span, {
                 self.core()?
                     .ready()
                     .await?
@@ -284,7 +295,8 @@ macro_rules! statement_methods {
             types: &[Type],
         ) -> Result<Statement, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            bounded_call!(limit, {
+            let span = self.core()?.span(Call::Prepare, Some(sql));
+            bounded_call!(limit, span, {
                 self.core()?.ready().await?.prepare(sql, types).await
             })
         }
@@ -295,7 +307,8 @@ macro_rules! statement_methods {
         /// As [`Connection::simple_query`].
         pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            bounded_call!(limit, {
+            let span = self.core()?.span(Call::SimpleQuery, Some(sql));
+            bounded_call!(limit, span, {
                 self.core()?.ready().await?.simple_query(sql).await
             })
         }
@@ -319,15 +332,16 @@ macro_rules! statement_methods {
             statement: &T,
             params: Params<'_>,
         ) -> Result<RowStream<'_>, Error> {
+            let span = self.core()?.span(Call::QueryRaw, statement_text(&statement.statement_ref()));
             let wire = self.core()?.ready().await?;
-            RowStream::start(
+            let start = RowStream::start(
                 WireSlot::Borrowed(wire),
                 None,
                 statement,
                 params,
                 DEFAULT_BATCH_ROWS,
-            )
-            .await
+            );
+            traced(span, start).await
         }
 
         /// Starts a `COPY … FROM STDIN` inside the transaction; see
@@ -337,8 +351,9 @@ macro_rules! statement_methods {
         /// # Errors
         /// As [`Connection::copy_in`].
         pub async fn copy_in(&mut self, sql: &str) -> Result<crate::CopyIn<'_>, Error> {
+            let span = self.core()?.span(Call::CopyIn, Some(sql));
             let wire = self.core()?.ready().await?;
-            crate::CopyIn::start(WireSlot::Borrowed(wire), None, sql).await
+            traced(span, crate::CopyIn::start(WireSlot::Borrowed(wire), None, sql)).await
         }
 
         /// Starts a `COPY … TO STDOUT` inside the transaction; see
@@ -348,8 +363,9 @@ macro_rules! statement_methods {
         /// # Errors
         /// As [`Connection::copy_out`].
         pub async fn copy_out(&mut self, sql: &str) -> Result<crate::CopyOut<'_>, Error> {
+            let span = self.core()?.span(Call::CopyOut, Some(sql));
             let wire = self.core()?.ready().await?;
-            crate::CopyOut::start(WireSlot::Borrowed(wire), None, sql).await
+            traced(span, crate::CopyOut::start(WireSlot::Borrowed(wire), None, sql)).await
         }
 
         /// Opens a savepoint inside this transaction: a nested guard that rolls back to
@@ -416,8 +432,8 @@ impl Transaction {
         core.wire.shared.check()?;
         core.ready().await?;
         let failed = core.wire.transaction_status() == TransactionStatus::Failed;
-        core.wire
-            .simple_query("COMMIT")
+        let span = core.span(Call::Commit, Some("COMMIT"));
+        traced(span, core.wire.simple_query("COMMIT"))
             .await
             .map_err(commit_error)?;
         match failed {
@@ -437,7 +453,8 @@ impl Transaction {
     pub async fn rollback(mut self) -> Result<(), Error> {
         let core = self.core()?;
         core._holder.refresh();
-        core.wire.simple_query("ROLLBACK").await.map(drop)
+        let span = core.span(Call::Rollback, Some("ROLLBACK"));
+        traced(span, core.wire.simple_query("ROLLBACK")).await.map(drop)
     }
 }
 

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) types: StdMutex<crate::types::catalog::TypeCatalog>,
     /// Notifications read and not yet taken; the notice callback.
     pub(crate) notifications: super::notify::NotificationQueue,
+    /// The server and database its spans name.
+    pub(crate) telemetry: crate::telemetry::Peer,
 }
 
 impl Shared {
@@ -97,6 +99,7 @@ impl Shared {
             drain: StdMutex::new(None),
             types: StdMutex::default(),
             notifications: Default::default(),
+            telemetry: Default::default(),
         }
     }
 

@@ -42,7 +42,7 @@ pub use self::status::{ConnectFailure, EvictReason, Status};
 
 use self::backoff::{Gate, Outcome, Turn};
 use self::options::PoolOptions;
-use self::status::{Counters, Gauge, GaugeGuard, Gauges, InGauge, bump};
+use self::status::{Counters, Gauge, Gauges, InGauge, bump};
 use crate::config::{Config, TargetSessionAttrs};
 use crate::connection::{Connection, IntoConfig, Params, ToStatement};
 use crate::error::{Error, ErrorKind, TimeoutKind};
@@ -70,6 +70,8 @@ struct Idle {
 }
 
 pub(crate) struct PoolInner {
+    /// The `pool` label of its metrics and the pool name of its spans.
+    name: String,
     config: Config,
     opts: PoolOptions,
     sem: Arc<Semaphore>,
@@ -83,6 +85,15 @@ pub(crate) struct PoolInner {
     closed: AtomicBool,
     next_checkout: AtomicU64,
     leaks: StdMutex<Vec<(u64, Instant, &'static Location<'static>, bool)>>,
+}
+
+/// A pool's name when none was given: the first host, its port and the database.
+fn default_name(config: &Config) -> String {
+    let db = config.get_dbname();
+    match config.targets().ok().and_then(|t| t.into_iter().next()) {
+        Some(first) => format!("{first}/{db}"),
+        None => db,
+    }
 }
 
 fn pool_closed() -> Error {
@@ -103,15 +114,17 @@ impl Pool {
             config.get_target_session_attrs(),
             TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary
         );
+        let name = opts.name.clone().unwrap_or_else(|| default_name(&config));
         let inner = Arc::new(PoolInner {
+            gauges: Arc::new(Gauges::new(&name, opts.max_size)),
+            counters: Counters::new(&name),
+            name,
             sem: Arc::new(Semaphore::new(opts.max_size)),
             gate: Arc::new(Gate::new(opts.backoff_base, opts.backoff_cap)),
             wants_writable,
             config,
             opts,
             idle: StdMutex::new(Vec::new()),
-            gauges: Arc::default(),
-            counters: Counters::default(),
             closed: AtomicBool::new(false),
             next_checkout: AtomicU64::new(1),
             leaks: StdMutex::new(Vec::new()),
@@ -137,7 +150,13 @@ impl Pool {
         &self,
     ) -> impl std::future::Future<Output = Result<PooledConnection, Error>> + Send + '_ {
         let caller = Location::caller();
-        async move { self.inner.acquire(caller).await }
+        async move {
+            let span = crate::telemetry::acquire(&self.inner.name);
+            match span.is_disabled() {
+                true => self.inner.acquire(caller).await,
+                false => crate::telemetry::traced(span, self.inner.acquire(caller)).await,
+            }
+        }
     }
 
     /// Runs a statement on any free connection (autocommit) and returns its rows.
@@ -296,6 +315,7 @@ impl PoolInner {
             return Err(pool_closed());
         }
         let limit = self.opts.acquire_timeout;
+        let started = cfg!(feature = "metrics").then(Instant::now);
         let slot = match self.acquire_now() {
             Some(checkout) => Ok(Ok(checkout)),
             None => tokio::time::timeout(limit, self.acquire_slot()).await,
@@ -313,6 +333,7 @@ impl PoolInner {
             }
         };
         bump(&self.counters.acquires);
+        self.counters.waited(started);
         Ok(PooledConnection::new(
             self.clone(),
             (conn, meta, permit, gauge),
@@ -370,7 +391,7 @@ impl PoolInner {
     /// # Cancel safety
     /// Cancel safe: dropped, the waiter leaves the queue.
     async fn wait_for_slot(&self) -> Result<OwnedSemaphorePermit, Error> {
-        let _waiting = GaugeGuard::new(&self.gauges.waiting);
+        let _waiting = self.gauges.waiter();
         let mut outcomes = self.gate.subscribe();
         let acquire = self.sem.clone().acquire_owned();
         tokio::pin!(acquire);
@@ -625,7 +646,7 @@ impl PoolInner {
     fn status(&self) -> Status {
         let c = &self.counters;
         let [idle, in_use, opening, returning, draining] = self.gauges.snapshot();
-        let count = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let count = |a: &status::Count| a.load(Ordering::Relaxed);
         let (consecutive_connect_failures, last_connect_error) = self.gate.report();
         Status {
             max_size: self.opts.max_size,
@@ -652,6 +673,7 @@ impl PoolInner {
             recovered: count(&c.recovered),
             transaction_retries: count(&c.transaction_retries),
             backends_lingering: count(&c.backends_lingering),
+            leak_reports: count(&c.leak_reports),
             consecutive_connect_failures,
             last_connect_error,
         }
