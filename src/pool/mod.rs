@@ -150,13 +150,7 @@ impl Pool {
         &self,
     ) -> impl std::future::Future<Output = Result<PooledConnection, Error>> + Send + '_ {
         let caller = Location::caller();
-        async move {
-            let span = crate::telemetry::acquire(&self.inner.name);
-            match span.is_disabled() {
-                true => self.inner.acquire(caller).await,
-                false => crate::telemetry::traced(span, self.inner.acquire(caller)).await,
-            }
-        }
+        async move { self.inner.acquire(caller).await }
     }
 
     /// Runs a statement on any free connection (autocommit) and returns its rows.
@@ -307,7 +301,19 @@ impl Drop for Handoff {
 }
 
 impl PoolInner {
+    /// Checks out a connection, in a `pool.acquire` span when a subscriber wants one.
     async fn acquire(
+        self: &Arc<Self>,
+        caller: &'static Location<'static>,
+    ) -> Result<PooledConnection, Error> {
+        let span = crate::telemetry::acquire(&self.name);
+        match span.is_disabled() {
+            true => self.acquire_untraced(caller).await,
+            false => crate::telemetry::traced(span, self.acquire_untraced(caller)).await,
+        }
+    }
+
+    async fn acquire_untraced(
         self: &Arc<Self>,
         caller: &'static Location<'static>,
     ) -> Result<PooledConnection, Error> {

@@ -30,6 +30,8 @@ mod pgbouncer;
 mod pool_backoff;
 mod pool_checkout;
 mod pool_failover;
+#[cfg(feature = "metrics")]
+mod pool_metrics;
 mod pool_idle_health;
 mod pool_restart;
 mod pool_storm;
@@ -41,6 +43,7 @@ mod server_faults;
 mod shared_connection;
 mod statement_cache;
 mod streams;
+mod telemetry;
 mod timeouts;
 mod tls;
 mod tls_direct;
