@@ -17,7 +17,8 @@ use tracing_subscriber::fmt::format::FmtSpan;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Spans at INFO and above from pgkeel (RUST_LOG overrides), each printed on close.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("pgkeel=info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("pgkeel=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::CLOSE)

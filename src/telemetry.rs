@@ -146,9 +146,30 @@ pub(crate) fn operation_name(sql: &str) -> Option<&str> {
         return None;
     }
     const KEYWORDS: [&str; 24] = [
-        "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH", "VALUES", "TABLE", "COPY",
-        "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "CREATE",
-        "ALTER", "DROP", "TRUNCATE", "SET", "SHOW", "LISTEN", "NOTIFY",
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "WITH",
+        "VALUES",
+        "TABLE",
+        "COPY",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "TRUNCATE",
+        "SET",
+        "SHOW",
+        "LISTEN",
+        "NOTIFY",
     ];
     let known = KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(word));
     Some(known.copied().unwrap_or(word))
@@ -312,7 +333,10 @@ mod tests {
     #[test]
     fn the_operation_is_the_first_keyword_past_comments_and_parentheses() {
         assert_eq!(operation_name("select 1"), Some("SELECT"));
-        assert_eq!(operation_name("  -- hi\n /* x */ (SELECT 1)"), Some("SELECT"));
+        assert_eq!(
+            operation_name("  -- hi\n /* x */ (SELECT 1)"),
+            Some("SELECT")
+        );
         assert_eq!(operation_name("Insert into t values (1)"), Some("INSERT"));
         assert_eq!(operation_name("vacuum t"), Some("vacuum"));
         assert_eq!(operation_name("/* unterminated"), None);

@@ -177,7 +177,9 @@ macro_rules! statement_methods {
             params: Params<'_>,
         ) -> Result<Vec<Row>, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            let span = self.core()?.span(Call::Query, statement_text(&statement.statement_ref()));
+            let span = self
+                .core()?
+                .span(Call::Query, statement_text(&statement.statement_ref()));
             bounded_call!(limit, span, {
                 let mut rows = Vec::new();
                 let wire = self.core()?.ready().await?;
@@ -247,7 +249,9 @@ macro_rules! statement_methods {
             params: Params<'_>,
         ) -> Result<u64, Error> {
             let limit = self.core()?.wire.shared.limits.query;
-            let span = self.core()?.span(Call::Execute, statement_text(&statement.statement_ref()));
+            let span = self
+                .core()?
+                .span(Call::Execute, statement_text(&statement.statement_ref()));
             bounded_call!(limit, span, {
                 let wire = self.core()?.ready().await?;
                 run_on(wire, statement, params, &mut crate::connection::Discard).await
@@ -267,7 +271,10 @@ macro_rules! statement_methods {
         {
             let limit = self.core()?.wire.shared.limits.query;
             let rows = rows.into_iter();
-            let span = self.core()?.span(Call::ExecuteMany, statement_text(&statement.statement_ref()));
+            let span = self.core()?.span(
+                Call::ExecuteMany,
+                statement_text(&statement.statement_ref()),
+            );
             bounded_call!(limit, span, {
                 self.core()?
                     .ready()
@@ -332,7 +339,9 @@ macro_rules! statement_methods {
             statement: &T,
             params: Params<'_>,
         ) -> Result<RowStream<'_>, Error> {
-            let span = self.core()?.span(Call::QueryRaw, statement_text(&statement.statement_ref()));
+            let span = self
+                .core()?
+                .span(Call::QueryRaw, statement_text(&statement.statement_ref()));
             let wire = self.core()?.ready().await?;
             let start = RowStream::start(
                 WireSlot::Borrowed(wire),
@@ -353,7 +362,11 @@ macro_rules! statement_methods {
         pub async fn copy_in(&mut self, sql: &str) -> Result<crate::CopyIn<'_>, Error> {
             let span = self.core()?.span(Call::CopyIn, Some(sql));
             let wire = self.core()?.ready().await?;
-            traced(span, crate::CopyIn::start(WireSlot::Borrowed(wire), None, sql)).await
+            traced(
+                span,
+                crate::CopyIn::start(WireSlot::Borrowed(wire), None, sql),
+            )
+            .await
         }
 
         /// Starts a `COPY … TO STDOUT` inside the transaction; see
@@ -365,7 +378,11 @@ macro_rules! statement_methods {
         pub async fn copy_out(&mut self, sql: &str) -> Result<crate::CopyOut<'_>, Error> {
             let span = self.core()?.span(Call::CopyOut, Some(sql));
             let wire = self.core()?.ready().await?;
-            traced(span, crate::CopyOut::start(WireSlot::Borrowed(wire), None, sql)).await
+            traced(
+                span,
+                crate::CopyOut::start(WireSlot::Borrowed(wire), None, sql),
+            )
+            .await
         }
 
         /// Opens a savepoint inside this transaction: a nested guard that rolls back to
@@ -454,7 +471,9 @@ impl Transaction {
         let core = self.core()?;
         core._holder.refresh();
         let span = core.span(Call::Rollback, Some("ROLLBACK"));
-        traced(span, core.wire.simple_query("ROLLBACK")).await.map(drop)
+        traced(span, core.wire.simple_query("ROLLBACK"))
+            .await
+            .map(drop)
     }
 }
 

@@ -446,7 +446,10 @@ impl Connection {
         I::IntoIter: Send,
     {
         let rows = rows.into_iter();
-        let span = self.span(Call::ExecuteMany, statement_text(&statement.statement_ref()));
+        let span = self.span(
+            Call::ExecuteMany,
+            statement_text(&statement.statement_ref()),
+        );
         bounded_call!(self.inner.shared.limits.query, span, {
             let mut wire = self.lock("execute_many").await?;
             wire.execute_many(statement, rows).await

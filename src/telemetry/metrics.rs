@@ -48,22 +48,58 @@ pub(crate) const STATES: [&str; 5] = ["idle", "used", "opening", "returning", "d
 /// repeats are harmless).
 pub(crate) fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!(CONNECTION_COUNT, Unit::Count, "Connections of the pool by state");
+    describe_gauge!(
+        CONNECTION_COUNT,
+        Unit::Count,
+        "Connections of the pool by state"
+    );
     describe_gauge!(CONNECTION_MAX, Unit::Count, "The pool's max_size");
-    describe_gauge!(PENDING_REQUESTS, Unit::Count, "Callers waiting for a connection");
+    describe_gauge!(
+        PENDING_REQUESTS,
+        Unit::Count,
+        "Callers waiting for a connection"
+    );
     describe_histogram!(WAIT_TIME, Unit::Seconds, "Time a checkout waited");
     describe_counter!(TIMEOUTS, Unit::Count, "Checkouts that hit acquire_timeout");
-    describe_gauge!(SIZE, Unit::Count, "Connections that exist or are being opened");
+    describe_gauge!(
+        SIZE,
+        Unit::Count,
+        "Connections that exist or are being opened"
+    );
     describe_counter!(ACQUIRES, Unit::Count, "Successful checkouts");
     describe_counter!(CONNECTS, Unit::Count, "Connections opened");
-    describe_counter!(CONNECT_ERRORS, Unit::Count, "Connection attempts that failed");
+    describe_counter!(
+        CONNECT_ERRORS,
+        Unit::Count,
+        "Connection attempts that failed"
+    );
     describe_counter!(EVICTIONS, Unit::Count, "Connections evicted, by reason");
-    describe_counter!(CANCELS, Unit::Count, "CancelRequests sent for abandoned exchanges");
-    describe_counter!(ROLLBACKS_ON_RETURN, Unit::Count, "Returned connections rolled back");
+    describe_counter!(
+        CANCELS,
+        Unit::Count,
+        "CancelRequests sent for abandoned exchanges"
+    );
+    describe_counter!(
+        ROLLBACKS_ON_RETURN,
+        Unit::Count,
+        "Returned connections rolled back"
+    );
     describe_counter!(RECOVERED, Unit::Count, "Abandoned connections recovered");
-    describe_counter!(TRANSACTION_RETRIES, Unit::Count, "Transaction closure re-runs");
-    describe_counter!(BACKENDS_LINGERING, Unit::Count, "Evicted backends still running");
-    describe_counter!(LEAK_REPORTS, Unit::Count, "Checkouts held past the leak threshold");
+    describe_counter!(
+        TRANSACTION_RETRIES,
+        Unit::Count,
+        "Transaction closure re-runs"
+    );
+    describe_counter!(
+        BACKENDS_LINGERING,
+        Unit::Count,
+        "Evicted backends still running"
+    );
+    describe_counter!(
+        LEAK_REPORTS,
+        Unit::Count,
+        "Checkouts held past the leak threshold"
+    );
 }
 
 /// A counter handle labelled with the pool.

@@ -30,9 +30,9 @@ mod pgbouncer;
 mod pool_backoff;
 mod pool_checkout;
 mod pool_failover;
+mod pool_idle_health;
 #[cfg(feature = "metrics")]
 mod pool_metrics;
-mod pool_idle_health;
 mod pool_restart;
 mod pool_storm;
 mod pool_transactions;

@@ -141,7 +141,9 @@ async fn no_parameter_or_password_ever_reaches_a_span_or_an_event() {
         copy_and_notify_with_secrets(&conn).await;
         let pool = Pool::builder(&url).max_size(2).build().unwrap();
         let mut tx = pool.begin().await.unwrap();
-        tx.execute("SELECT $1::text", &[&SECRET_PARAM]).await.unwrap();
+        tx.execute("SELECT $1::text", &[&SECRET_PARAM])
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let rows = pool.query("SELECT $1::text", &[&SECRET_PARAM]).await;
         assert_eq!(rows.unwrap().len(), 1);
@@ -169,11 +171,17 @@ async fn exchanges_with_secrets(conn: &Connection) {
     conn.batch_execute("CREATE TABLE t (s text PRIMARY KEY, n int8)")
         .await
         .unwrap();
-    conn.execute("INSERT INTO t VALUES ($1, $2)", &[&SECRET_PARAM, &SECRET_INT])
-        .await
-        .unwrap();
+    conn.execute(
+        "INSERT INTO t VALUES ($1, $2)",
+        &[&SECRET_PARAM, &SECRET_INT],
+    )
+    .await
+    .unwrap();
     let dup = conn
-        .execute("INSERT INTO t VALUES ($1, $2)", &[&SECRET_PARAM, &SECRET_INT])
+        .execute(
+            "INSERT INTO t VALUES ($1, $2)",
+            &[&SECRET_PARAM, &SECRET_INT],
+        )
         .await
         .expect_err("duplicate key");
     assert_eq!(dup.code(), Some("23505"));
@@ -204,7 +212,11 @@ async fn copy_and_notify_with_secrets(conn: &Connection) {
         .try_collect()
         .await
         .unwrap();
-    assert!(String::from_utf8(out.concat()).unwrap().contains(SECRET_COPY));
+    assert!(
+        String::from_utf8(out.concat())
+            .unwrap()
+            .contains(SECRET_COPY)
+    );
     conn.batch_execute("LISTEN tele").await.unwrap();
     conn.execute("SELECT pg_notify('tele', $1)", &[&SECRET_PAYLOAD])
         .await
