@@ -125,7 +125,7 @@ impl CancelToken {
     /// TLS negotiated as the session's, write, wait for the close) bounded by the cancel
     /// timeout; for a drop path that has no runtime left to run the async one.
     pub(crate) fn cancel_blocking(&self) -> std::io::Result<()> {
-        let _span = crate::telemetry::cancel(&self.peer, self.process_id).entered();
+        let _span = crate::telemetry::cancel(&self.peer, self.process_id).map(|s| s.entered());
         let mut buf = BytesMut::with_capacity(16);
         frontend::cancel_request_with_key(self.process_id, &self.key()?, &mut buf);
         let deadline = Deadline::after(self.timeout);

@@ -3,8 +3,9 @@
 //!
 //! Every span carries the SQL text at most, never a parameter value, a password or a
 //! connection string. With no subscriber interested, building a span is a level check
-//! that returns [`Span::none()`], and the call sites then run their work inline, without
-//! the extra future that instrumenting it would cost.
+//! that returns `None`, and the call sites then run their work inline, without the extra
+//! future that instrumenting it would cost. (That check comes before tracing's own, so a
+//! `log` logger without a tracing subscriber does not get pgkeel's spans as log lines.)
 
 use std::future::Future;
 use std::time::Duration;
@@ -90,9 +91,24 @@ macro_rules! exchange_span {
     };
 }
 
-/// The span of one exchange, or [`Span::none()`] when no subscriber wants it. `sql` is
-/// the statement's text, when known; parameters are never given here.
-pub(crate) fn exchange(peer: &Peer, call: Call, sql: Option<&str>) -> Span {
+/// Whether any subscriber may want INFO spans: the cheapest check there is (a constant
+/// and one atomic load), made before anything else is built.
+fn info_enabled() -> bool {
+    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+    STATIC_MAX_LEVEL >= LevelFilter::INFO && LevelFilter::current() >= LevelFilter::INFO
+}
+
+/// `span`, unless no subscriber wants it.
+fn wanted(span: Span) -> Option<Span> {
+    (!span.is_disabled()).then_some(span)
+}
+
+/// The span of one exchange, or `None` when no subscriber wants it. `sql` is the
+/// statement's text, when known; parameters are never given here.
+pub(crate) fn exchange(peer: &Peer, call: Call, sql: Option<&str>) -> Option<Span> {
+    if !info_enabled() {
+        return None;
+    }
     let span = match call {
         Call::Query => exchange_span!("query", peer),
         Call::QueryTyped => exchange_span!("query_typed", peer),
@@ -107,9 +123,7 @@ pub(crate) fn exchange(peer: &Peer, call: Call, sql: Option<&str>) -> Span {
         Call::Commit => exchange_span!("commit", peer),
         Call::Rollback => exchange_span!("rollback", peer),
     };
-    if span.is_disabled() {
-        return span;
-    }
+    let span = wanted(span)?;
     let operation = sql.and_then(operation_name);
     if let Some(sql) = sql {
         span.record("db.query.text", sql);
@@ -122,7 +136,7 @@ pub(crate) fn exchange(peer: &Peer, call: Call, sql: Option<&str>) -> Span {
         None => peer.namespace.clone(),
     };
     span.record("otel.name", name.as_str());
-    span
+    Some(span)
 }
 
 /// The SQL text of a statement, when the call has it: prepared statements are named on
@@ -231,20 +245,23 @@ pub(crate) async fn traced_within<T>(
     result
 }
 
-/// Runs `call` in `span` and records its outcome; inline when the span is disabled.
+/// Runs `call` in `span` and records its outcome; inline without a span.
 pub(crate) async fn traced<T>(
-    span: Span,
+    span: Option<Span>,
     call: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
-    if span.is_disabled() {
-        return call.await;
+    match span {
+        None => call.await,
+        Some(span) => traced_within(None, span, call).await,
     }
-    traced_within(None, span, call).await
 }
 
 /// The span of a whole connect: every host tried, authentication, session checks.
-pub(crate) fn connect(config: &Config) -> Span {
-    tracing::info_span!(
+pub(crate) fn connect(config: &Config) -> Option<Span> {
+    if !info_enabled() {
+        return None;
+    }
+    wanted(tracing::info_span!(
         target: "pgkeel::connect",
         "connect",
         otel.kind = "client",
@@ -253,12 +270,15 @@ pub(crate) fn connect(config: &Config) -> Span {
         db.namespace = %config.get_dbname(),
         db.response.status_code = Empty,
         error.type = Empty,
-    )
+    ))
 }
 
 /// The span of one connect attempt to one host.
-pub(crate) fn connect_attempt(target: &Target) -> Span {
-    tracing::info_span!(
+pub(crate) fn connect_attempt(target: &Target) -> Option<Span> {
+    if !info_enabled() {
+        return None;
+    }
+    wanted(tracing::info_span!(
         target: "pgkeel::connect",
         "connect_attempt",
         otel.kind = "client",
@@ -268,12 +288,15 @@ pub(crate) fn connect_attempt(target: &Target) -> Span {
         server.port = target.port,
         db.response.status_code = Empty,
         error.type = Empty,
-    )
+    ))
 }
 
 /// The span of a CancelRequest to the backend `pid` at `address`.
-pub(crate) fn cancel(address: &crate::transport::PeerAddr, pid: i32) -> Span {
-    let span = tracing::info_span!(
+pub(crate) fn cancel(address: &crate::transport::PeerAddr, pid: i32) -> Option<Span> {
+    if !info_enabled() {
+        return None;
+    }
+    let span = wanted(tracing::info_span!(
         target: "pgkeel::cancel",
         "cancel",
         otel.kind = "client",
@@ -283,10 +306,7 @@ pub(crate) fn cancel(address: &crate::transport::PeerAddr, pid: i32) -> Span {
         server.port = Empty,
         pgkeel.backend_pid = pid,
         error.type = Empty,
-    );
-    if span.is_disabled() {
-        return span;
-    }
+    ))?;
     match address {
         crate::transport::PeerAddr::Tcp(addr) => {
             span.record("server.address", addr.ip().to_string().as_str());
@@ -296,25 +316,31 @@ pub(crate) fn cancel(address: &crate::transport::PeerAddr, pid: i32) -> Span {
             span.record("server.address", path.display().to_string().as_str());
         }
     }
-    span
+    Some(span)
 }
 
 /// The span of a pool checkout.
-pub(crate) fn acquire(pool: &str) -> Span {
-    tracing::info_span!(
+pub(crate) fn acquire(pool: &str) -> Option<Span> {
+    if !info_enabled() {
+        return None;
+    }
+    wanted(tracing::info_span!(
         target: "pgkeel::pool",
         "pool.acquire",
         otel.status_code = Empty,
         db.system.name = SYSTEM,
         db.client.connection.pool.name = pool,
         error.type = Empty,
-    )
+    ))
 }
 
 /// The span of the background cleanup of a returned connection: recovery of an
 /// abandoned exchange, rollback of an open transaction, the reset statement.
-pub(crate) fn restore(pool: &str, pid: i32, state: &'static str) -> Span {
-    tracing::info_span!(
+pub(crate) fn restore(pool: &str, pid: i32, state: &'static str) -> Option<Span> {
+    if !info_enabled() {
+        return None;
+    }
+    wanted(tracing::info_span!(
         target: "pgkeel::pool",
         "pool.restore",
         otel.status_code = Empty,
@@ -323,7 +349,7 @@ pub(crate) fn restore(pool: &str, pid: i32, state: &'static str) -> Span {
         pgkeel.backend_pid = pid,
         pgkeel.return_state = state,
         error.type = Empty,
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ struct TxCore {
 
 impl TxCore {
     /// The span of one exchange in the transaction.
-    fn span(&self, call: Call, sql: Option<&str>) -> tracing::Span {
+    fn span(&self, call: Call, sql: Option<&str>) -> Option<tracing::Span> {
         exchange(&self.wire.shared.telemetry, call, sql)
     }
 

@@ -306,10 +306,9 @@ impl PoolInner {
         self: &Arc<Self>,
         caller: &'static Location<'static>,
     ) -> Result<PooledConnection, Error> {
-        let span = crate::telemetry::acquire(&self.name);
-        match span.is_disabled() {
-            true => self.acquire_untraced(caller).await,
-            false => crate::telemetry::traced(span, self.acquire_untraced(caller)).await,
+        match crate::telemetry::acquire(&self.name) {
+            None => self.acquire_untraced(caller).await,
+            span => crate::telemetry::traced(span, self.acquire_untraced(caller)).await,
         }
     }
 

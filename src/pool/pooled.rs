@@ -198,7 +198,7 @@ impl PoolInner {
                 why,
                 "restoring a returned connection failed; connection evicted"
             );
-            tracing::Span::current().record("error.type", format!("{reason:?}").as_str());
+            tracing::Span::current().record("error.type", reason.label());
             gauge.shift(Gauge::Draining);
             inner.evicted(reason, &conn);
             // Whoever still holds its wire (a leaked transaction) must not go on using it:
@@ -208,7 +208,8 @@ impl PoolInner {
         // The gauge moves with the connection inside `work` (to the idle queue, or to
         // draining), and is dropped with it if `work` panics.
         let span = crate::telemetry::restore(&self.name, pid, return_state_name(state));
-        self.spawn_with_slot(permit, None, tracing::Instrument::instrument(work, span));
+        let work = tracing::Instrument::instrument(work, span.unwrap_or_else(tracing::Span::none));
+        self.spawn_with_slot(permit, None, work);
     }
 }
 

@@ -25,6 +25,21 @@ pub enum EvictReason {
     ReadOnly,
 }
 
+impl EvictReason {
+    /// The `reason` label of `pgkeel.pool.evictions`, in snake case.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            EvictReason::Broken => "broken",
+            EvictReason::RollbackFailed => "rollback_failed",
+            EvictReason::Lifetime => "lifetime",
+            EvictReason::Idle => "idle",
+            EvictReason::HealthCheck => "health_check",
+            EvictReason::ClonedOut => "cloned_out",
+            EvictReason::ReadOnly => "read_only",
+        }
+    }
+}
+
 /// Where a connection of the pool is; each one is counted in exactly one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gauge {
@@ -256,13 +271,13 @@ impl Counters {
             acquire_timeouts: c(names::TIMEOUTS),
             connects: c(names::CONNECTS),
             connect_failures: c(names::CONNECT_ERRORS),
-            evicted_broken: e("broken"),
-            evicted_rollback_failed: e("rollback_failed"),
-            evicted_lifetime: e("lifetime"),
-            evicted_idle: e("idle"),
-            evicted_health_check: e("health_check"),
-            evicted_cloned_out: e("cloned_out"),
-            evicted_read_only: e("read_only"),
+            evicted_broken: e(EvictReason::Broken.label()),
+            evicted_rollback_failed: e(EvictReason::RollbackFailed.label()),
+            evicted_lifetime: e(EvictReason::Lifetime.label()),
+            evicted_idle: e(EvictReason::Idle.label()),
+            evicted_health_check: e(EvictReason::HealthCheck.label()),
+            evicted_cloned_out: e(EvictReason::ClonedOut.label()),
+            evicted_read_only: e(EvictReason::ReadOnly.label()),
             rollbacks_on_return: c(names::ROLLBACKS_ON_RETURN),
             cancels_sent: c(names::CANCELS),
             recovered: c(names::RECOVERED),
