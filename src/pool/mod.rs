@@ -599,7 +599,9 @@ impl PoolInner {
         }
         let (tx, rx) = oneshot::channel::<Result<Handoff, Error>>();
         let inner = self.clone();
-        tokio::spawn(async move {
+        // In the caller's span (its `pool.acquire`), so the connect shows inside it.
+        let in_span = tracing::Instrument::in_current_span;
+        tokio::spawn(in_span(async move {
             let sent = match inner.connect_new(turn).await {
                 Ok((conn, gauge)) => {
                     let meta = Meta::new(inner.opts.max_lifetime);
@@ -612,7 +614,7 @@ impl PoolInner {
             };
             // A refused hand-off drops here, and its Drop returns the connection.
             drop(sent);
-        });
+        }));
         match rx.await {
             Ok(result) => result.map(Handoff::take),
             Err(_) => Err(Error::new(
