@@ -102,6 +102,12 @@ impl CancelToken {
     /// [`TimeoutKind::Cancel`] timeout after the configured cancel timeout, or
     /// [`crate::ErrorKind::Protocol`] when the server gave the session no cancel key.
     pub async fn cancel_query(&self) -> Result<(), Error> {
+        let span = crate::telemetry::cancel(&self.peer, self.process_id);
+        crate::telemetry::traced(span, self.cancel_query_untraced()).await
+    }
+
+    /// [`CancelToken::cancel_query`] outside its span.
+    async fn cancel_query_untraced(&self) -> Result<(), Error> {
         let key = self
             .key()
             .map_err(|e| Error::new(crate::ErrorKind::Protocol, e.to_string()))?;
@@ -119,6 +125,7 @@ impl CancelToken {
     /// TLS negotiated as the session's, write, wait for the close) bounded by the cancel
     /// timeout; for a drop path that has no runtime left to run the async one.
     pub(crate) fn cancel_blocking(&self) -> std::io::Result<()> {
+        let _span = crate::telemetry::cancel(&self.peer, self.process_id).map(|s| s.entered());
         let mut buf = BytesMut::with_capacity(16);
         frontend::cancel_request_with_key(self.process_id, &self.key()?, &mut buf);
         let deadline = Deadline::after(self.timeout);

@@ -82,6 +82,18 @@
 //! - `rust_decimal`, `bigdecimal`: `rust_decimal::Decimal`, `bigdecimal::BigDecimal` for numeric.
 //! - `derive`: `#[derive(FromRow)]` for structs (by column name, `#[pgkeel(rename = "..")]`),
 //!   and `#[derive(ToSql, FromSql)]` for enums, composites and newtypes over a domain.
+//! - `metrics`: the pool's gauges, counters and checkout wait times through the
+//!   [`metrics`](https://docs.rs/metrics) facade (`db.client.connection.*`,
+//!   `pgkeel.pool.*`, labelled with [`PoolBuilder::name`](pool::PoolBuilder::name)).
+//!
+//! # Observability
+//!
+//! Every exchange runs in a `tracing` span at INFO under the target `pgkeel::query`,
+//! with OpenTelemetry's database fields (`db.system.name`, `db.namespace`,
+//! `db.operation.name`, `db.query.text`, `server.address`, `server.port`, and
+//! `db.response.status_code` on error); connects, cancels and pool checkouts have spans
+//! of their own. Parameter values and passwords are never recorded. With no subscriber
+//! the spans cost a level check. See `docs/OBSERVABILITY.md`.
 //!
 //! # Testing
 //!
@@ -106,6 +118,7 @@ pub mod pool;
 pub mod protocol;
 mod row;
 mod statement;
+mod telemetry;
 mod transaction;
 mod transport;
 pub mod types;

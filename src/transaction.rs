@@ -21,6 +21,7 @@ use crate::connection::Connection;
 use crate::connection::wire::{HolderMark, spawn_cleanup};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::TransactionStatus;
+use crate::telemetry::{Call, exchange, traced};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +158,8 @@ impl TransactionBuilder {
         let sql = self.begin_sql();
         let mut wire = self.conn.lock("transaction").await?;
         let holder = HolderMark::new(wire.shared.clone());
-        wire.simple_query(&sql).await?;
+        let span = exchange(&wire.shared.telemetry, Call::Begin, Some(&sql));
+        traced(span, wire.simple_query(&sql)).await?;
         Ok(Transaction {
             client: TxClient::new(TxCore::new(wire, holder)),
         })
@@ -214,8 +216,8 @@ impl Transaction {
         self.client.ready_owned().await?;
         let core = self.client.owned_core()?;
         let failed = core.wire.transaction_status() == TransactionStatus::Failed;
-        core.wire
-            .simple_query("COMMIT")
+        let span = core.span(Call::Commit, Some("COMMIT"));
+        traced(span, core.wire.simple_query("COMMIT"))
             .await
             .map_err(commit_error)?;
         match failed {
@@ -235,7 +237,10 @@ impl Transaction {
     pub async fn rollback(mut self) -> Result<(), Error> {
         let core = self.client.owned_core()?;
         core.refresh();
-        core.wire.simple_query("ROLLBACK").await.map(drop)
+        let span = core.span(Call::Rollback, Some("ROLLBACK"));
+        traced(span, core.wire.simple_query("ROLLBACK"))
+            .await
+            .map(drop)
     }
 }
 

@@ -37,11 +37,17 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// with its own cause.
 pub(crate) async fn connect(config: &Config) -> Result<Connection, Error> {
     config.validate()?;
+    crate::telemetry::traced(crate::telemetry::connect(config), connect_any(config)).await
+}
+
+/// [`connect`] once the configuration is checked.
+async fn connect_any(config: &Config) -> Result<Connection, Error> {
     let targets = ordered(config.targets()?, config.load_balance_hosts);
     let mut failures = Vec::new();
     for want in Want::passes(config.target_session_attrs) {
         for target in &targets {
-            match attempt(config, target, want).await {
+            let span = crate::telemetry::connect_attempt(target);
+            match crate::telemetry::traced(span, attempt(config, target, want)).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) => {
                     tracing::debug!(%target, error = %e, "connect attempt failed");
@@ -246,7 +252,7 @@ async fn finish(
         query: config.query_timeout,
         lock: config.lock_timeout,
     };
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         id,
         params,
         cancel,
@@ -254,7 +260,9 @@ async fn finish(
         limits,
         config.pooler_mode,
         config.statement_cache_capacity,
-    ));
+    );
+    shared.telemetry = crate::telemetry::Peer::new(config, target);
+    let shared = Arc::new(shared);
     let wire = Wire::new(io, shared.clone());
     tracing::debug!(conn = id, pid = key.map(|k| k.0), "connected");
     Ok(Connection {

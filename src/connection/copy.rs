@@ -186,7 +186,8 @@ impl super::Connection {
     /// # Cancel safety
     /// As [`super::Connection::query`].
     pub async fn copy_in(&self, sql: &str) -> Result<super::CopyIn<'static>, Error> {
-        super::bounded_call!(self.inner.shared.limits.query, {
+        let span = self.span(crate::telemetry::Call::CopyIn, Some(sql));
+        super::bounded_call!(self.inner.shared.limits.query, span, {
             let wire = self.lock("copy_in").await?;
             let holder = super::wire::HolderMark::new(wire.shared.clone());
             super::CopyIn::start(WireSlot::Owned(wire), Some(holder), sql).await
@@ -204,7 +205,8 @@ impl super::Connection {
     /// # Cancel safety
     /// As [`super::Connection::query`].
     pub async fn copy_out(&self, sql: &str) -> Result<super::CopyOut<'static>, Error> {
-        super::bounded_call!(self.inner.shared.limits.query, {
+        let span = self.span(crate::telemetry::Call::CopyOut, Some(sql));
+        super::bounded_call!(self.inner.shared.limits.query, span, {
             let wire = self.lock("copy_out").await?;
             let holder = super::wire::HolderMark::new(wire.shared.clone());
             super::CopyOut::start(WireSlot::Owned(wire), Some(holder), sql).await

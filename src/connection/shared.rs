@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) notifications: super::notify::NotificationQueue,
     /// The statement cache and the pipelined requests of every task.
     pub(crate) pipe: super::pipeline::Pipe,
+    /// The server and database its spans name.
+    pub(crate) telemetry: crate::telemetry::Peer,
 }
 
 impl Shared {
@@ -101,6 +103,7 @@ impl Shared {
             drain: StdMutex::new(None),
             types: StdMutex::default(),
             notifications: Default::default(),
+            telemetry: Default::default(),
         }
     }
 

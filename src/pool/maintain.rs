@@ -150,6 +150,7 @@ impl PoolInner {
         for (id, since, location, warned) in leaks.iter_mut() {
             if !*warned && since.elapsed() >= threshold {
                 *warned = true;
+                super::bump(&self.counters.leak_reports);
                 tracing::warn!(checkout = *id, held_for = ?since.elapsed(), %location, "pooled connection held longer than the leak threshold");
             }
         }

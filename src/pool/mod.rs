@@ -46,7 +46,7 @@ pub use self::status::{ConnectFailure, EvictReason, Status};
 
 use self::backoff::{Gate, Outcome, Turn};
 use self::options::PoolOptions;
-use self::status::{Counters, Gauge, GaugeGuard, Gauges, InGauge, bump};
+use self::status::{Counters, Gauge, Gauges, InGauge, bump};
 use crate::config::{Config, TargetSessionAttrs};
 use crate::connection::{Connection, IntoConfig, Params, ToStatement};
 use crate::error::{Error, ErrorKind, TimeoutKind};
@@ -74,6 +74,8 @@ struct Idle {
 }
 
 pub(crate) struct PoolInner {
+    /// The `pool` label of its metrics and the pool name of its spans.
+    name: String,
     config: Config,
     opts: PoolOptions,
     sem: Arc<Semaphore>,
@@ -89,6 +91,15 @@ pub(crate) struct PoolInner {
     leaks: StdMutex<Vec<(u64, Instant, &'static Location<'static>, bool)>>,
     /// Checkouts shared by the pool's own query calls (see [`lanes`]).
     lanes: StdMutex<Vec<Arc<lanes::Lane>>>,
+}
+
+/// A pool's name when none was given: the first host, its port and the database.
+fn default_name(config: &Config) -> String {
+    let db = config.get_dbname();
+    match config.targets().ok().and_then(|t| t.into_iter().next()) {
+        Some(first) => format!("{first}/{db}"),
+        None => db,
+    }
 }
 
 fn pool_closed() -> Error {
@@ -109,15 +120,17 @@ impl Pool {
             config.get_target_session_attrs(),
             TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary
         );
+        let name = opts.name.clone().unwrap_or_else(|| default_name(&config));
         let inner = Arc::new(PoolInner {
+            gauges: Arc::new(Gauges::new(&name, opts.max_size)),
+            counters: Counters::new(&name),
+            name,
             sem: Arc::new(Semaphore::new(opts.max_size)),
             gate: Arc::new(Gate::new(opts.backoff_base, opts.backoff_cap)),
             wants_writable,
             config,
             opts,
             idle: StdMutex::new(Vec::new()),
-            gauges: Arc::default(),
-            counters: Counters::default(),
             closed: AtomicBool::new(false),
             next_checkout: AtomicU64::new(1),
             leaks: StdMutex::new(Vec::new()),
@@ -319,7 +332,18 @@ impl Drop for Handoff {
 }
 
 impl PoolInner {
+    /// Checks out a connection, in a `pool.acquire` span when a subscriber wants one.
     async fn acquire(
+        self: &Arc<Self>,
+        caller: &'static Location<'static>,
+    ) -> Result<PooledConnection, Error> {
+        match crate::telemetry::acquire(&self.name) {
+            None => self.acquire_untraced(caller).await,
+            span => crate::telemetry::traced(span, self.acquire_untraced(caller)).await,
+        }
+    }
+
+    async fn acquire_untraced(
         self: &Arc<Self>,
         caller: &'static Location<'static>,
     ) -> Result<PooledConnection, Error> {
@@ -327,6 +351,7 @@ impl PoolInner {
             return Err(pool_closed());
         }
         let limit = self.opts.acquire_timeout;
+        let started = cfg!(feature = "metrics").then(Instant::now);
         let slot = match self.acquire_now() {
             Some(checkout) => Ok(Ok(checkout)),
             None => tokio::time::timeout(limit, self.acquire_slot()).await,
@@ -344,6 +369,7 @@ impl PoolInner {
             }
         };
         bump(&self.counters.acquires);
+        self.counters.waited(started);
         Ok(PooledConnection::new(
             self.clone(),
             (conn, meta, permit, gauge),
@@ -401,7 +427,7 @@ impl PoolInner {
     /// # Cancel safety
     /// Cancel safe: dropped, the waiter leaves the queue.
     async fn wait_for_slot(&self) -> Result<OwnedSemaphorePermit, Error> {
-        let _waiting = GaugeGuard::new(&self.gauges.waiting);
+        let _waiting = self.gauges.waiter();
         let mut outcomes = self.gate.subscribe();
         let acquire = self.sem.clone().acquire_owned();
         tokio::pin!(acquire);
@@ -613,7 +639,9 @@ impl PoolInner {
         }
         let (tx, rx) = oneshot::channel::<Result<Handoff, Error>>();
         let inner = self.clone();
-        tokio::spawn(async move {
+        // In the caller's span (its `pool.acquire`), so the connect shows inside it.
+        let in_span = tracing::Instrument::in_current_span;
+        tokio::spawn(in_span(async move {
             let sent = match inner.connect_new(turn).await {
                 Ok((conn, gauge)) => {
                     let meta = Meta::new(inner.opts.max_lifetime);
@@ -626,7 +654,7 @@ impl PoolInner {
             };
             // A refused hand-off drops here, and its Drop returns the connection.
             drop(sent);
-        });
+        }));
         match rx.await {
             Ok(result) => result.map(Handoff::take),
             Err(_) => Err(Error::new(
@@ -664,7 +692,7 @@ impl PoolInner {
     fn status(&self) -> Status {
         let c = &self.counters;
         let [idle, in_use, opening, returning, draining] = self.gauges.snapshot();
-        let count = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let count = |a: &status::Count| a.load(Ordering::Relaxed);
         let (consecutive_connect_failures, last_connect_error) = self.gate.report();
         Status {
             max_size: self.opts.max_size,
@@ -692,6 +720,7 @@ impl PoolInner {
             transaction_retries: count(&c.transaction_retries),
             backends_lingering: count(&c.backends_lingering),
             shared_calls: count(&c.lane_joins),
+            leak_reports: count(&c.leak_reports),
             consecutive_connect_failures,
             last_connect_error,
         }

@@ -52,6 +52,7 @@ impl AbandonPolicy {
 /// The settings of a pool.
 #[derive(Clone)]
 pub(crate) struct PoolOptions {
+    pub(crate) name: Option<String>,
     pub(crate) max_size: usize,
     pub(crate) min_idle: usize,
     pub(crate) acquire_timeout: Duration,
@@ -77,6 +78,7 @@ pub(crate) struct PoolOptions {
 impl Default for PoolOptions {
     fn default() -> Self {
         PoolOptions {
+            name: None,
             max_size: 10,
             min_idle: 0,
             acquire_timeout: Duration::from_secs(30),
@@ -108,6 +110,14 @@ pub struct PoolBuilder {
 }
 
 impl PoolBuilder {
+    /// The pool's name: the `pool` label of its metrics and the
+    /// `db.client.connection.pool.name` of its spans (default: the first host, its port
+    /// and the database, as `db.example.com:5432/app`). Must not be empty.
+    pub fn name(mut self, name: &str) -> Self {
+        self.options.name = Some(name.to_owned());
+        self
+    }
+
     /// The most connections the pool keeps, counting those being opened, cleaned up or
     /// drained (default 10; at least 1, at most 4095, else `build()` fails).
     pub fn max_size(mut self, n: usize) -> Self {
@@ -281,6 +291,11 @@ impl PoolOptions {
                  connections",
                 self.min_idle, self.max_size
             )));
+        }
+        if self.name.as_deref() == Some("") {
+            return Err(Error::config(
+                "name: a pool's name must not be empty (it labels its metrics and spans)",
+            ));
         }
         if self.backoff_base.is_zero() {
             return Err(Error::config(

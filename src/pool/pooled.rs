@@ -162,6 +162,7 @@ impl PoolInner {
         state: ReturnState,
     ) {
         let abandoned = state == ReturnState::Abandoned;
+        let pid = conn.backend_pid();
         if abandoned {
             bump(&self.counters.cancels_sent);
         }
@@ -197,6 +198,7 @@ impl PoolInner {
                 why,
                 "restoring a returned connection failed; connection evicted"
             );
+            tracing::Span::current().record("error.type", reason.label());
             gauge.shift(Gauge::Draining);
             inner.evicted(reason, &conn);
             // Whoever still holds its wire (a leaked transaction) must not go on using it:
@@ -205,7 +207,20 @@ impl PoolInner {
         };
         // The gauge moves with the connection inside `work` (to the idle queue, or to
         // draining), and is dropped with it if `work` panics.
+        let span = crate::telemetry::restore(&self.name, pid, return_state_name(state));
+        let work = tracing::Instrument::instrument(work, span.unwrap_or_else(tracing::Span::none));
         self.spawn_with_slot(permit, None, work);
+    }
+}
+
+/// The `pgkeel.return_state` field of a restore span.
+fn return_state_name(state: ReturnState) -> &'static str {
+    match state {
+        ReturnState::Clean => "clean",
+        ReturnState::NeedsCleanup => "needs_cleanup",
+        ReturnState::Abandoned => "abandoned",
+        ReturnState::Dead => "dead",
+        ReturnState::Busy => "busy",
     }
 }
 

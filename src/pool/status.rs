@@ -25,6 +25,21 @@ pub enum EvictReason {
     ReadOnly,
 }
 
+impl EvictReason {
+    /// The `reason` label of `pgkeel.pool.evictions`, in snake case.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            EvictReason::Broken => "broken",
+            EvictReason::RollbackFailed => "rollback_failed",
+            EvictReason::Lifetime => "lifetime",
+            EvictReason::Idle => "idle",
+            EvictReason::HealthCheck => "health_check",
+            EvictReason::ClonedOut => "cloned_out",
+            EvictReason::ReadOnly => "read_only",
+        }
+    }
+}
+
 /// Where a connection of the pool is; each one is counted in exactly one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gauge {
@@ -51,26 +66,73 @@ fn unit(g: Gauge) -> u64 {
 
 /// The pool's gauges. The five places a connection can be are packed in one atomic
 /// word, so a snapshot is one load: it always adds up, and a move from one place to
-/// another (one `fetch_add`) never counts a connection twice.
-#[derive(Debug, Default)]
+/// another (one `fetch_add`) never counts a connection twice. With the `metrics`
+/// feature each move is mirrored on the metric gauges by increments, so they never go
+/// stale.
+#[derive(Default)]
 pub(crate) struct Gauges {
     word: AtomicU64,
     pub(crate) waiting: AtomicUsize,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::telemetry::metrics::GaugeHandles>,
+}
+
+impl std::fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gauges")
+            .field("snapshot", &self.snapshot())
+            .field("waiting", &self.waiting)
+            .finish()
+    }
 }
 
 impl Gauges {
+    /// The gauges of the pool `name` of at most `max_size` connections.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(name: &str, max_size: usize) -> Gauges {
+        Gauges {
+            #[cfg(feature = "metrics")]
+            metrics: Some(crate::telemetry::metrics::GaugeHandles::new(name, max_size)),
+            ..Gauges::default()
+        }
+    }
+
     pub(crate) fn add(&self, g: Gauge) {
         self.word.fetch_add(unit(g), Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            m.states[g as usize].increment(1.0);
+            m.size.increment(1.0);
+        }
     }
 
     pub(crate) fn sub(&self, g: Gauge) {
         self.word.fetch_sub(unit(g), Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            m.states[g as usize].decrement(1.0);
+            m.size.decrement(1.0);
+        }
     }
 
     /// Moves one connection from `from` to `to` in one step.
     pub(crate) fn shift(&self, from: Gauge, to: Gauge) {
         self.word
             .fetch_add(unit(to).wrapping_sub(unit(from)), Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            m.states[from as usize].decrement(1.0);
+            m.states[to as usize].increment(1.0);
+        }
+    }
+
+    /// Counts one more caller waiting, for as long as the guard lives.
+    pub(crate) fn waiter(&self) -> GaugeGuard<'_> {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            m.waiting.increment(1.0);
+        }
+        GaugeGuard::new(self)
     }
 
     /// The five gauges, read at one instant: idle, in use, opening, returning, draining.
@@ -116,28 +178,129 @@ impl Drop for InGauge {
     }
 }
 
+/// A counter of the pool: the number [`Status`] reads and, with the `metrics` feature,
+/// the metric it feeds (one bookkeeping, two readers).
+#[derive(Default)]
+pub(crate) struct Count {
+    n: AtomicU64,
+    #[cfg(feature = "metrics")]
+    metric: Option<metrics::Counter>,
+}
+
+impl Count {
+    /// A counter that also feeds the metric `name` of the pool `pool`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn named(name: &'static str, pool: &str) -> Count {
+        Count {
+            n: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            metric: Some(crate::telemetry::metrics::counter(name, pool)),
+        }
+    }
+
+    /// An eviction counter that also feeds `pgkeel.pool.evictions{reason}`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn eviction(pool: &str, reason: &'static str) -> Count {
+        Count {
+            n: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            metric: Some(crate::telemetry::metrics::eviction(pool, reason)),
+        }
+    }
+
+    pub(crate) fn load(&self, order: Ordering) -> u64 {
+        self.n.load(order)
+    }
+}
+
+impl std::fmt::Debug for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.n.fmt(f)
+    }
+}
+
+/// The metric names the counters feed (the metrics module holds them only when the
+/// feature is on).
+#[cfg(feature = "metrics")]
+use crate::telemetry::metrics as names;
+#[cfg(not(feature = "metrics"))]
+mod names {
+    pub const ACQUIRES: &str = "";
+    pub const TIMEOUTS: &str = "";
+    pub const CONNECTS: &str = "";
+    pub const CONNECT_ERRORS: &str = "";
+    pub const ROLLBACKS_ON_RETURN: &str = "";
+    pub const CANCELS: &str = "";
+    pub const RECOVERED: &str = "";
+    pub const TRANSACTION_RETRIES: &str = "";
+    pub const BACKENDS_LINGERING: &str = "";
+    pub const LEAK_REPORTS: &str = "";
+    pub const SHARED_CALLS: &str = "";
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) acquires: AtomicU64,
-    pub(crate) acquire_timeouts: AtomicU64,
-    pub(crate) connects: AtomicU64,
-    pub(crate) connect_failures: AtomicU64,
-    pub(crate) evicted_broken: AtomicU64,
-    pub(crate) evicted_rollback_failed: AtomicU64,
-    pub(crate) evicted_lifetime: AtomicU64,
-    pub(crate) evicted_idle: AtomicU64,
-    pub(crate) evicted_health_check: AtomicU64,
-    pub(crate) evicted_cloned_out: AtomicU64,
-    pub(crate) evicted_read_only: AtomicU64,
-    pub(crate) rollbacks_on_return: AtomicU64,
-    pub(crate) cancels_sent: AtomicU64,
-    pub(crate) recovered: AtomicU64,
-    pub(crate) transaction_retries: AtomicU64,
-    pub(crate) backends_lingering: AtomicU64,
-    pub(crate) lane_joins: AtomicU64,
+    pub(crate) acquires: Count,
+    pub(crate) acquire_timeouts: Count,
+    pub(crate) connects: Count,
+    pub(crate) connect_failures: Count,
+    pub(crate) evicted_broken: Count,
+    pub(crate) evicted_rollback_failed: Count,
+    pub(crate) evicted_lifetime: Count,
+    pub(crate) evicted_idle: Count,
+    pub(crate) evicted_health_check: Count,
+    pub(crate) evicted_cloned_out: Count,
+    pub(crate) evicted_read_only: Count,
+    pub(crate) rollbacks_on_return: Count,
+    pub(crate) cancels_sent: Count,
+    pub(crate) recovered: Count,
+    pub(crate) transaction_retries: Count,
+    pub(crate) backends_lingering: Count,
+    pub(crate) leak_reports: Count,
+    pub(crate) lane_joins: Count,
+    /// How long successful checkouts waited (only with the `metrics` feature).
+    #[cfg(feature = "metrics")]
+    pub(crate) wait_time: Option<metrics::Histogram>,
 }
 
 impl Counters {
+    /// The counters of the pool `pool`.
+    pub(crate) fn new(pool: &str) -> Counters {
+        let c = |name| Count::named(name, pool);
+        let e = |reason| Count::eviction(pool, reason);
+        Counters {
+            acquires: c(names::ACQUIRES),
+            acquire_timeouts: c(names::TIMEOUTS),
+            connects: c(names::CONNECTS),
+            connect_failures: c(names::CONNECT_ERRORS),
+            evicted_broken: e(EvictReason::Broken.label()),
+            evicted_rollback_failed: e(EvictReason::RollbackFailed.label()),
+            evicted_lifetime: e(EvictReason::Lifetime.label()),
+            evicted_idle: e(EvictReason::Idle.label()),
+            evicted_health_check: e(EvictReason::HealthCheck.label()),
+            evicted_cloned_out: e(EvictReason::ClonedOut.label()),
+            evicted_read_only: e(EvictReason::ReadOnly.label()),
+            rollbacks_on_return: c(names::ROLLBACKS_ON_RETURN),
+            cancels_sent: c(names::CANCELS),
+            recovered: c(names::RECOVERED),
+            transaction_retries: c(names::TRANSACTION_RETRIES),
+            backends_lingering: c(names::BACKENDS_LINGERING),
+            leak_reports: c(names::LEAK_REPORTS),
+            lane_joins: c(names::SHARED_CALLS),
+            #[cfg(feature = "metrics")]
+            wait_time: Some(crate::telemetry::metrics::wait_time(pool)),
+        }
+    }
+
+    /// Notes how long a successful checkout waited.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn waited(&self, started: Option<std::time::Instant>) {
+        #[cfg(feature = "metrics")]
+        if let (Some(h), Some(started)) = (&self.wait_time, started) {
+            h.record(started.elapsed().as_secs_f64());
+        }
+    }
+
     pub(crate) fn evicted(&self, reason: EvictReason) {
         let c = match reason {
             EvictReason::Broken => &self.evicted_broken,
@@ -152,23 +315,31 @@ impl Counters {
     }
 }
 
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+pub(crate) fn bump(c: &Count) {
+    c.n.fetch_add(1, Ordering::Relaxed);
+    #[cfg(feature = "metrics")]
+    if let Some(m) = &c.metric {
+        m.increment(1);
+    }
 }
 
-/// Increments a gauge for as long as it lives.
-pub(crate) struct GaugeGuard<'a>(&'a AtomicUsize);
+/// Counts a waiting caller for as long as it lives; see [`Gauges::waiter`].
+pub(crate) struct GaugeGuard<'a>(&'a Gauges);
 
 impl<'a> GaugeGuard<'a> {
-    pub(crate) fn new(g: &'a AtomicUsize) -> Self {
-        g.fetch_add(1, Ordering::AcqRel);
+    fn new(g: &'a Gauges) -> Self {
+        g.waiting.fetch_add(1, Ordering::AcqRel);
         GaugeGuard(g)
     }
 }
 
 impl Drop for GaugeGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.0.metrics {
+            m.waiting.decrement(1.0);
+        }
     }
 }
 
@@ -234,6 +405,9 @@ pub struct Status {
     /// Calls of `Pool::query`/`query_one`/`query_opt`/`execute` that shared a connection
     /// another such call had checked out, instead of waiting for one of their own.
     pub shared_calls: u64,
+    /// Checkouts held longer than `leak_threshold` (each one is also logged at WARN,
+    /// once).
+    pub leak_reports: u64,
     /// Failed connect attempts since the last one that succeeded; 0 while connects work.
     /// While it is above 0, the pool makes one attempt at a time, spaced by its reconnect
     /// backoff.

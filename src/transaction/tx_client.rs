@@ -22,6 +22,7 @@ use crate::error::{Error, ErrorKind};
 use crate::protocol::TransactionStatus;
 use crate::row::{Row, SimpleQueryMessage};
 use crate::statement::Statement;
+use crate::telemetry::{Call, exchange, statement_text};
 use crate::types::{ToSql, Type};
 
 /// The wire of an open transaction, and the connection's holder mark.
@@ -31,6 +32,11 @@ pub(crate) struct TxCore {
 }
 
 impl TxCore {
+    /// The span of one exchange in the transaction.
+    pub(super) fn span(&self, call: Call, sql: Option<&str>) -> Option<tracing::Span> {
+        exchange(&self.wire.shared.telemetry, call, sql)
+    }
+
     pub(super) fn new(wire: WireGuard, holder: HolderMark) -> TxCore {
         TxCore { wire, holder }
     }
@@ -193,7 +199,12 @@ impl TxClient {
         statement: &T,
         params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
-        bounded_call!(self.limit, {
+        let span = exchange(
+            &self.shared.telemetry,
+            Call::Query,
+            statement_text(&statement.statement_ref()),
+        );
+        bounded_call!(self.limit, span, {
             let mut core = self.lock("query").await?;
             let mut rows = Vec::new();
             run_on(&mut core.wire, statement, params, &mut rows).await?;
@@ -215,7 +226,8 @@ impl TxClient {
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, Error> {
         let (values, types) = split_typed(params);
-        bounded_call!(self.limit, {
+        let span = exchange(&self.shared.telemetry, Call::QueryTyped, Some(sql));
+        bounded_call!(self.limit, span, {
             let mut core = self.lock("query_typed").await?;
             let mut rows = Vec::new();
             let b = Binding {
@@ -271,7 +283,12 @@ impl TxClient {
         statement: &T,
         params: Params<'_>,
     ) -> Result<u64, Error> {
-        bounded_call!(self.limit, {
+        let span = exchange(
+            &self.shared.telemetry,
+            Call::Execute,
+            statement_text(&statement.statement_ref()),
+        );
+        bounded_call!(self.limit, span, {
             let mut core = self.lock("execute").await?;
             run_on(&mut core.wire, statement, params, &mut Discard).await
         })
@@ -292,7 +309,12 @@ impl TxClient {
         I::IntoIter: Send,
     {
         let rows = rows.into_iter();
-        bounded_call!(self.limit, {
+        let span = exchange(
+            &self.shared.telemetry,
+            Call::ExecuteMany,
+            statement_text(&statement.statement_ref()),
+        );
+        bounded_call!(self.limit, span, {
             let mut core = self.lock("execute_many").await?;
             core.wire.execute_many(statement, rows).await
         })
@@ -318,7 +340,8 @@ impl TxClient {
     /// # Cancel safety
     /// As [`TxClient::query`].
     pub async fn prepare_typed(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
-        bounded_call!(self.limit, {
+        let span = exchange(&self.shared.telemetry, Call::Prepare, Some(sql));
+        bounded_call!(self.limit, span, {
             let mut core = self.lock("prepare").await?;
             core.wire.prepare(sql, types).await
         })
@@ -332,7 +355,8 @@ impl TxClient {
     /// # Cancel safety
     /// As [`TxClient::query`].
     pub async fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-        bounded_call!(self.limit, {
+        let span = exchange(&self.shared.telemetry, Call::SimpleQuery, Some(sql));
+        bounded_call!(self.limit, span, {
             let mut core = self.lock("simple_query").await?;
             core.wire.simple_query(sql).await
         })

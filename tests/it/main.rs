@@ -38,6 +38,8 @@ mod pool_backoff;
 mod pool_checkout;
 mod pool_failover;
 mod pool_idle_health;
+#[cfg(feature = "metrics")]
+mod pool_metrics;
 mod pool_restart;
 mod pool_storm;
 mod pool_transactions;
@@ -48,6 +50,7 @@ mod server_faults;
 mod shared_connection;
 mod statement_cache;
 mod streams;
+mod telemetry;
 mod timeouts;
 mod tls;
 mod tls_direct;
