@@ -257,7 +257,8 @@ impl Connection {
     /// Dropping the future drops the half-open socket; nothing else is left behind.
     pub async fn connect(config: impl IntoConfig) -> Result<Connection, Error> {
         let config = config.into_config()?;
-        let conn = connect::connect(&config).await?;
+        // Boxed: the handshake's future is large, and a caller's stack need not hold it.
+        let conn = Box::pin(connect::connect(&config)).await?;
         if !config.pooler_mode {
             conn.watch_for_client_gone().await?;
         }
