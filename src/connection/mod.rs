@@ -20,7 +20,7 @@ mod ledger;
 mod listener;
 mod many;
 mod notify;
-mod pipeline;
+pub(crate) mod pipeline;
 pub(crate) mod portal;
 mod query;
 mod seam;

@@ -252,9 +252,20 @@ pub(crate) enum Piped {
 /// Whether SQL text may run pipelined: anything but COPY (whose FROM STDIN form would
 /// wait for data). Leading comments make the check give up: such SQL takes the lock.
 pub(super) fn pipelinable_sql(sql: &str) -> bool {
+    first_keyword(sql).is_some_and(|word| !word.eq_ignore_ascii_case("copy"))
+}
+
+/// The first word of SQL text (its leading letters), without allocating; `None` when
+/// the text starts with a comment, whose contents the check would have to parse.
+pub(crate) fn first_keyword(sql: &str) -> Option<&str> {
     let head = sql.trim_start();
-    let word = head.get(..4).unwrap_or(head);
-    !(word.eq_ignore_ascii_case("copy") || head.starts_with("--") || head.starts_with("/*"))
+    if head.starts_with("--") || head.starts_with("/*") {
+        return None;
+    }
+    let end = head
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(head.len());
+    Some(&head[..end])
 }
 
 impl Inner {

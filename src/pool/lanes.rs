@@ -57,8 +57,11 @@ impl std::ops::Deref for Use {
 impl Use {
     /// The call that opened its lane is done with whatever it did exclusively.
     pub(crate) fn settled(&self) {
-        if let Use::Shared(_, lane) = self {
-            lane.exclusive.store(false, Ordering::Release);
+        if let Use::Shared(pool, lane) = self
+            && lane.exclusive.swap(false, Ordering::AcqRel)
+        {
+            // Callers queued for a checkout may join it now.
+            pool.lane_ready.notify_waiters();
         }
     }
 }
@@ -82,36 +85,29 @@ pub(crate) fn shareable<T: ToStatement + ?Sized>(statement: &T) -> bool {
     let StatementRef::Sql(sql) = statement.statement_ref() else {
         return false; // a Statement belongs to one connection
     };
-    let head = sql.trim_start();
-    if head.starts_with("--") || head.starts_with("/*") {
+    let Some(word) = crate::connection::pipeline::first_keyword(sql) else {
         return false;
-    }
-    let word: String = head
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .take(12)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    !matches!(
-        word.as_str(),
-        "begin"
-            | "start"
-            | "commit"
-            | "end"
-            | "rollback"
-            | "abort"
-            | "savepoint"
-            | "release"
-            | "prepare"
-            | "set"
-            | "reset"
-            | "discard"
-            | "lock"
-            | "declare"
-            | "copy"
-            | "listen"
-            | "unlisten"
-    )
+    };
+    const SESSION_STATE: [&str; 17] = [
+        "begin",
+        "start",
+        "commit",
+        "end",
+        "rollback",
+        "abort",
+        "savepoint",
+        "release",
+        "prepare",
+        "set",
+        "reset",
+        "discard",
+        "lock",
+        "declare",
+        "copy",
+        "listen",
+        "unlisten",
+    ];
+    !SESSION_STATE.iter().any(|k| word.eq_ignore_ascii_case(k))
 }
 
 impl PoolInner {
@@ -126,12 +122,26 @@ impl PoolInner {
         if !shareable(statement) || !self.config_pipelines() {
             return self.acquire(caller).await.map(Use::Own);
         }
-        if let Some(u) = self.join_lane(statement, params) {
-            return Ok(u);
+        loop {
+            // Registered before the check, so a lane opened in between is not missed.
+            let ready = self.lane_ready.notified();
+            let mut ready = std::pin::pin!(ready);
+            ready.as_mut().enable();
+            if let Some(u) = self.join_lane(statement, params) {
+                return Ok(u);
+            }
+            // Queued for a checkout of its own, unless a lane becomes joinable first
+            // (dropping the queued acquire loses nothing).
+            tokio::select! {
+                biased;
+                conn = self.acquire(caller) => {
+                    let conn = conn?;
+                    let exclusive = !conn.would_pipeline(statement, params);
+                    return Ok(self.open_lane(conn, exclusive));
+                }
+                () = &mut ready => {}
+            }
         }
-        let conn = self.acquire(caller).await?;
-        let exclusive = !conn.would_pipeline(statement, params);
-        Ok(self.open_lane(conn, exclusive))
     }
 
     fn config_pipelines(&self) -> bool {
@@ -179,6 +189,9 @@ impl PoolInner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(lane.clone());
+        if !exclusive {
+            self.lane_ready.notify_waiters();
+        }
         Use::Shared(self.clone(), lane)
     }
 }

@@ -91,6 +91,8 @@ pub(crate) struct PoolInner {
     leaks: StdMutex<Vec<(u64, Instant, &'static Location<'static>, bool)>>,
     /// Checkouts shared by the pool's own query calls (see [`lanes`]).
     lanes: StdMutex<Vec<Arc<lanes::Lane>>>,
+    /// Wakes callers queued for a checkout when a lane they may join opens.
+    lane_ready: tokio::sync::Notify,
 }
 
 /// A pool's name when none was given: the first host, its port and the database.
@@ -135,6 +137,7 @@ impl Pool {
             next_checkout: AtomicU64::new(1),
             leaks: StdMutex::new(Vec::new()),
             lanes: StdMutex::new(Vec::new()),
+            lane_ready: tokio::sync::Notify::new(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(maintain::maintain(Arc::downgrade(&inner)));

@@ -323,8 +323,7 @@ async fn a_stale_cached_statement_is_prepared_again() {
 
 /// The pool's own query calls may share a checked-out connection when none is idle: 32
 /// tasks on a pool of 4 (three of them held) each get their own rows, and no more than
-/// 4 backends ever ran. (How many calls share depends on timing: callers already queued
-/// for a checkout do not join a lane.)
+/// 4 backends ever ran; calls queued for a checkout join the lane open on the last one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_query_calls_share_connections_when_none_is_idle() {
     let (db, watcher) = common::db().await;
