@@ -122,7 +122,7 @@ async fn deadpool_task(pool: deadpool_postgres::Pool, ctl: std::sync::Arc<Ctl>, 
     }
 }
 
-async fn sqlx_task(pool: sqlx::PgPool, ctl: std::sync::Arc<Ctl>, seed: u64, n: i64) {
+pub(super) async fn sqlx_task(pool: sqlx::PgPool, ctl: std::sync::Arc<Ctl>, seed: u64, n: i64) {
     let mut rng = Rng::new(seed + 1);
     while ctl.running() {
         let id = rng.id(n);

@@ -8,8 +8,6 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use sqlx::Row as _;
-
 use super::{Ctl, Measured, timed};
 use crate::args::Sizes;
 use crate::drivers;
@@ -66,7 +64,7 @@ async fn one(driver: Driver, url: &str, sizes: &Sizes) -> Measured {
         Driver::Sqlx => {
             let pool = drivers::sqlx_pool(url, 1).await;
             let tasks = (0..tasks)
-                .map(|t| sqlx_task(pool.clone(), ctl.clone(), t as u64, n))
+                .map(|t| super::point_select::sqlx_task(pool.clone(), ctl.clone(), t as u64, n))
                 .collect();
             let m = timed(tasks, ctl, warm, measure).await;
             pool.close().await;
@@ -101,22 +99,6 @@ async fn tp_task(
             .query_one(&stmt, &[&id])
             .await
             .expect("tokio-postgres");
-        let value: (i64, String, f64) = (row.get(0), row.get(1), row.get(2));
-        assert_eq!(value.0, id);
-        black_box(value);
-        ctl.done_one();
-    }
-}
-
-async fn sqlx_task(pool: sqlx::PgPool, ctl: Arc<Ctl>, seed: u64, n: i64) {
-    let mut rng = Rng::new(seed + 1);
-    while ctl.running() {
-        let id = rng.id(n);
-        let row = sqlx::query(POINT_SQL)
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .expect("sqlx");
         let value: (i64, String, f64) = (row.get(0), row.get(1), row.get(2));
         assert_eq!(value.0, id);
         black_box(value);
