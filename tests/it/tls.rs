@@ -336,3 +336,42 @@ async fn a_query_on_a_tls_session_is_cancelled_over_tls() {
         .unwrap_err();
     assert_eq!(err.code(), Some("57014"), "{err}");
 }
+
+/// Calls of 16 tasks share one TLS connection through its pipeline, under random
+/// client timeouts: each answered call gets its own row, writes carry several calls,
+/// and the connection serves again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_calls_over_tls_each_get_their_own_rows() {
+    let (server, _) = server();
+    let conn = connect(&conninfo(server, "tls_only", "sslmode=require")).await;
+    assert!(uses_tls(&conn).await);
+    let sql = "SELECT $1::int8, repeat('z', $2::int4)";
+    conn.query(sql, &[&0i64, &1i32]).await.unwrap(); // prepared: later calls pipeline
+    let tasks: Vec<_> = (0..16i64)
+        .map(|task| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                for i in 0..150i64 {
+                    let n = task * 1_000_000 + i;
+                    let len = (n % 3000) as i32; // some answers span TLS records
+                    let limit =
+                        std::time::Duration::from_micros(((n * 7919) % 40_000) as u64 + 500);
+                    let params: [&(dyn pgkeel::ToSql + Sync); 2] = [&n, &len];
+                    let call = conn.query_one(sql, &params);
+                    if let Ok(r) = tokio::time::timeout(limit, call).await {
+                        let row = r.unwrap_or_else(|e| panic!("task {task} call {i}: {e}"));
+                        assert_eq!(row.get::<_, i64>(0), n, "task {task} got another's row");
+                        assert_eq!(row.get::<_, String>(1).len(), len as usize);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("a task panicked");
+    }
+    let counts = conn.pipeline_counts();
+    assert!(counts.writes < counts.calls, "{counts:?}");
+    let n: i64 = conn.query_one(sql, &[&7i64, &0i32]).await.unwrap().get(0);
+    assert_eq!(n, 7);
+}
