@@ -5,7 +5,8 @@ use std::future::Future;
 
 use crate::connection::wire::HolderMark;
 use crate::connection::{
-    Connection, DEFAULT_BATCH_ROWS, Params, RowStream, ToStatement, WireSlot, bounded_call,
+    Batch, BatchResults, Connection, DEFAULT_BATCH_ROWS, Params, RowStream, ToStatement, WireSlot,
+    bounded_call,
 };
 use crate::error::Error;
 use crate::pool::{PoolTransaction, PooledConnection};
@@ -113,6 +114,12 @@ pub trait GenericClient: sealed::Sealed + Send + Sync {
     where
         T: ToStatement + Sync + ?Sized;
 
+    /// Runs a batch of statements in one write; see [`Connection::run_batch`].
+    fn run_batch(
+        &self,
+        batch: &Batch<'_>,
+    ) -> impl Future<Output = Result<BatchResults, Error>> + Send;
+
     /// Prepares a statement; see [`Connection::prepare`].
     fn prepare(&self, sql: &str) -> impl Future<Output = Result<Statement, Error>> + Send;
 
@@ -212,6 +219,13 @@ macro_rules! forward_statements {
             T: ToStatement + Sync + ?Sized,
         {
             $via(self).execute_many(statement, rows.iter().copied())
+        }
+
+        fn run_batch(
+            &self,
+            batch: &Batch<'_>,
+        ) -> impl Future<Output = Result<BatchResults, Error>> + Send {
+            $via(self).run_batch(batch)
         }
 
         fn prepare(&self, sql: &str) -> impl Future<Output = Result<Statement, Error>> + Send {

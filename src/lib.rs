@@ -130,10 +130,10 @@ pub use config::{
     Target, TargetSessionAttrs, TlsVersion,
 };
 pub use connection::{
-    BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream, Connection, CopyIn, CopyOut,
-    DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, Function, IntoConfig, Listener,
-    ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params, PipelineCounts, RowStream,
-    ToStatement,
+    Batch, BatchOutput, BatchResults, BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream,
+    Connection, CopyIn, CopyOut, DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, Function,
+    IntoConfig, Listener, ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params,
+    PipelineCounts, RowStream, Ticket, ToStatement,
 };
 pub use cursor::{Cursor, CursorOptions, DEFAULT_CURSOR_BATCH, Portal};
 pub use error::{DbError, Error, ErrorKind, SqlState, TimeoutKind, sqlstate};

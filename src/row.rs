@@ -67,6 +67,11 @@ impl Row {
         }
     }
 
+    /// The row's columns, shared.
+    pub(crate) fn columns_arc(&self) -> &Arc<[Column]> {
+        &self.columns
+    }
+
     /// The row's columns.
     pub fn columns(&self) -> &[Column] {
         &self.columns

@@ -63,6 +63,15 @@ pub(crate) trait Handler {
     fn error(&mut self) -> Flow {
         Flow::Continue
     }
+
+    /// Offered each server error first: a handler that answers many statements keeps
+    /// each one's error itself (`None`); by default the reader keeps the first.
+    fn keep_error(&mut self, e: Error) -> Option<Error> {
+        Some(e)
+    }
+
+    /// A ReadyForQuery of this exchange was read (one Sync's unit of work is over).
+    fn ready(&mut self, _status: TransactionStatus) {}
 }
 
 /// One exchange in progress. Dropped before its last owed ReadyForQuery, it abandons
@@ -84,6 +93,10 @@ pub(crate) struct InFlight<'a> {
     /// Whether the handler takes COPY messages (a COPY exchange) instead of the reader
     /// refusing or dropping them.
     copy: bool,
+    /// Whether a COPY FROM STDIN breaks the connection instead of being refused: with
+    /// several Syncs in flight the server swallows an unknown number of them while it
+    /// waits for data, so the owed answers can no longer be counted.
+    copy_in_breaks: bool,
 }
 
 impl<'a> InFlight<'a> {
@@ -103,6 +116,7 @@ impl<'a> InFlight<'a> {
             extended: true,
             what,
             copy: false,
+            copy_in_breaks: false,
         }
     }
 
@@ -147,6 +161,11 @@ impl<'a> InFlight<'a> {
     pub(super) fn copy_exchange(&mut self) {
         self.copy = true;
         self.recoverable = false;
+    }
+
+    /// A COPY FROM STDIN reached in this exchange breaks the connection (see the field).
+    pub(super) fn copy_in_breaks(&mut self) {
+        self.copy_in_breaks = true;
     }
 
     /// Leaves the exchange between the caller's calls in `state` (a COPY in progress).
@@ -291,7 +310,11 @@ impl<'a> InFlight<'a> {
             return self.discarding(msg);
         }
         let flow = match msg {
-            BackendMessage::ReadyForQuery(status) => return self.ready(status),
+            BackendMessage::ReadyForQuery(status) => {
+                let ended = self.ready(status)?;
+                h.ready(status);
+                return Ok(ended);
+            }
             BackendMessage::NoticeResponse(fields) => {
                 return Ok(log_notice(&self.wire.shared, fields));
             }
@@ -310,7 +333,9 @@ impl<'a> InFlight<'a> {
             BackendMessage::ErrorResponse(fields) => {
                 let e = Error::db(DbError::from_fields(fields));
                 self.wire.shared.note_error(&e);
-                keep_first(&mut self.error, e);
+                if let Some(e) = h.keep_error(e) {
+                    keep_first(&mut self.error, e);
+                }
                 h.error()
             }
             msg @ (BackendMessage::CopyInResponse(_)
@@ -323,6 +348,9 @@ impl<'a> InFlight<'a> {
                     Ok(flow) => flow,
                     Err(msg) => return Err(self.unexpected(&msg)),
                 }
+            }
+            msg @ BackendMessage::CopyInResponse(_) if self.copy_in_breaks => {
+                return Err(self.unexpected(&msg));
             }
             BackendMessage::CopyInResponse(_) => {
                 self.refuse_copy_in();

@@ -6,6 +6,7 @@
 //! [`wire`](self::wire) for the invariants): later calls fail at once with
 //! [`ErrorKind::Broken`], never with someone else's rows.
 
+mod batch;
 mod binary_copy;
 pub(crate) mod bind;
 mod cache;
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+pub use self::batch::{Batch, BatchOutput, BatchResults, Ticket};
 pub use self::binary_copy::{BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream};
 pub(crate) use self::bind::Binding;
 pub use self::copy_in::CopyIn;
@@ -504,6 +506,42 @@ impl Connection {
         bounded_call!(self.inner.shared.limits.query, span, {
             let mut wire = self.lock("execute_many").await?;
             wire.execute_many(statement, rows).await
+        })
+    }
+
+    /// Runs a [`Batch`] of statements in one write and reads their answers in order;
+    /// each statement's result is taken from the [`BatchResults`] with the ticket the
+    /// batch gave when it was queued.
+    ///
+    /// Statements by SQL text are found in the statement cache or parsed within the
+    /// batch (once per distinct SQL and parameter types), so even a cold batch costs one
+    /// round trip. Where the batch puts its Syncs decides what fails together: see
+    /// [`Batch::new`] and [`Batch::all_or_nothing`]. The wire is held for the whole run.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
+    /// let mut batch = pgkeel::Batch::all_or_nothing();
+    /// let debit = batch.execute("UPDATE accounts SET balance = balance - 10 WHERE id = 1", &[]);
+    /// let credit = batch.execute("UPDATE accounts SET balance = balance + 10 WHERE id = 2", &[]);
+    /// let mut results = conn.run_batch(&batch).await?;
+    /// assert_eq!((results.take(debit)?, results.take(credit)?), (1, 1));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Server errors are per statement, in the results (each names the statement's
+    /// index). The run itself fails, with nothing sent, when a parameter cannot be
+    /// encoded or does not fit its statement, or a statement is a COPY
+    /// ([`ErrorKind::Misuse`]); and as any call does when the connection fails: then
+    /// which units ran is unknown, as for any statement whose answer was lost.
+    ///
+    /// # Cancel safety
+    /// As [`Connection::query`].
+    pub async fn run_batch(&self, batch: &Batch<'_>) -> Result<BatchResults, Error> {
+        let span = self.span(Call::Batch, None);
+        bounded_call!(self.inner.shared.limits.query, span, {
+            let mut wire = self.lock("run_batch").await?;
+            wire.run_batch(batch).await
         })
     }
 

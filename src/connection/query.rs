@@ -333,7 +333,13 @@ impl Wire {
     }
 
     /// A server error about a parameter, with the parameter named.
-    fn name_parameter(&self, e: Error, plan: &Plan<'_>, b: Binding<'_>, answer: &Answer) -> Error {
+    pub(super) fn name_parameter(
+        &self,
+        e: Error,
+        plan: &Plan<'_>,
+        b: Binding<'_>,
+        answer: &Answer,
+    ) -> Error {
         let (sql, types): (Option<&str>, Vec<Type>) = match plan {
             Plan::Prepared(stmt) => (stmt.reparse_sql(), stmt.params().to_vec()),
             Plan::Parse { sql, .. } => {
@@ -551,7 +557,7 @@ pub(super) fn write_statement<'p>(
     }
 }
 
-fn write_plan(
+pub(super) fn write_plan(
     plan: &Plan<'_>,
     b: Binding<'_>,
     max_rows: i32,

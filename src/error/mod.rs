@@ -79,8 +79,12 @@ pub enum ErrorKind {
     /// A TLS handshake or certificate check failed.
     Tls,
     /// `COMMIT` ran in a transaction where an earlier statement had failed, so the server
-    /// rolled it back instead.
+    /// rolled it back instead; or a batch statement's work was undone because a later
+    /// statement of its all-or-nothing unit failed.
     RolledBack,
+    /// The server did not run this statement of a batch: an earlier statement of its
+    /// unit failed (the message names which).
+    Skipped,
     /// The connection failed while `COMMIT` was in flight: the transaction may or may not
     /// have committed. Never retried blindly.
     CommitOutcomeUnknown,
@@ -109,6 +113,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Misuse => f.write_str("connection misuse"),
             ErrorKind::Tls => f.write_str("tls error"),
             ErrorKind::RolledBack => f.write_str("transaction rolled back"),
+            ErrorKind::Skipped => f.write_str("statement skipped"),
             ErrorKind::CommitOutcomeUnknown => f.write_str("commit outcome unknown"),
             ErrorKind::PoolClosed => f.write_str("pool closed"),
             ErrorKind::WrongSessionAttrs => {

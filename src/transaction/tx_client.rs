@@ -320,6 +320,23 @@ impl TxClient {
         })
     }
 
+    /// Runs a [`crate::Batch`] of statements in one write; see
+    /// [`crate::Connection::run_batch`]. Inside a transaction, a failed statement fails
+    /// the transaction, so the statements after it are skipped whatever the batch's Syncs.
+    ///
+    /// # Errors
+    /// As [`crate::Connection::run_batch`].
+    ///
+    /// # Cancel safety
+    /// As [`TxClient::query`].
+    pub async fn run_batch(&self, batch: &crate::Batch<'_>) -> Result<crate::BatchResults, Error> {
+        let span = exchange(&self.shared.telemetry, Call::Batch, None);
+        bounded_call!(self.limit, span, {
+            let mut core = self.lock("run_batch").await?;
+            core.wire.run_batch(batch).await
+        })
+    }
+
     /// Prepares a statement on the transaction's connection; it stays usable on the
     /// connection after the transaction ends.
     ///
