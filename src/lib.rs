@@ -34,7 +34,11 @@
 //! socket is closed, and every later call on that connection fails at once with
 //! [`ErrorKind::Broken`]. It never returns rows
 //! that belonged to the abandoned call. A future dropped while still waiting for the wire
-//! lock leaves nothing behind. See `docs/CANCELLATION.md`.
+//! lock leaves nothing behind. A pipelined call (`query`, `query_one`, `query_opt` or
+//! `execute` of a statement already prepared on the connection) dropped before its
+//! request was written is withdrawn; dropped after, its answer is read and dropped, and
+//! the connection stays usable. A pool can recover an abandoned connection instead of
+//! evicting it ([`pool::AbandonPolicy`]). See `docs/CANCELLATION.md` and `docs/USAGE.md`.
 //!
 //! # Pool
 //!
@@ -152,6 +156,11 @@ pub use types::{FromSql, ToSql, Type};
 #[cfg(doctest)]
 #[doc = include_str!("../docs/MIGRATING.md")]
 pub struct MigratingGuide;
+
+/// docs/USAGE.md, compiled: its code blocks run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/USAGE.md")]
+pub struct UsageGuide;
 
 /// `#[derive(FromRow)]`: a struct built from a row by column name (feature `derive`).
 #[cfg(feature = "derive")]

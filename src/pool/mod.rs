@@ -2,7 +2,7 @@
 //!
 //! - `pool.query / query_one / query_opt / execute`: autocommit on any free connection.
 //! - `pool.begin()`: a [`PoolTransaction`] that owns its pooled connection.
-//! - `pool.transaction(|tx| Box::pin(async move { … }))`: runs a closure in a transaction,
+//! - `pool.transaction(async |tx| { … })`: runs an async closure in a transaction,
 //!   commits, and re-runs it on serialization failures and deadlocks.
 //!
 //! Slots are a fair (FIFO) semaphore of `max_size` permits. A permit is held by every
