@@ -127,6 +127,15 @@ impl WriteLedger {
         outcome
     }
 
+    /// Records an outcome known without a driver result: a transaction dropped before
+    /// its COMMIT was sent is [`WriteOutcome::Failed`] (rolled back; the id must be absent).
+    pub fn record_outcome(&self, id: i64, outcome: WriteOutcome) {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, outcome));
+    }
+
     /// Records a write whose future was dropped before the driver answered (a timeout
     /// around it): its fate is unknown, and it is counted with the unknown ones.
     pub fn record_dropped(&self, id: i64) {
