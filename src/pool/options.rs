@@ -92,7 +92,7 @@ impl Default for PoolOptions {
             close_timeout: Duration::from_secs(5),
             leak_threshold: None,
             maintenance_interval: Duration::from_secs(1),
-            abandon_policy: AbandonPolicy::Evict,
+            abandon_policy: AbandonPolicy::Auto,
             max_attempts: 5,
             retry_codes: Vec::new(),
             retry_base_delay: Duration::from_millis(5),
