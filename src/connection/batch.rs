@@ -29,7 +29,7 @@ use crate::protocol::frontend;
 use crate::protocol::{BackendMessage, TransactionStatus};
 use crate::row::Row;
 use crate::statement::Column;
-use crate::types::Oid;
+use crate::types::{Oid, ToSql};
 
 /// Tells batches apart, so a ticket is only ever redeemed against its own batch's results.
 static BATCH_IDS: AtomicU64 = AtomicU64::new(1);
@@ -45,7 +45,8 @@ enum Want {
 
 struct Item<'a> {
     statement: StatementRef<'a>,
-    params: Params<'a>,
+    /// Its parameters' place in [`Batch::params`].
+    params: std::ops::Range<usize>,
     want: Want,
     /// A Sync follows this statement: it ends a unit.
     sync_after: bool,
@@ -70,6 +71,9 @@ struct Item<'a> {
 pub struct Batch<'a> {
     id: u64,
     items: Vec<Item<'a>>,
+    /// Every statement's parameters, one after another: the caller's slice may be a
+    /// temporary (`&[&id]`), only the values must outlive the batch.
+    params: Vec<&'a (dyn ToSql + Sync)>,
     /// Whether every statement is its own unit (a Sync after each).
     each_alone: bool,
 }
@@ -82,6 +86,7 @@ impl<'a> Batch<'a> {
         Batch {
             id: BATCH_IDS.fetch_add(1, Ordering::Relaxed),
             items: Vec::new(),
+            params: Vec::new(),
             each_alone: true,
         }
     }
@@ -104,13 +109,20 @@ impl<'a> Batch<'a> {
         }
     }
 
-    fn push<T, O>(&mut self, statement: &'a T, params: Params<'a>, want: Want) -> Ticket<O>
+    fn push<T, O>(
+        &mut self,
+        statement: &'a T,
+        params: &[&'a (dyn ToSql + Sync)],
+        want: Want,
+    ) -> Ticket<O>
     where
         T: ToStatement + ?Sized,
     {
+        let start = self.params.len();
+        self.params.extend_from_slice(params);
         self.items.push(Item {
             statement: statement.statement_ref(),
-            params,
+            params: start..self.params.len(),
             want,
             sync_after: self.each_alone,
         });
@@ -125,7 +137,7 @@ impl<'a> Batch<'a> {
     pub fn query<T: ToStatement + ?Sized>(
         &mut self,
         statement: &'a T,
-        params: Params<'a>,
+        params: &[&'a (dyn ToSql + Sync)],
     ) -> Ticket<Vec<Row>> {
         self.push(statement, params, Want::Rows)
     }
@@ -134,7 +146,7 @@ impl<'a> Batch<'a> {
     pub fn query_one<T: ToStatement + ?Sized>(
         &mut self,
         statement: &'a T,
-        params: Params<'a>,
+        params: &[&'a (dyn ToSql + Sync)],
     ) -> Ticket<Row> {
         self.push(statement, params, Want::One)
     }
@@ -143,7 +155,7 @@ impl<'a> Batch<'a> {
     pub fn query_opt<T: ToStatement + ?Sized>(
         &mut self,
         statement: &'a T,
-        params: Params<'a>,
+        params: &[&'a (dyn ToSql + Sync)],
     ) -> Ticket<Option<Row>> {
         self.push(statement, params, Want::Opt)
     }
@@ -153,9 +165,13 @@ impl<'a> Batch<'a> {
     pub fn execute<T: ToStatement + ?Sized>(
         &mut self,
         statement: &'a T,
-        params: Params<'a>,
+        params: &[&'a (dyn ToSql + Sync)],
     ) -> Ticket<u64> {
         self.push(statement, params, Want::Count)
+    }
+
+    fn params_of(&self, item: &Item<'a>) -> Params<'_> {
+        &self.params[item.params.clone()]
     }
 
     /// How many statements are queued.
@@ -364,7 +380,7 @@ impl Wire {
         f.copy_in_breaks();
         let start = f.buf().len();
         for (i, (item, p)) in batch.items.iter().zip(&planned).enumerate() {
-            if let Err(e) = write_item(item, p, &planned, f.buf()) {
+            if let Err(e) = write_item(batch.params_of(item), p, &planned, f.buf()) {
                 f.buf().truncate(start);
                 f.abandon_unsent();
                 return Err(e.context(format_args!("batch statement {i}")));
@@ -399,7 +415,7 @@ impl Wire {
     /// batch is written).
     async fn plan_batch<'b>(&mut self, batch: &Batch<'b>) -> Result<Vec<Planned<'b>>, Error> {
         for (i, item) in batch.items.iter().enumerate() {
-            let b = Binding::new(item.params);
+            let b = Binding::new(batch.params_of(item));
             if let StatementRef::Sql(sql) = item.statement {
                 refuse_copy(sql, i)?;
                 let cached = self.shared.pipe.lock().cache.get_with(sql, b.oids());
@@ -413,7 +429,7 @@ impl Wire {
         let mut planned = Vec::with_capacity(batch.items.len());
         let mut unit_start = 0;
         for (i, item) in batch.items.iter().enumerate() {
-            let b = Binding::new(item.params);
+            let b = Binding::new(batch.params_of(item));
             let mut p = Planned {
                 plan: None,
                 parsed_by: None,
@@ -423,7 +439,7 @@ impl Wire {
             };
             match item.statement {
                 StatementRef::Prepared(stmt) => {
-                    check_prepared(self.shared.id, stmt, item.params)
+                    check_prepared(self.shared.id, stmt, batch.params_of(item))
                         .map_err(|e| e.context(format_args!("batch statement {i}")))?;
                     p.columns = Some(stmt.columns_arc().clone());
                     p.plan = Some(Plan::Prepared(stmt.clone()));
@@ -509,7 +525,7 @@ impl Wire {
             }
             if let Some(e) = outcomes[i].error.take() {
                 let item = &batch.items[i];
-                let e = self.name_parameter(e, &plan, Binding::new(item.params), &answer);
+                let e = self.name_parameter(e, &plan, Binding::new(batch.params_of(item)), &answer);
                 outcomes[i].error = Some(e);
             }
             self.settle_cache(plan, &answer, outcomes[i].error.as_ref());
@@ -546,12 +562,12 @@ fn refuse_copy(sql: &str, i: usize) -> Result<(), Error> {
 
 /// Appends one statement's messages.
 fn write_item(
-    item: &Item<'_>,
+    params: Params<'_>,
     p: &Planned<'_>,
     planned: &[Planned<'_>],
     buf: &mut bytes::BytesMut,
 ) -> Result<(), Error> {
-    let b = Binding::new(item.params);
+    let b = Binding::new(params);
     if let Some(plan) = &p.plan {
         return write_plan(plan, b, 0, buf);
     }

@@ -9,6 +9,7 @@
 mod common;
 
 mod auth;
+mod batch;
 mod behind_pooler;
 mod cancel_every_poll;
 mod client_trait;
