@@ -331,7 +331,9 @@ async fn one_op(ctx: &Ctx, task: i64, rng: &mut u64) {
         87..=92 => Kind::CopyIn,
         _ => Kind::Notify,
     };
-    let limit = (rand(rng) % 4 == 0).then(|| Duration::from_micros(rand(rng) % 30_000));
+    let limit = rand(rng)
+        .is_multiple_of(4)
+        .then(|| Duration::from_micros(rand(rng) % 30_000));
     let seed = rand(rng);
     // Ids are made before the call, so a call dropped by its timeout is still recorded.
     let uses_id = matches!(kind, Kind::Insert | Kind::TxCommit | Kind::TxDrop);
@@ -445,7 +447,7 @@ async fn run(ctx: &Ctx, kind: Kind, task: i64, id: i64, seed: u64) -> Outcome {
             Kind::TxCommit | Kind::TxDrop => {
                 let pooled;
                 let shared;
-                let conn: &Connection = if seed % 2 == 0 {
+                let conn: &Connection = if seed.is_multiple_of(2) {
                     pooled = match ctx.pool.get().await {
                         Ok(c) => c,
                         Err(e) => {
@@ -491,7 +493,7 @@ async fn run(ctx: &Ctx, kind: Kind, task: i64, id: i64, seed: u64) -> Outcome {
             Kind::Stream => {
                 let pooled;
                 let shared;
-                let conn: &Connection = if seed % 2 == 0 {
+                let conn: &Connection = if seed.is_multiple_of(2) {
                     pooled = ctx.pool.get().await?;
                     &pooled
                 } else {
@@ -552,7 +554,7 @@ async fn run(ctx: &Ctx, kind: Kind, task: i64, id: i64, seed: u64) -> Outcome {
             Kind::CopyIn => {
                 let pooled;
                 let shared;
-                let conn: &Connection = if seed % 2 == 0 {
+                let conn: &Connection = if seed.is_multiple_of(2) {
                     pooled = ctx.pool.get().await?;
                     &pooled
                 } else {
@@ -756,8 +758,7 @@ fn report(
         // The last sample taken at or before `at` (a little slack for timer drift).
         let sample = rss
             .iter()
-            .filter(|(d, _)| *d <= at + Duration::from_secs(2))
-            .next_back()
+            .rfind(|(d, _)| *d <= at + Duration::from_secs(2))
             .copied()
             .unwrap_or(rss[0]);
         println!(
