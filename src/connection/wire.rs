@@ -29,6 +29,7 @@ use tokio_util::codec::Framed;
 use super::inflight::log_notice;
 pub(crate) use super::inflight::{Ended, Flow, Handler, InFlight};
 use super::ledger::{Ledger, State};
+use super::shared::CANCEL_REPEAT;
 pub(crate) use super::shared::{Caller, HolderMark, Shared};
 use crate::cancel::CancelOnDrop;
 use crate::codec::{Frontend, PgCodec};
@@ -312,8 +313,8 @@ impl Wire {
         }
         let ledger = &mut f.wire().ledger;
         ledger.discard = ledger.owed;
-        f.read(&mut NoAnswer).await?;
-        Ok(())
+        let shared = f.wire().shared.clone();
+        with_repeated_cancels(&shared, async { f.read(&mut NoAnswer).await.map(drop) }).await
     }
 
     /// Checks an idle connection without waiting: an idle session should have nothing to
@@ -518,4 +519,42 @@ impl DerefMut for WireGuard {
     fn deref_mut(&mut self) -> &mut Wire {
         self.guard.as_mut().expect("set until dropped")
     }
+}
+
+/// Runs the drain of an abandoned exchange while repeating the CancelRequest every
+/// [`CANCEL_REPEAT`]: PostgreSQL drops a cancel that lands between the messages of an
+/// extended-protocol exchange (or before the query starts), and a CPU-bound query would
+/// otherwise run to its end. Every cancel sent is confirmed (the server closes the cancel
+/// socket after signalling the backend) before this returns, and a signal the backend
+/// takes while waiting for its next command is ignored, so no repeat can hit a later
+/// query. Recovery runs only on direct connections: behind a pooler a cancel may reach
+/// another client's query.
+async fn with_repeated_cancels(
+    shared: &Arc<Shared>,
+    read: impl std::future::Future<Output = Result<(), Error>>,
+) -> Result<(), Error> {
+    let join = |r: Result<Result<(), Error>, tokio::task::JoinError>| {
+        r.map_err(|e| Error::new(crate::ErrorKind::Io, e.to_string()))?
+    };
+    let mut read = std::pin::pin!(read);
+    let mut pending: Option<tokio::task::JoinHandle<Result<(), Error>>> = None;
+    let drained = loop {
+        tokio::select! {
+            r = &mut read => break r,
+            () = tokio::time::sleep(CANCEL_REPEAT) => {
+                if pending.as_ref().is_some_and(|h| !h.is_finished()) {
+                    continue;
+                }
+                if let Some(h) = pending.take() {
+                    join(h.await)?;
+                }
+                let shared = shared.clone();
+                pending = Some(tokio::spawn(async move { shared.cancel.cancel_query().await }));
+            }
+        }
+    };
+    if let Some(h) = pending {
+        join(h.await)?;
+    }
+    drained
 }

@@ -379,7 +379,11 @@ async fn behind_pgbouncer_portals_and_cursors_work_inside_transactions_only() {
 #[tokio::test]
 async fn a_cursor_fetch_dropped_by_a_timeout_breaks_the_connection_and_the_pool_stays_clean() {
     let db = TestDb::new();
-    let pool = Pool::builder(db.url()).max_size(1).build().unwrap();
+    let pool = Pool::builder(db.url())
+        .max_size(1)
+        .abandon_policy(pgkeel::pool::AbandonPolicy::Evict)
+        .build()
+        .unwrap();
     let mut tx = pool.begin().await.unwrap();
     let pid = tx.connection().backend_pid();
     let slow = "SELECT g, pg_sleep(0.2) FROM generate_series(1, 100) g";

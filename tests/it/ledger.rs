@@ -454,6 +454,72 @@ async fn cpu_heavy_query_dropped_early_stops_and_backends_stay_within_max_size()
     assert_eq!(pool.status().backends_lingering, 0);
 }
 
+/// The default policy on a direct connection recovers an abandoned CPU-heavy query (JIT
+/// on, so a first cancel can land between the messages of its exchange and be dropped):
+/// the cancel is repeated until the query stops, the same backend is handed out again,
+/// and no repeated cancel ever hits the queries that follow on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_policy_recovers_a_heavy_query_and_repeated_cancels_hit_nothing_after_it() {
+    let (db, watcher) = common::db().await;
+    let pool = Pool::builder(db.url())
+        .max_size(1)
+        .after_connect(|c| {
+            Box::pin(async move {
+                c.batch_execute(
+                    "SET jit = on; SET jit_above_cost = 0; SET jit_optimize_above_cost = 0",
+                )
+                .await
+            })
+        })
+        .build()
+        .unwrap();
+    const HEAVY: &str = "SELECT count(*) FROM generate_series(1, 400000000) g WHERE g % 7 = $1";
+    let first = pool.get().await.unwrap().backend_pid();
+    let rounds = 24i64;
+    for round in 0..rounds {
+        let ms = [1u64, 3, 5, 10, 15, 25][round as usize % 6];
+        let conn = pool.get().await.unwrap();
+        let q = conn.query_one(HEAVY, &[&3i64]);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(ms), q)
+                .await
+                .is_err()
+        );
+        drop(conn);
+        let t0 = std::time::Instant::now();
+        // The next queries wait for the recovery and then run on the same backend; a
+        // late cancel would fail one of them with 57014.
+        for k in 0..5i64 {
+            let row = pool
+                .query_one("SELECT $1::int8, pg_backend_pid()", &[&(round * 10 + k)])
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("round {round} (dropped after {ms} ms), query {k}: {e}")
+                });
+            assert_eq!(row.get::<_, i64>(0), round * 10 + k);
+            assert_eq!(
+                row.get::<_, i32>(1),
+                first,
+                "the connection was recovered, not replaced"
+            );
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "round {round}: recovery took {:?}",
+            t0.elapsed()
+        );
+        common::wait_quiet(&watcher, first, Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    let s = pool.status();
+    assert_eq!(
+        (s.recovered, s.evicted_broken, s.connects),
+        (rounds as u64, 0, 1),
+        "{s:?}"
+    );
+}
+
 /// Under the Recover policy the pool's other return rules still hold: the reset runs on
 /// a recovered connection, and a clone the user kept is detected.
 #[tokio::test]

@@ -292,6 +292,7 @@ async fn a_connection_broken_by_a_timeout_is_evicted_cancelled_and_replaced() {
     let sampler = Sampler::start(common::connect(&db).await, app);
     let pool = Pool::builder(pool_url(&db, app))
         .max_size(1)
+        .abandon_policy(pgkeel::pool::AbandonPolicy::Evict)
         .build()
         .unwrap();
 
@@ -918,6 +919,7 @@ async fn an_evicted_backend_has_exited_before_its_slot_is_used_again() {
     let app = "slot_reuse_broken";
     let pool = Pool::builder(pool_url(&db, app))
         .max_size(1)
+        .abandon_policy(pgkeel::pool::AbandonPolicy::Evict)
         .build()
         .unwrap();
     for _ in 0..ROUNDS {

@@ -119,7 +119,11 @@ async fn a_dropped_pool_transaction_rolls_back_before_the_next_borrower_gets_the
 #[tokio::test]
 async fn a_pool_transaction_dropped_mid_query_evicts_its_connection() {
     let (db, watcher) = db_with_table().await;
-    let pool = Pool::builder(db.url()).max_size(1).build().unwrap();
+    let pool = Pool::builder(db.url())
+        .max_size(1)
+        .abandon_policy(pgkeel::pool::AbandonPolicy::Evict)
+        .build()
+        .unwrap();
 
     // Timed out on one statement, then the guard dropped.
     let tx = pool.begin().await.unwrap();
