@@ -5,8 +5,8 @@ use std::future::Future;
 
 use crate::connection::wire::HolderMark;
 use crate::connection::{
-    Batch, BatchResults, Connection, DEFAULT_BATCH_ROWS, Params, RowStream, ToStatement, WireSlot,
-    bounded_call,
+    Batch, BatchResults, Connection, DEFAULT_BATCH_ROWS, ParamSet, Params, RowStream, ToStatement,
+    WireSlot, bounded_call,
 };
 use crate::error::Error;
 use crate::pool::{PoolTransaction, PooledConnection};
@@ -104,15 +104,17 @@ pub trait GenericClient: sealed::Sealed + Send + Sync {
     /// Runs a statement once per parameter set, pipelined; see
     /// [`Connection::execute_many`].
     ///
-    /// Through the trait the parameter sets come as a slice: with an iterator, the
-    /// compiler cannot yet prove a generic caller's future `Send` (rust-lang/rust#100013).
-    fn execute_many<T>(
+    /// Through the trait the parameter sets come as a slice (of tuples, arrays or
+    /// `&[&dyn ToSql]`): with an iterator, the compiler cannot yet prove a generic
+    /// caller's future `Send` (rust-lang/rust#100013).
+    fn execute_many<T, P>(
         &self,
         statement: &T,
-        rows: &[Params<'_>],
+        rows: &[P],
     ) -> impl Future<Output = Result<u64, Error>> + Send
     where
-        T: ToStatement + Sync + ?Sized;
+        T: ToStatement + Sync + ?Sized,
+        P: ParamSet + Sync;
 
     /// Runs a batch of statements in one write; see [`Connection::run_batch`].
     fn run_batch(
@@ -210,15 +212,16 @@ macro_rules! forward_statements {
             $via(self).execute(statement, params)
         }
 
-        fn execute_many<T>(
+        fn execute_many<T, P>(
             &self,
             statement: &T,
-            rows: &[Params<'_>],
+            rows: &[P],
         ) -> impl Future<Output = Result<u64, Error>> + Send
         where
             T: ToStatement + Sync + ?Sized,
+            P: ParamSet + Sync,
         {
-            $via(self).execute_many(statement, rows.iter().copied())
+            $via(self).execute_many(statement, rows.iter())
         }
 
         fn run_batch(

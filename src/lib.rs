@@ -136,8 +136,8 @@ pub use config::{
 pub use connection::{
     Batch, BatchOutput, BatchResults, BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream,
     Connection, CopyIn, CopyOut, DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, Function,
-    IntoConfig, Listener, ListenerEvent, ListenerOptions, NoticeHandler, Notification, Params,
-    PipelineCounts, RowStream, Ticket, ToStatement,
+    IntoConfig, Listener, ListenerEvent, ListenerOptions, NoticeHandler, Notification, ParamSet,
+    Params, PipelineCounts, RowStream, Ticket, ToStatement,
 };
 pub use cursor::{Cursor, CursorOptions, DEFAULT_CURSOR_BATCH, Portal};
 pub use error::{DbError, Error, ErrorKind, SqlState, TimeoutKind, sqlstate};

@@ -10,6 +10,7 @@
 use bytes::BytesMut;
 
 use super::bind::{Binding, check_count, check_oids, check_types, write_bind};
+use super::param_set::ParamSet;
 use super::query::{Answer, Plan, check_prepared, is_stale_statement, write_statement};
 use super::wire::{Closes, Flow, Handler, InFlight, Wire};
 use super::{Params, StatementRef, ToStatement};
@@ -30,29 +31,33 @@ const ABORT_SQL: &str = "pgkeel: execute_many aborted: a parameter could not be 
 
 impl Wire {
     /// Runs `statement` once per parameter set; returns the rows affected in all.
-    pub(crate) async fn execute_many<'p, T, I>(
+    pub(crate) async fn execute_many<T, P, I>(
         &mut self,
         statement: &T,
         rows: I,
     ) -> Result<u64, Error>
     where
         T: ToStatement + ?Sized,
-        I: Iterator<Item = Params<'p>>,
+        P: ParamSet,
+        I: Iterator<Item = P>,
     {
         let mut rows = rows.peekable();
-        let Some(&first) = rows.peek() else {
+        // The first set decides the statement's parameter types; its references are
+        // copied out so that nothing of the set's own type is held across an await.
+        let Some(first) = rows.peek().map(|p| p.refs().as_ref().to_vec()) else {
             return Ok(0);
         };
         let (plan, sql) = match statement.statement_ref() {
             StatementRef::Sql(sql) => (
-                self.plan_sql(sql, Binding::new(first), false).await?,
+                self.plan_sql(sql, Binding::new(&first), false).await?,
                 Some(sql),
             ),
             StatementRef::Prepared(stmt) => {
-                check_prepared(self.shared.id, stmt, first)?;
+                check_prepared(self.shared.id, stmt, &first)?;
                 (Plan::Prepared(stmt.clone()), None)
             }
         };
+        drop(first);
         // A cached statement may have gone stale: its first Bind is answered before the
         // rest goes out, so a stale one can be prepared afresh and the run go on.
         let cached = sql.is_some() && matches!(plan, Plan::Prepared(_));
@@ -79,10 +84,10 @@ impl Wire {
         }
     }
 
-    async fn run_many<'p>(
+    async fn run_many<P: ParamSet>(
         &mut self,
         plan: &Plan<'_>,
-        rows: &mut std::iter::Peekable<impl Iterator<Item = Params<'p>>>,
+        rows: &mut std::iter::Peekable<impl Iterator<Item = P>>,
         run: &mut Run,
         check_first: bool,
     ) -> Result<u64, Error> {
@@ -112,12 +117,12 @@ impl Wire {
             }
         }
         let mut reader = ManyReader::new(&mut run.answer);
-        let mut sent_any = run.replay.is_some() || check_first;
+        let mut sent = usize::from(run.replay.is_some() || check_first);
         loop {
             let start = f.buf().len();
-            match write_chunk(&name, target, rows, f.buf()) {
+            match write_chunk(&name, target, rows, &mut sent, f.buf()) {
                 Ok(()) => {}
-                Err(e) if !sent_any => {
+                Err(e) if sent == 0 => {
                     f.buf().truncate(start);
                     f.abandon_unsent();
                     return Err(e);
@@ -129,7 +134,6 @@ impl Wire {
                 f.sync();
             }
             f.flush_reading(&mut reader).await?;
-            sent_any = true;
             if last || f.failed() {
                 break;
             }
@@ -142,9 +146,9 @@ impl Wire {
             }
             f.read(&mut reader).await?;
         }
-        let affected = reader.affected;
+        let (affected, done) = (reader.affected, reader.done);
         match f.take_error() {
-            Some(e) => Err(e),
+            Some(e) => Err(e.context(failed_set(done, sent))),
             None => Ok(affected),
         }
     }
@@ -164,22 +168,26 @@ struct Run {
 
 impl Run {
     /// Sends the first parameter set with Flush and reads to its BindComplete (or error).
-    async fn first_alone<'p>(
+    async fn first_alone<P: ParamSet>(
         &mut self,
         f: &mut InFlight<'_>,
         name: &str,
         types: Target<'_>,
-        rows: &mut std::iter::Peekable<impl Iterator<Item = Params<'p>>>,
+        rows: &mut std::iter::Peekable<impl Iterator<Item = P>>,
     ) -> Result<(), Error> {
-        let first = rows.next().expect("peeked");
         let start = f.buf().len();
-        if let Err(e) = bind_row(name, types, first, f.buf()) {
-            let msg = "parameter set 1 of execute_many".to_owned();
+        let (bound, oids) = {
+            let first = rows.next().expect("peeked");
+            let refs = first.refs();
+            let first = refs.as_ref();
+            let bound = bind_row(name, types, first, f.buf());
+            (bound, Binding::new(first).oids().collect())
+        };
+        if let Err(e) = bound {
             f.buf().truncate(start);
-            return Err(Error::with_source(ErrorKind::Encode, msg, e));
+            return Err(Error::with_source(ErrorKind::Encode, encode_failed(0), e));
         }
         let bytes = BytesMut::from(&f.buf()[start..]);
-        let oids = Binding::new(first).oids().collect();
         frontend::flush(f.buf());
         f.flush().await?;
         let mut reader = ManyReader::new(&mut self.answer);
@@ -196,7 +204,10 @@ impl Run {
         f.sync();
         f.flush().await?;
         f.read(&mut ManyReader::new(&mut self.answer)).await?;
-        Err(f.take_error().expect("the run failed"))
+        Err(f
+            .take_error()
+            .expect("the run failed")
+            .context(failed_set(0, 1)))
     }
 }
 
@@ -204,6 +215,8 @@ impl Run {
 struct ManyReader<'a> {
     answer: &'a mut Answer,
     affected: u64,
+    /// Parameter sets whose Execute completed: the index of the one an error belongs to.
+    done: usize,
     stop_at_bind: bool,
 }
 
@@ -212,6 +225,7 @@ impl<'a> ManyReader<'a> {
         ManyReader {
             answer,
             affected: 0,
+            done: 0,
             stop_at_bind: false,
         }
     }
@@ -230,9 +244,12 @@ impl Handler for ManyReader<'_> {
             BackendMessage::NoData
             | BackendMessage::BindComplete
             | BackendMessage::CloseComplete
-            | BackendMessage::DataRow(_)
-            | BackendMessage::EmptyQueryResponse => {}
-            BackendMessage::CommandComplete(tag) => self.affected += rows_affected(&tag),
+            | BackendMessage::DataRow(_) => {}
+            BackendMessage::EmptyQueryResponse => self.done += 1,
+            BackendMessage::CommandComplete(tag) => {
+                self.affected += rows_affected(&tag);
+                self.done += 1;
+            }
             msg => return Err(msg),
         }
         Ok(Flow::Continue)
@@ -247,25 +264,42 @@ impl Handler for ManyReader<'_> {
 }
 
 /// Appends Bind + Execute for parameter sets until [`CHUNK_BYTES`] are buffered or the
-/// sets run out; on an error, nothing of this chunk stays in the buffer.
-fn write_chunk<'p>(
+/// sets run out, counting them in `sent`; on an error, nothing of this chunk stays in
+/// the buffer (and `sent` counts only the earlier chunks).
+fn write_chunk<P: ParamSet>(
     name: &str,
     types: Target<'_>,
-    rows: &mut impl Iterator<Item = Params<'p>>,
+    rows: &mut impl Iterator<Item = P>,
+    sent: &mut usize,
     buf: &mut BytesMut,
 ) -> Result<(), Error> {
     let start = buf.len();
     let mut n = 0;
     while buf.len() - start < CHUNK_BYTES {
         let Some(params) = rows.next() else { break };
-        if let Err(e) = bind_row(name, types, params, buf) {
+        if let Err(e) = bind_row(name, types, params.refs().as_ref(), buf) {
             buf.truncate(start);
-            let msg = format!("parameter set {} of this chunk of execute_many", n + 1);
+            let msg = encode_failed(*sent + n);
             return Err(Error::with_source(ErrorKind::Encode, msg, e));
         }
         n += 1;
     }
+    *sent += n;
     Ok(())
+}
+
+/// The message of an encoding failure: which parameter set (from 0) could not be sent.
+fn encode_failed(index: usize) -> String {
+    format!("execute_many parameter set {index} (counting from 0) could not be encoded")
+}
+
+/// The context of a server error in a run: the parameter set (from 0) it belongs to, or
+/// the end of the run (a deferred constraint checked at the implicit commit).
+fn failed_set(done: usize, sent: usize) -> String {
+    match done < sent {
+        true => format!("execute_many parameter set {done} (counting from 0)"),
+        false => format!("execute_many, after all {sent} parameter sets ran"),
+    }
 }
 
 /// What the parameter sets of a run must fit: the types of a statement on the server,

@@ -21,6 +21,7 @@ mod ledger;
 mod listener;
 mod many;
 mod notify;
+mod param_set;
 pub(crate) mod pipeline;
 pub(crate) mod portal;
 mod query;
@@ -43,6 +44,7 @@ pub use self::copy_out::CopyOut;
 pub use self::fastpath::Function;
 pub use self::listener::{Listener, ListenerEvent, ListenerOptions};
 pub use self::notify::{DEFAULT_NOTIFICATION_CAPACITY, NoticeHandler, Notification};
+pub use self::param_set::ParamSet;
 pub(crate) use self::query::Discard;
 pub use self::query::Params;
 pub(crate) use self::seam::ReturnState;
@@ -474,29 +476,41 @@ impl Connection {
     /// outside a transaction, all rows are committed or none; inside one, an error fails
     /// the transaction as any statement's would. Rows a statement returns are dropped.
     ///
+    /// Each item of `rows` is one [`ParamSet`]: a tuple, an array, a `Vec` or a slice of
+    /// `&dyn ToSql`. The sets are taken from the iterator as they are written, so any
+    /// number of them runs in flat memory.
+    ///
     /// ```no_run
     /// # async fn demo(conn: pgkeel::Connection) -> Result<(), pgkeel::Error> {
     /// let people = [(1i64, "Ada"), (2, "Grace")];
-    /// let params: Vec<[&(dyn pgkeel::ToSql + Sync); 2]> = people.iter().map(|(id, name)| [id as _, name as _]).collect();
     /// let n = conn
-    ///     .execute_many("INSERT INTO people (id, name) VALUES ($1, $2)", params.iter().map(|p| &p[..]))
+    ///     .execute_many("INSERT INTO people (id, name) VALUES ($1, $2)", &people)
     ///     .await?;
     /// assert_eq!(n, 2);
+    /// // Or computed on the way, from any iterator:
+    /// let n = conn
+    ///     .execute_many(
+    ///         "INSERT INTO people (id, name) VALUES ($1, $2)",
+    ///         (3..1000i64).map(|id| (id, format!("person {id}"))),
+    ///     )
+    ///     .await?;
+    /// assert_eq!(n, 997);
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
-    /// The first server error (nothing of the run is kept outside a transaction); an
-    /// [`ErrorKind::Encode`] error naming the parameter set that could not be encoded
-    /// (the run is then rolled back the same way).
+    /// The first server error, with the index (from 0) of the parameter set it belongs
+    /// to in its message (nothing of the run is kept outside a transaction); an
+    /// [`ErrorKind::Encode`] error naming the index of the parameter set that could not
+    /// be encoded (the run is then rolled back the same way).
     ///
     /// # Cancel safety
     /// As [`Connection::query`].
-    pub async fn execute_many<'p, T, I>(&self, statement: &T, rows: I) -> Result<u64, Error>
+    pub async fn execute_many<T, P, I>(&self, statement: &T, rows: I) -> Result<u64, Error>
     where
         T: ToStatement + ?Sized,
-        I: IntoIterator<Item = Params<'p>>,
-        I::IntoIter: Send,
+        P: ParamSet,
+        I: IntoIterator<Item = P>,
     {
         let rows = rows.into_iter();
         let span = self.span(
@@ -536,7 +550,10 @@ impl Connection {
     /// which units ran is unknown, as for any statement whose answer was lost.
     ///
     /// # Cancel safety
-    /// As [`Connection::query`].
+    /// As [`Connection::query`]. Dropped after it was written, each unit has run once or
+    /// not at all: the CancelRequest stops the statement the server is running, but
+    /// independent statements already on the server's socket may still run, so which of
+    /// them did is unknown (an all-or-nothing batch is one unit: all or none).
     pub async fn run_batch(&self, batch: &Batch<'_>) -> Result<BatchResults, Error> {
         let span = self.span(Call::Batch, None);
         bounded_call!(self.inner.shared.limits.query, span, {

@@ -302,11 +302,11 @@ impl TxClient {
     ///
     /// # Cancel safety
     /// As [`TxClient::query`].
-    pub async fn execute_many<'p, T, I>(&self, statement: &T, rows: I) -> Result<u64, Error>
+    pub async fn execute_many<T, P, I>(&self, statement: &T, rows: I) -> Result<u64, Error>
     where
         T: ToStatement + ?Sized,
-        I: IntoIterator<Item = Params<'p>>,
-        I::IntoIter: Send,
+        P: crate::ParamSet,
+        I: IntoIterator<Item = P>,
     {
         let rows = rows.into_iter();
         let span = exchange(

@@ -415,6 +415,102 @@ async fn execute_dropped_at_every_poll() {
     }
 }
 
+/// How many of the ids of one dropped run the watcher sees, and whether that is allowed:
+/// none or all of a unit, and never one twice.
+async fn visible_of(env: &Env, ids: &[i32]) -> Vec<i64> {
+    let mut seen = Vec::with_capacity(ids.len());
+    for &id in ids {
+        seen.push(env.visible(id).await);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn execute_many_dropped_at_every_poll() {
+    let env = Env::new().await;
+    let mut tally = Tally::new("Connection::execute_many");
+    for i in 0.. {
+        let conn = env.fresh().await;
+        let ids: Vec<i32> = (0..3).map(|k| marker(i) * 10 + k).collect();
+        let polls = Tally::polls(i, tally.op);
+        let sql = "INSERT INTO t SELECT $1::int4 FROM pg_sleep(0.02)";
+        let run = conn.execute_many(sql, ids.iter().map(|id| (id,)));
+        match Cancellable::new(run, polls).await {
+            Outcome::Done(n) => {
+                assert_eq!(n.unwrap(), 3);
+                assert_eq!(visible_of(&env, &ids).await, [1, 1, 1]);
+                after_drop(&env, &conn, marker(i)).await.unwrap();
+                return tally.finish(i);
+            }
+            Outcome::Dropped => {
+                let after = after_drop(&env, &conn, marker(i)).await;
+                // One unit: all of it or none, never twice.
+                let seen = visible_of(&env, &ids).await;
+                let after = after.and_then(|a| match seen == [0, 0, 0] || seen == [1, 1, 1] {
+                    true => Ok(a),
+                    false => Err(format!("rows seen per id: {seen:?}")),
+                });
+                tally.record(i, after);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn run_batch_dropped_at_every_poll() {
+    let env = Env::new().await;
+    for all_or_nothing in [false, true] {
+        let op = match all_or_nothing {
+            false => "Connection::run_batch (independent statements)",
+            true => "Connection::run_batch (all or nothing)",
+        };
+        let mut tally = Tally::new(op);
+        for i in 0.. {
+            let conn = env.fresh().await;
+            let ids: Vec<i32> = (0..3)
+                .map(|k| (marker(i) * 10 + k) * 2 + all_or_nothing as i32)
+                .collect();
+            let polls = Tally::polls(i, tally.op);
+            let sql = "INSERT INTO t SELECT $1::int4 FROM pg_sleep(0.02)";
+            let mut batch = match all_or_nothing {
+                false => pgkeel::Batch::new(),
+                true => pgkeel::Batch::all_or_nothing(),
+            };
+            let tickets: Vec<_> = ids.iter().map(|id| batch.execute(sql, &[id])).collect();
+            let probe = batch.query_one("SELECT $1::int4 + 1", &[&7i32]);
+            match Cancellable::new(conn.run_batch(&batch), polls).await {
+                Outcome::Done(results) => {
+                    let mut results = results.unwrap();
+                    for t in tickets {
+                        assert_eq!(results.take(t).unwrap(), 1);
+                    }
+                    assert_eq!(results.take(probe).unwrap().get::<_, i32>(0), 8);
+                    assert_eq!(visible_of(&env, &ids).await, [1, 1, 1]);
+                    after_drop(&env, &conn, marker(i)).await.unwrap();
+                    tally.finish(i);
+                    break;
+                }
+                Outcome::Dropped => {
+                    let after = after_drop(&env, &conn, marker(i)).await;
+                    let seen = visible_of(&env, &ids).await;
+                    // Independent statements: each at most once (the CancelRequest
+                    // stops the one running; statements already on the server's socket
+                    // may still run). All or nothing: one unit.
+                    let allowed = match all_or_nothing {
+                        false => seen.iter().all(|&n| n <= 1),
+                        true => seen == [0, 0, 0] || seen == [1, 1, 1],
+                    };
+                    let after = after.and_then(|a| match allowed {
+                        true => Ok(a),
+                        false => Err(format!("rows seen per id: {seen:?}")),
+                    });
+                    tally.record(i, after);
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn prepare_dropped_at_every_poll() {
     let env = Env::new().await;
@@ -1189,12 +1285,14 @@ async fn pool_settled(pool: &pgkeel::Pool) -> pgkeel::pool::Status {
 
 /// After a dropped `pool.transaction`: the pool is settled and adds up, the next
 /// connection is idle (not in a transaction), and the dropped attempt's row is gone
-/// unless its COMMIT was in flight.
+/// unless its closure had finished (so its COMMIT may have been in flight). Under either
+/// abandon policy (evicted or recovered) the rule is the same.
 async fn pool_after_drop(
     env: &Env,
     pool: &pgkeel::Pool,
     id: i32,
     evicted: u64,
+    closure_done: bool,
 ) -> Result<After, String> {
     let s = pool_settled(pool).await;
     check(
@@ -1208,11 +1306,14 @@ async fn pool_after_drop(
     })?;
     drop(conn);
     let broken = s.evicted_broken > evicted;
-    // Dropped with COMMIT in flight (broken), the outcome is unknown: the server may
-    // have committed. Anywhere else nothing of the attempt may be visible.
+    // Dropped with COMMIT in flight, the outcome is unknown: the server may have
+    // committed. Anywhere else nothing of the attempt may be visible.
     let n = env.visible(id).await;
-    check(n == 0 || (broken && n == 1), || {
-        format!("the dropped transaction's row is visible ({n}), broken: {broken}")
+    check(n == 0 || (closure_done && n == 1), || {
+        format!(
+            "the dropped transaction's row is visible ({n}) though its closure had not \
+             finished; broken: {broken}"
+        )
     })?;
     Ok(match broken {
         true => After::Broken,
@@ -1232,9 +1333,12 @@ async fn pool_transaction_closure_dropped_at_every_poll() {
         let id = marker(i);
         let polls = Tally::polls(i, tally.op);
         let evicted = pool.status().evicted_broken;
+        let closure_done = std::sync::atomic::AtomicBool::new(false);
         let run = pool.build_transaction().attempts(1).run(async |tx| {
             tx.execute("INSERT INTO t VALUES ($1)", &[&id]).await?;
-            tx.query(SLOW, &[&7i32]).await
+            let rows = tx.query(SLOW, &[&7i32]).await;
+            closure_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            rows
         });
         match Cancellable::new(run, polls).await {
             Outcome::Done(rows) => {
@@ -1244,7 +1348,10 @@ async fn pool_transaction_closure_dropped_at_every_poll() {
                 assert!(s.adds_up() && s.in_use == 0, "{s:?}");
                 return tally.finish(i);
             }
-            Outcome::Dropped => tally.record(i, pool_after_drop(&env, &pool, id, evicted).await),
+            Outcome::Dropped => {
+                let done = closure_done.load(std::sync::atomic::Ordering::SeqCst);
+                tally.record(i, pool_after_drop(&env, &pool, id, evicted, done).await)
+            }
         }
     }
 }

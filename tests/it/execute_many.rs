@@ -239,3 +239,135 @@ async fn a_run_dropped_mid_way_breaks_the_connection_and_keeps_nothing() {
         .get(0);
     assert_eq!(left, 0);
 }
+
+#[tokio::test]
+async fn tuples_arrays_vecs_and_references_are_parameter_sets() {
+    let (_db, conn) = common::db().await;
+    table(&conn).await;
+    let sql = "INSERT INTO many VALUES ($1, $2, $3)";
+    // Tuples by value, built on the way from any iterator (no slices up front, no Send).
+    let n = conn
+        .execute_many(
+            sql,
+            (0..100i64).map(|i| (i, format!("t{i}"), Some(i as f64))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 100);
+    // Tuples by reference, as a slice of owned data.
+    let owned: Vec<(i64, String, Option<f64>)> = rows(200).into_iter().skip(100).collect();
+    assert_eq!(conn.execute_many(sql, &owned).await.unwrap(), 100);
+    // A tuple of references to fields.
+    let n = conn
+        .execute_many(
+            "INSERT INTO many (id, name) VALUES ($1, $2)",
+            owned.iter().map(|(id, name, _)| (id + 1000, name)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 100);
+    // Arrays of one type and Vecs.
+    let ids: Vec<[i64; 1]> = (2000..2050).map(|i| [i]).collect();
+    assert_eq!(
+        conn.execute_many("INSERT INTO many (id) VALUES ($1)", &ids)
+            .await
+            .unwrap(),
+        50
+    );
+    let pairs: Vec<Vec<i64>> = (3000..3050).map(|i| vec![i, i * 2]).collect();
+    assert_eq!(
+        conn.execute_many(
+            "INSERT INTO many (id, score) VALUES ($1, $2::int8::float8)",
+            pairs.iter()
+        )
+        .await
+        .unwrap(),
+        50
+    );
+    // The tokio-postgres shape still works: slices of `&dyn ToSql`, and a Vec of them.
+    let dynamic: Vec<Vec<&(dyn ToSql + Sync)>> = vec![vec![&4000i64, &"dyn", &None::<f64>]];
+    assert_eq!(
+        conn.execute_many(sql, dynamic.iter().map(|p| &p[..]))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        conn.execute_many(sql, &dynamic).await.unwrap_err().code(),
+        Some("23505")
+    );
+    assert_eq!(count(&conn).await, 100 + 100 + 100 + 50 + 50 + 1);
+    let row = conn
+        .query_one("SELECT name, score FROM many WHERE id = $1", &[&3010i64])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<&str>>(0), None);
+    assert_eq!(row.get::<_, Option<f64>>(1), Some(6020.0));
+    let row = conn
+        .query_one("SELECT name FROM many WHERE id = $1", &[&1150i64])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "name 150");
+}
+
+/// The iterator's items are produced as the run is written, never collected: a lazily
+/// generated run of 100,000 sets counts how many were taken when the server failed.
+#[tokio::test]
+async fn a_bad_set_among_a_hundred_thousand_is_named_by_its_index_and_nothing_is_kept() {
+    let (_db, conn) = common::db().await;
+    table(&conn).await;
+    const BAD: i64 = 73_412;
+    let sql = "INSERT INTO many VALUES ($1, $2, $3)";
+    // A server error: a duplicate key at index 73,412.
+    let err = conn
+        .execute_many(
+            sql,
+            (0..100_000i64).map(|i| (if i == BAD { 5 } else { i }, "x", None::<f64>)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("23505"), "{err}");
+    assert!(err.to_string().contains("parameter set 73412 "), "{err}");
+    assert_eq!(count(&conn).await, 0, "the run is one unit");
+    let ids: Vec<i64> = (0..100_000).collect();
+    let run = |bad: &'static (dyn ToSql + Sync)| {
+        let ids = &ids;
+        (0..100_000usize).map(move |i| -> Vec<&(dyn ToSql + Sync)> {
+            match i == BAD as usize {
+                true => vec![bad, &"x", &None::<f64>],
+                false => vec![&ids[i], &"x", &None::<f64>],
+            }
+        })
+    };
+    // Text the server cannot read as int8 (text binds to any type, the server parses it).
+    let err = conn
+        .execute_many(sql, run(&"not a number"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("22P02"), "{err}");
+    assert!(err.to_string().contains("parameter set 73412 "), "{err}");
+    assert_eq!(count(&conn).await, 0);
+    // A client-side encoding failure at the same index: an int4 where int8 is expected.
+    let err = conn.execute_many(sql, run(&5i32)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Encode, "{err}");
+    assert!(err.to_string().contains("parameter set 73412 "), "{err}");
+    assert_eq!(
+        count(&conn).await,
+        0,
+        "the sets sent before it were rolled back"
+    );
+    assert!(!conn.is_broken());
+    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+    // A failure of the first set names index 0.
+    let err = conn
+        .execute_many(sql, [(1i64, "a", None::<f64>), (1, "b", None)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("parameter set 1 "), "{err}");
+    let err = conn
+        .execute_many("INSERT INTO many (id) VALUES ($1::int8 / 0)", [[1i64], [2]])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("22012"), "{err}");
+    assert!(err.to_string().contains("parameter set 0 "), "{err}");
+}
