@@ -323,12 +323,17 @@ impl BatchResults {
             .map_err(|e| e.context(format_args!("batch statement {}", ticket.index)))
     }
 
-    /// The first statement that failed (by index) and its error, if any did.
+    /// The first statement that failed (by index) and its error, if any did: the cause,
+    /// not the statements undone ([`ErrorKind::RolledBack`]) or skipped
+    /// ([`ErrorKind::Skipped`]) because of it.
     pub fn first_error(&self) -> Option<(usize, &Error)> {
-        self.outcomes
-            .iter()
-            .enumerate()
-            .find_map(|(i, o)| Some((i, o.as_ref()?.error.as_ref()?)))
+        self.outcomes.iter().enumerate().find_map(|(i, o)| {
+            let e = o.as_ref()?.error.as_ref()?;
+            match e.kind() {
+                ErrorKind::RolledBack | ErrorKind::Skipped => None,
+                _ => Some((i, e)),
+            }
+        })
     }
 
     /// How many statements the batch had.

@@ -66,6 +66,12 @@ async fn all_or_nothing_undoes_the_unit_and_skips_the_rest_of_it() {
     let b = batch.execute(INSERT, &[&2i64, &"duplicate"]);
     let c = batch.execute(INSERT, &[&3i64, &"c"]);
     let mut results = conn.run_batch(&batch).await.unwrap();
+    let cause = results.first_error().map(|(i, e)| (i, e.code()));
+    assert_eq!(
+        cause,
+        Some((1, Some("23505"))),
+        "the cause, not the undone statement 0"
+    );
     let e = results.take(a).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::RolledBack, "{e}");
     assert!(e.to_string().contains("batch statement 0"), "{e}");

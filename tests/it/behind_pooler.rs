@@ -145,6 +145,39 @@ async fn pooler_mode_is_safe_for_queries_prepared_statements_transactions_and_ba
             let sql = "INSERT INTO acct VALUES ($1, $2)";
             let n = conn.execute_many(sql, sets).await.unwrap();
             assert_eq!(n, 100);
+            // Batches: the same text twice, another text, a failing statement that fails
+            // alone, then an all-or-nothing batch whose failure undoes its inserts.
+            let (t10, t5000, t5100) = (t + 10, 5000 + t, 5100 + t);
+            let mut batch = pgkeel::Batch::new();
+            let a = batch.query_one("SELECT $1::int8 + 1", &[&t]);
+            let b = batch.query_one("SELECT $1::text || 'x'", &[&"y"]);
+            let c = batch.query_one("SELECT $1::int8 + 1", &[&t10]);
+            let dup = batch.execute("INSERT INTO acct VALUES ($1, $2)", &[&t, &0i64]);
+            let d = batch.query_one("SELECT bal FROM acct WHERE id = $1", &[&t]);
+            let mut r = conn.run_batch(&batch).await.unwrap();
+            assert_eq!(r.take(a).unwrap().get::<_, i64>(0), t + 1);
+            assert_eq!(r.take(b).unwrap().get::<_, &str>(0), "yx");
+            assert_eq!(r.take(c).unwrap().get::<_, i64>(0), t + 11);
+            assert_eq!(r.take(dup).unwrap_err().code(), Some("23505"));
+            assert_eq!(r.take(d).unwrap().get::<_, i64>(0), 100);
+            let mut all = pgkeel::Batch::all_or_nothing();
+            let first = all.execute(sql, &[&t5000, &1i64]);
+            all.execute(sql, &[&t5100, &1i64]);
+            all.execute(sql, &[&t, &1i64]);
+            let after = all.query_one("SELECT 1::int4", &[]);
+            let mut r = conn.run_batch(&all).await.unwrap();
+            assert_eq!(
+                r.first_error().map(|(i, e)| (i, e.code())),
+                Some((2, Some("23505")))
+            );
+            assert_eq!(
+                r.take(first).unwrap_err().kind(),
+                pgkeel::ErrorKind::RolledBack
+            );
+            assert_eq!(
+                r.take(after).unwrap_err().kind(),
+                pgkeel::ErrorKind::Skipped
+            );
         }));
     }
     for t in tasks {
