@@ -474,9 +474,14 @@ impl Wire {
 
     /// Reads every pipelined answer still owed (an exclusive exchange is about to
     /// begin). When all of them are abandoned, the one running is cancelled after a
-    /// short grace: nothing else is written until the server has taken the cancel, so
-    /// it can stop abandoned work only.
+    /// short grace (none on a pooled connection under the Recover policy, which is
+    /// out of its pool until this ends): nothing else is written until the server has
+    /// taken the cancel, so it can stop abandoned work only.
     pub(crate) async fn drain_pipeline(&mut self) -> Result<(), Error> {
+        let grace = match self.shared.recoverable.load(Ordering::Acquire) {
+            true => Duration::ZERO,
+            false => CANCEL_GRACE,
+        };
         let mut cancelled: Option<Arc<Slot>> = None;
         while matches!(self.ledger.state, State::Pipelined) {
             self.flush_piped().await?;
@@ -486,7 +491,7 @@ impl Wire {
                 (h, _) => h.is_some(),
             };
             if fresh && self.shared.pipe.all_written_abandoned() {
-                match tokio::time::timeout(CANCEL_GRACE, self.io_mut().next()).await {
+                match tokio::time::timeout(grace, self.io_mut().next()).await {
                     Ok(msg) => {
                         self.dispatch_piped(msg)?;
                         continue;

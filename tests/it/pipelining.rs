@@ -503,3 +503,43 @@ async fn random_timeouts_on_shared_pool_calls_leave_the_pool_clean() {
     let one: i32 = pool.query_one("SELECT 1::int4", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
 }
+
+/// A pooled call of a cached statement (the pipelined path) abandoned by a timeout: the
+/// pool's default policy cancels it at once, the same backend goes back to the pool,
+/// and its next user gets its own answer without waiting for the abandoned sleep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_pipelined_call_on_a_pooled_connection_is_cancelled_at_once() {
+    let (db, watcher) = common::db().await;
+    let pool = pgkeel::Pool::builder(db.url()).max_size(1).build().unwrap();
+    let sleep = "SELECT pg_sleep($1::float8)";
+    // Cached first, so the next call takes the pipelined path.
+    pool.execute(sleep, &[&0.0f64]).await.unwrap();
+    let pid = pool.get().await.unwrap().backend_pid();
+    for round in 0..5i64 {
+        let conn = pool.get().await.unwrap();
+        let slow = conn.execute(sleep, &[&5.0f64]);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), slow)
+                .await
+                .is_err()
+        );
+        drop(conn);
+        let t0 = Instant::now();
+        let row = pool
+            .query_one("SELECT $1::int8, pg_backend_pid()", &[&round])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), round);
+        assert_eq!(row.get::<_, i32>(1), pid, "recovered, not replaced");
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "round {round}: the next call waited {:?} for the abandoned sleep",
+            t0.elapsed()
+        );
+        common::wait_quiet(&watcher, pid, Duration::from_millis(500))
+            .await
+            .unwrap();
+    }
+    let s = pool.status();
+    assert_eq!((s.connects, s.evicted_broken), (1, 0), "{s:?}");
+}
