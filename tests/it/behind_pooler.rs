@@ -162,8 +162,8 @@ async fn pooler_mode_is_safe_for_queries_prepared_statements_transactions_and_ba
             assert_eq!(r.take(d).unwrap().get::<_, i64>(0), 100);
             let mut all = pgkeel::Batch::all_or_nothing();
             let first = all.execute(sql, &[&t5000, &1i64]);
-            all.execute(sql, &[&t5100, &1i64]);
-            all.execute(sql, &[&t, &1i64]);
+            let _second = all.execute(sql, &[&t5100, &1i64]);
+            let _dup = all.execute(sql, &[&t, &1i64]);
             let after = all.query_one("SELECT 1::int4", &[]);
             let mut r = conn.run_batch(&all).await.unwrap();
             assert_eq!(
