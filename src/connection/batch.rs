@@ -28,7 +28,7 @@ use crate::protocol::backend::rows_affected;
 use crate::protocol::frontend;
 use crate::protocol::{BackendMessage, TransactionStatus};
 use crate::row::Row;
-use crate::statement::Column;
+use crate::statement::{Column, Statement};
 use crate::types::{Oid, ToSql};
 
 /// Tells batches apart, so a ticket is only ever redeemed against its own batch's results.
@@ -419,14 +419,21 @@ impl Wire {
     /// inferred types is described first (one round trip each, before anything of the
     /// batch is written).
     async fn plan_batch<'b>(&mut self, batch: &Batch<'b>) -> Result<Vec<Planned<'b>>, Error> {
+        // Statements described here: cached when the cache is on; without a cache (pooler
+        // mode, capacity 0) kept for this batch, to be parsed again with their types.
+        let mut described: HashMap<(&'b str, Vec<Oid>), Statement> = HashMap::new();
         for (i, item) in batch.items.iter().enumerate() {
             let b = Binding::new(batch.params_of(item));
             if let StatementRef::Sql(sql) = item.statement {
                 refuse_copy(sql, i)?;
+                let key = (sql, b.oids().collect::<Vec<Oid>>());
                 let cached = self.shared.pipe.lock().cache.get_with(sql, b.oids());
-                if cached.is_none() && b.needs_describe() {
+                if cached.is_none() && b.needs_describe() && !described.contains_key(&key) {
                     let plan = self.plan_sql(sql, b, true).await;
-                    plan.map_err(|e| e.context(format_args!("batch statement {i}")))?;
+                    match plan.map_err(|e| e.context(format_args!("batch statement {i}")))? {
+                        Plan::Prepared(stmt) => drop(described.insert(key, stmt)),
+                        Plan::Parse { .. } => {}
+                    }
                 }
             }
         }
@@ -452,6 +459,7 @@ impl Wire {
                 StatementRef::Sql(sql) => {
                     let oids: Vec<Oid> = b.oids().collect();
                     let cached = self.shared.pipe.lock().cache.get_with(sql, b.oids());
+                    let cached = cached.or_else(|| described.get(&(sql, oids.clone())).cloned());
                     if let Some(stmt) = cached {
                         if b.needs_check() {
                             check_types(stmt.params(), b)

@@ -116,6 +116,7 @@ fn suite_again_through_pgbouncer_in_transaction_mode() {
         "types_params::",
         "errors::",
         "execute_many::",
+        "batch::",
         "cancel_every_poll::",
         "retryable::",
         "behind_pooler::",
