@@ -34,7 +34,7 @@ use crate::row::Row;
 use crate::statement::Column;
 
 /// The default number of rows fetched per batch.
-pub const DEFAULT_BATCH_ROWS: i32 = 2048;
+pub const DEFAULT_BATCH_ROWS: i32 = 8192;
 
 impl RowSink for VecDeque<Row> {
     fn row(&mut self, columns: &Arc<[Column]>, row: DataRow) {
