@@ -18,6 +18,8 @@ mod describe;
 pub(crate) mod fastpath;
 mod inflight;
 mod ledger;
+#[cfg(test)]
+mod ledger_model;
 mod listener;
 mod many;
 mod notify;

@@ -276,12 +276,19 @@ impl Wire {
         max_rows: i32,
         sink: &mut impl RowSink,
     ) -> Result<Step, Error> {
+        let streaming = max_rows > 0;
+        if streaming {
+            // A streamed batch ends with Flush, so its own answer owes nothing: begun
+            // on a paused portal or an open COPY, the exchange would end at the
+            // ReadyForQuery of the settled work and leave its batch unread on the wire.
+            // Settle first, in an exchange of its own.
+            self.settle().await?;
+        }
         let mut f = self.begin("running a query", Closes::Inline)?;
         if let Err(e) = write_plan(&plan, b, max_rows, f.buf()) {
             f.abandon_unsent();
             return Err(e);
         }
-        let streaming = max_rows > 0;
         match streaming {
             // A streamed batch ends with Flush: its Sync goes out once the command ends.
             true => frontend::flush(f.buf()),

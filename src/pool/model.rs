@@ -19,6 +19,15 @@
 //! - permits held + permits free = `max_size` (a free permit never sits beside a
 //!   waiter: no lost wake-up);
 //! - waiters get their slots in the order they queued;
+//! - no double return: a connection is in the idle queue at most once, and a return
+//!   releases one permit, once. The real pool makes this so in two ways, both modelled
+//!   here: a `PooledConnection` takes its connection, slot and gauge out of their
+//!   `Option`s in `Drop` (`pooled.rs`), so whatever runs its return logic again finds
+//!   nothing to give back; and a clone of the `Connection` the user kept is a handle,
+//!   not a checkout: `give_back` sees it (`has_other_handles`) and closes the
+//!   connection under its slot (`EvictReason::ClonedOut`, counted in
+//!   `evicted_cloned_out`) instead of putting it idle, so a connection in the idle
+//!   queue or with another task never has a handle left anywhere else;
 //!
 //! and in every final state: all permits free, no waiter left, every backend idle.
 //! Each rule is also broken on purpose ([`Flaw`]) to show the check finds it.
@@ -56,6 +65,10 @@ struct Script {
     may_cancel: bool,
     /// Its connect may fail.
     may_fail: bool,
+    /// It clones the `Connection` while checked out; the clone may outlive the return.
+    keeps_clone: bool,
+    /// Its return logic runs a second time (a stale handle given back again).
+    returns_twice: bool,
 }
 
 /// A rule of the pool broken on purpose, to show that the check catches it.
@@ -70,6 +83,11 @@ enum Flaw {
     ForgetCancelledOpen,
     /// A failed connect keeps its slot.
     KeepSlotOnFailure,
+    /// The return does not take the connection and slot out of the handle, so a second
+    /// return puts the connection idle again and releases a second permit.
+    ReturnWithoutTake,
+    /// The return ignores a clone the user kept and puts the connection idle anyway.
+    IgnoreClones,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,6 +101,13 @@ struct State {
     /// Maintenance: None idle, or closing `conn` under a slot (or without, if flawed).
     evicting: Option<u8>,
     evictions_left: u8,
+    /// Live clones of a `Connection` handle: (the task that made it, the connection).
+    clones: Vec<(usize, u8)>,
+    /// Per task: whether it has made its one clone.
+    cloned: Vec<bool>,
+    /// Per task: a handle whose return already ran, to be returned again (the
+    /// connection it had).
+    stale: Vec<Option<u8>>,
     /// Queue order and grant order of waiters, for the FIFO check.
     queued: Vec<usize>,
     granted: Vec<usize>,
@@ -105,6 +130,9 @@ impl Model {
             tasks: vec![Pc::Start; self.scripts.len()],
             evicting: None,
             evictions_left: 1,
+            clones: Vec::new(),
+            cloned: vec![false; self.scripts.len()],
+            stale: vec![None; self.scripts.len()],
             queued: Vec::new(),
             granted: Vec::new(),
         }
@@ -115,6 +143,7 @@ impl Model {
         let mut out = Vec::new();
         for t in 0..s.tasks.len() {
             self.task_steps(s, t, &mut out);
+            self.handle_steps(s, t, &mut out);
         }
         self.maintenance_steps(s, &mut out);
         out
@@ -187,9 +216,16 @@ impl Model {
             Pc::Opening { conn, cancelled } => {
                 self.opening_steps(s, t, conn, cancelled, script, out)
             }
-            Pc::Out(conn) => next(&|n| match script.returns_broken {
-                true => n.tasks[t] = Pc::Closing(conn),
-                false => self.return_idle(n, t, conn),
+            Pc::Out(conn) => next(&|n| {
+                // `give_back` (pooled.rs): a clone still alive closes the connection.
+                let cloned_out = n.clones.iter().any(|&(_, c)| c == conn);
+                match script.returns_broken || (cloned_out && self.flaw != Flaw::IgnoreClones) {
+                    true => n.tasks[t] = Pc::Closing(conn),
+                    false => self.return_idle(n, t, conn),
+                }
+                if script.returns_twice {
+                    n.stale[t] = Some(conn);
+                }
             }),
             Pc::Closing(_) => next(&|n| {
                 n.backends -= 1;
@@ -205,6 +241,39 @@ impl Model {
                 n.tasks[t] = Pc::Done;
             }),
             Pc::Done => {}
+        }
+    }
+
+    /// What a task's handles do besides the checkout itself: clone the `Connection`
+    /// while it is out, drop a clone (at any time, even after the return), and run the
+    /// return logic a second time on a handle already given back.
+    fn handle_steps(&self, s: &State, t: usize, out: &mut Vec<State>) {
+        let script = self.scripts[t];
+        if let Pc::Out(conn) = s.tasks[t] {
+            if script.keeps_clone && !s.cloned[t] {
+                let mut n = s.clone();
+                n.cloned[t] = true;
+                n.clones.push((t, conn));
+                out.push(n);
+            }
+        }
+        for i in 0..s.clones.len() {
+            if s.clones[i].0 == t {
+                let mut n = s.clone();
+                n.clones.remove(i);
+                out.push(n);
+            }
+        }
+        if let Some(conn) = s.stale[t] {
+            let mut n = s.clone();
+            n.stale[t] = None;
+            // The real `Drop` took the connection and the slot out of their `Option`s
+            // the first time: the second pass finds `None` and gives back nothing.
+            if self.flaw == Flaw::ReturnWithoutTake {
+                n.idle.push(conn);
+                Self::release(&mut n);
+            }
+            out.push(n);
         }
     }
 
@@ -294,6 +363,19 @@ impl Model {
         if s.backends > self.max {
             return Err(format!("{} backends open, max {}", s.backends, self.max));
         }
+        if s.free > self.max {
+            return Err(format!(
+                "{} slots free of {}: a return released twice",
+                s.free, self.max
+            ));
+        }
+        let idle_distinct: HashSet<u8> = s.idle.iter().copied().collect();
+        if idle_distinct.len() != s.idle.len() {
+            return Err(format!(
+                "idle queue {:?}: a connection returned twice",
+                s.idle
+            ));
+        }
         let held: Vec<u8> = s.tasks.iter().filter_map(|pc| conn_of(*pc)).collect();
         let mut places: Vec<u8> = s.idle.iter().copied().chain(held).collect();
         places.extend(s.evicting);
@@ -314,6 +396,15 @@ impl Model {
         }
         if s.free > 0 && !s.waiters.is_empty() {
             return Err(format!("a free slot beside waiters {:?}", s.waiters));
+        }
+        if let Some(&(t, c)) = s.clones.iter().find(|&&(t, c)| {
+            s.idle.contains(&c)
+                || s.evicting == Some(c)
+                || (s.tasks.iter().enumerate()).any(|(u, pc)| u != t && conn_of(*pc) == Some(c))
+        }) {
+            return Err(format!(
+                "connection {c} handed on while task {t} still holds a clone of it"
+            ));
         }
         if !s.queued.starts_with(&s.granted) {
             return Err(format!("queued {:?}, served {:?}", s.queued, s.granted));
@@ -379,16 +470,43 @@ fn holds_slot(pc: Pc) -> bool {
     )
 }
 
-/// Every mix of scripts for `n` acquirers (healthy or broken return; cancellable or
-/// not; a connect that may fail or not), up to the order of the acquirers.
-fn script_mixes(n: usize) -> Vec<Vec<Script>> {
-    let all: Vec<Script> = (0..8u8)
+/// The scripts of the slot checks: healthy or broken return; cancellable or not; a
+/// connect that may fail or not.
+fn slot_scripts() -> Vec<Script> {
+    (0..8u8)
         .map(|b| Script {
             returns_broken: b & 1 != 0,
             may_cancel: b & 2 != 0,
             may_fail: b & 4 != 0,
+            keeps_clone: false,
+            returns_twice: false,
         })
-        .collect();
+        .collect()
+}
+
+/// The scripts of the return checks: a plain checkout, one that keeps a clone, one
+/// that returns twice, and a broken return doing both.
+fn return_scripts() -> Vec<Script> {
+    [
+        (false, false, false),
+        (false, true, false),
+        (false, false, true),
+        (true, true, true),
+    ]
+    .into_iter()
+    .map(|(returns_broken, keeps_clone, returns_twice)| Script {
+        returns_broken,
+        may_cancel: false,
+        may_fail: false,
+        keeps_clone,
+        returns_twice,
+    })
+    .collect()
+}
+
+/// Every mix of `n` acquirers' scripts drawn from `all`, up to the order of the
+/// acquirers.
+fn script_mixes(all: &[Script], n: usize) -> Vec<Vec<Script>> {
     let mut mixes = vec![Vec::new()];
     for _ in 0..n {
         mixes = mixes
@@ -411,12 +529,13 @@ fn script_mixes(n: usize) -> Vec<Vec<Script>> {
     mixes
 }
 
-#[test]
-fn every_interleaving_of_three_acquirers_and_maintenance_keeps_the_slot_invariants() {
+/// Explores every mix of three acquirers drawn from `scripts`, for pools of one and two
+/// slots; returns (models, states).
+fn explore_all(scripts: &[Script]) -> (usize, usize) {
     let mut states = 0;
     let mut mixes = 0;
     for max in 1..=2 {
-        for scripts in script_mixes(3) {
+        for scripts in script_mixes(scripts, 3) {
             let model = Model {
                 max,
                 scripts,
@@ -426,7 +545,20 @@ fn every_interleaving_of_three_acquirers_and_maintenance_keeps_the_slot_invarian
             mixes += 1;
         }
     }
+    (mixes, states)
+}
+
+#[test]
+fn every_interleaving_of_three_acquirers_and_maintenance_keeps_the_slot_invariants() {
+    let (mixes, states) = explore_all(&slot_scripts());
     println!("{mixes} models, {states} states, every invariant held");
+    assert!(states > 10_000, "{states}");
+}
+
+#[test]
+fn no_connection_is_returned_twice_nor_handed_on_while_a_clone_is_out() {
+    let (mixes, states) = explore_all(&return_scripts());
+    println!("{mixes} models, {states} states, no double return");
     assert!(states > 10_000, "{states}");
 }
 
@@ -437,12 +569,16 @@ fn the_check_finds_each_rule_broken_on_purpose() {
         Flaw::EvictWithoutSlot,
         Flaw::ForgetCancelledOpen,
         Flaw::KeepSlotOnFailure,
+        Flaw::ReturnWithoutTake,
+        Flaw::IgnoreClones,
     ];
     for flaw in flaws {
-        let found = (1..=2).any(|max| {
-            script_mixes(3).into_iter().any(|scripts| {
-                let model = Model { max, scripts, flaw };
-                model.explore().is_err()
+        let found = [slot_scripts(), return_scripts()].iter().any(|all| {
+            (1..=2).any(|max| {
+                script_mixes(all, 3).into_iter().any(|scripts| {
+                    let model = Model { max, scripts, flaw };
+                    model.explore().is_err()
+                })
             })
         });
         assert!(found, "{flaw:?} went unnoticed");
