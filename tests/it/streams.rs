@@ -423,3 +423,61 @@ async fn a_zero_or_negative_batch_size_is_taken_as_one_row_per_batch_not_a_panic
         assert_eq!(rows, vec![1, 2, 3], "batch {batch}");
     }
 }
+
+/// In a transaction, a stream dropped between batches leaves its portal paused; the next
+/// stream of a cached statement (no describe round trip first) settles that portal in an
+/// exchange of its own, so it gets every one of its rows and nothing of the old portal
+/// reaches it or any later call. Also with a prepared statement, and through the pool's
+/// recovery when the transaction is dropped afterwards.
+#[tokio::test]
+async fn a_stream_dropped_between_batches_leaves_nothing_for_the_next_stream_of_its_transaction() {
+    let (db, conn) = common::db().await;
+    let big = "SELECT g FROM generate_series(1, 50000) g";
+    // One int4 column, as `big` has: stale rows would decode without an error.
+    let small = "SELECT g FROM generate_series(100001, 100000 + $1::int4) g";
+    let prepared = conn.prepare(small).await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    tx.query(small, &[&1i32]).await.unwrap(); // now cached
+    for round in 0..4 {
+        let mut s = tx.query_raw(big, &[] as pgkeel::Params).await.unwrap();
+        for want in 1..=10 {
+            assert_eq!(s.next().await.unwrap().unwrap().get::<_, i32>(0), want);
+        }
+        drop(s);
+        let n = 20_000 + round;
+        let next = match round % 2 {
+            0 => tx.query_raw(small, [&n]).await.unwrap(),
+            _ => tx.query_raw(&prepared, [&n]).await.unwrap(),
+        };
+        let got: Vec<i32> = next.map(|r| r.unwrap().get::<_, i32>(0)).collect().await;
+        assert_eq!(got.len(), n as usize, "round {round}");
+        assert!(
+            got.iter().copied().eq(100_001..=100_000 + n),
+            "round {round}: rows of another portal"
+        );
+        let row = tx.query_one("SELECT $1::int4", &[&round]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), round);
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+
+    // A pooled transaction dropped with a paused stream, then a stream on the same
+    // connection: the pool's cleanup and the next stream both settle what is left.
+    let pool = pgkeel::Pool::builder(db.url()).max_size(1).build().unwrap();
+    for round in 0..3i32 {
+        let tx = pool.begin().await.unwrap();
+        tx.query(small, &[&1i32]).await.unwrap();
+        let mut s = tx.query_raw(big, &[] as pgkeel::Params).await.unwrap();
+        s.next().await.unwrap().unwrap();
+        drop(s);
+        let next = tx.query_raw(small, [&(1000 + round)]).await.unwrap();
+        let got: Vec<i32> = next.map(|r| r.unwrap().get::<_, i32>(0)).collect().await;
+        assert_eq!(got.len(), 1000 + round as usize);
+        let mut s = tx.query_raw(big, &[] as pgkeel::Params).await.unwrap();
+        s.next().await.unwrap().unwrap();
+        drop(s);
+        drop(tx);
+        let row = pool.query_one("SELECT $1::int4", &[&round]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), round);
+    }
+}
