@@ -32,38 +32,28 @@ pub trait ParamSet {
     fn refs(&self) -> Self::Refs<'_>;
 }
 
-impl<'s, 'd> ParamSet for [&'s (dyn ToSql + Sync + 'd)] {
-    type Refs<'a>
-        = &'a [&'a (dyn ToSql + Sync)]
-    where
-        Self: 'a;
+/// Implements [`ParamSet`] for a container of `&dyn ToSql` that derefs to a slice: it
+/// lends that slice as it is.
+macro_rules! dyn_slice_param_set {
+    ($([$($gen:tt)*] $ty:ty),+ $(,)?) => {$(
+        impl<'s, 'd, $($gen)*> ParamSet for $ty {
+            type Refs<'a>
+                = &'a [&'a (dyn ToSql + Sync)]
+            where
+                Self: 'a;
 
-    fn refs(&self) -> Self::Refs<'_> {
-        self
-    }
+            fn refs(&self) -> Self::Refs<'_> {
+                self
+            }
+        }
+    )+};
 }
 
-impl<'s, 'd> ParamSet for Vec<&'s (dyn ToSql + Sync + 'd)> {
-    type Refs<'a>
-        = &'a [&'a (dyn ToSql + Sync)]
-    where
-        Self: 'a;
-
-    fn refs(&self) -> Self::Refs<'_> {
-        self
-    }
-}
-
-impl<'s, 'd, const N: usize> ParamSet for [&'s (dyn ToSql + Sync + 'd); N] {
-    type Refs<'a>
-        = &'a [&'a (dyn ToSql + Sync)]
-    where
-        Self: 'a;
-
-    fn refs(&self) -> Self::Refs<'_> {
-        self
-    }
-}
+dyn_slice_param_set!(
+    [] [&'s (dyn ToSql + Sync + 'd)],
+    [] Vec<&'s (dyn ToSql + Sync + 'd)>,
+    [const N: usize] [&'s (dyn ToSql + Sync + 'd); N],
+);
 
 impl<T: ToSql + Sync, const N: usize> ParamSet for [T; N] {
     type Refs<'a>

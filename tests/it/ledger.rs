@@ -388,17 +388,14 @@ fn rollback_task_dropped_by_a_runtime_shutdown_breaks_the_connection() {
     });
 }
 
-/// A CPU-heavy query (JIT on, so the window between the messages of its exchange is
-/// long) dropped after 1, 5 and 15 ms: repeated cancels stop it within a second, and
-/// the pool's slot is freed only once its backend is gone, so the server never runs
-/// more backends than `max_size` (plus a short-lived cancel connection).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cpu_heavy_query_dropped_early_stops_and_backends_stay_within_max_size() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-    let (db, watcher) = common::db().await;
-    let pool = Pool::builder(db.url())
-        .max_size(2)
+/// A query that keeps a CPU busy for seconds (with JIT compilation first).
+const HEAVY: &str = "SELECT count(*) FROM generate_series(1, 400000000) g WHERE g % 7 = $1";
+
+/// A pool of `max_size` whose connections JIT-compile every query, so the window between
+/// the messages of an exchange is long and a first cancel can be dropped.
+fn jit_pool(db: &TestDb, max_size: usize) -> Pool {
+    Pool::builder(db.url())
+        .max_size(max_size)
         .after_connect(|c| {
             Box::pin(async move {
                 c.batch_execute(
@@ -408,7 +405,19 @@ async fn cpu_heavy_query_dropped_early_stops_and_backends_stay_within_max_size()
             })
         })
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A CPU-heavy query (JIT on, so the window between the messages of its exchange is
+/// long) dropped after 1, 5 and 15 ms: repeated cancels stop it within a second, and
+/// the pool's slot is freed only once its backend is gone, so the server never runs
+/// more backends than `max_size` (plus a short-lived cancel connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_heavy_query_dropped_early_stops_and_backends_stay_within_max_size() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    let (db, watcher) = common::db().await;
+    let pool = jit_pool(&db, 2);
     let most = Arc::new(AtomicI64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let monitor = {
@@ -429,7 +438,6 @@ async fn cpu_heavy_query_dropped_early_stops_and_backends_stay_within_max_size()
             }
         })
     };
-    const HEAVY: &str = "SELECT count(*) FROM generate_series(1, 400000000) g WHERE g % 7 = $1";
     for ms in [1u64, 5, 15, 1, 5, 15] {
         let conn = pool.get().await.unwrap();
         let pid = conn.backend_pid();
@@ -461,19 +469,7 @@ async fn cpu_heavy_query_dropped_early_stops_and_backends_stay_within_max_size()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_policy_recovers_a_heavy_query_and_repeated_cancels_hit_nothing_after_it() {
     let (db, watcher) = common::db().await;
-    let pool = Pool::builder(db.url())
-        .max_size(1)
-        .after_connect(|c| {
-            Box::pin(async move {
-                c.batch_execute(
-                    "SET jit = on; SET jit_above_cost = 0; SET jit_optimize_above_cost = 0",
-                )
-                .await
-            })
-        })
-        .build()
-        .unwrap();
-    const HEAVY: &str = "SELECT count(*) FROM generate_series(1, 400000000) g WHERE g % 7 = $1";
+    let pool = jit_pool(&db, 1);
     let first = pool.get().await.unwrap().backend_pid();
     let rounds = 24i64;
     for round in 0..rounds {
