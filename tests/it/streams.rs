@@ -305,7 +305,7 @@ async fn stream_in_a_transaction_dropped_early_lets_the_transaction_continue_and
     let tx = conn.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     {
-        // More rows than one default batch (2048), so the portal stays open.
+        // More rows than one default batch (8,192), so the portal stays open.
         let mut stream = tx
             .query_raw(
                 "SELECT g FROM generate_series(1, 10000) g",
@@ -390,10 +390,16 @@ async fn stream_in_a_transaction_dropped_mid_batch_breaks_the_connection_and_end
     let pid = conn.backend_pid();
     let tx = conn.transaction().await.unwrap();
     {
-        let sql = "SELECT g, CASE WHEN g = 2049 THEN pg_sleep(5)::text END /* tx_stream */ \
-                   FROM generate_series(1, 5000) g";
-        let mut stream = tx.query_raw(sql, &[] as pgkeel::Params).await.unwrap();
-        for expected in 1..=2048 {
+        // The first row of the second batch sleeps: the fetch of that batch is in flight.
+        let batch = pgkeel::DEFAULT_BATCH_ROWS;
+        let sql = format!(
+            "SELECT g, CASE WHEN g = {} THEN pg_sleep(5)::text END /* tx_stream */ \
+             FROM generate_series(1, {}) g",
+            batch + 1,
+            batch * 3
+        );
+        let mut stream = tx.query_raw(&sql, &[] as pgkeel::Params).await.unwrap();
+        for expected in 1..=batch {
             assert_eq!(next_int(&mut stream).await, expected);
         }
         let waited = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
