@@ -202,12 +202,20 @@ impl Shared {
     /// [`CANCEL_REPEAT`] until then (not in pooler mode): PostgreSQL drops a cancel that
     /// lands between the messages of an extended-protocol exchange, and a session that is
     /// never reused cannot have a later query hit by a repeat.
+    ///
+    /// In pooler mode, the `owed` ReadyForQuery messages of the abandoned exchange are
+    /// read first (within the same limit): a pooler that sees its client leave while
+    /// answers are still due may hand the server connection to another client as soon
+    /// as the first of them arrives (PgBouncer in transaction mode), and the rest would
+    /// reach that client.
     pub(super) async fn close_until_gone(
         &self,
         io: &mut Io,
         limit: Duration,
         cancel: bool,
+        owed: u32,
     ) -> bool {
+        use futures::StreamExt;
         use tokio::io::AsyncReadExt;
         let deadline = crate::transport::blocking::tokio_instant_after(limit);
         // The first cancel goes out while the session is still open: a pooler in between
@@ -215,6 +223,21 @@ impl Shared {
         let mut first = cancel;
         if first {
             self.send_cancel(deadline).await;
+        }
+        if self.one_cancel && owed > 0 {
+            let mut left = owed;
+            let drain = async {
+                while left > 0 {
+                    match io.next().await {
+                        Some(Ok(crate::protocol::BackendMessage::ReadyForQuery(_))) => left -= 1,
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => break,
+                    }
+                }
+            };
+            if tokio::time::timeout_at(deadline, drain).await.is_err() {
+                tracing::debug!(conn = self.id, "owed answers not all read before closing");
+            }
         }
         self.killswitch.shutdown_write();
         let mut sink = [0u8; 1024];

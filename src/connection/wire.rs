@@ -262,11 +262,20 @@ impl Wire {
             return drop(io);
         };
         let limit = shared.cancel.timeout;
+        // Behind a pooler, the answers still owed are read before the socket closes
+        // (only when the whole request went out: a server waiting for the rest of a
+        // message answers nothing).
+        let owed = match io.write_buffer().is_empty() {
+            true => self.ledger.owed,
+            false => 0,
+        };
         let drain = rt.spawn(async move {
             let mut io = io;
             // Polled at least once: the runtime is alive, the async cancel goes.
             fallback.disarm();
-            shared.close_until_gone(&mut io, limit, mid_exchange).await
+            shared
+                .close_until_gone(&mut io, limit, mid_exchange, owed)
+                .await
         });
         *self.shared.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some(drain);
     }
@@ -373,7 +382,7 @@ impl Wire {
             let _ = io.send(Frontend::Terminate).await;
             let shared = self.shared.clone();
             shared
-                .close_until_gone(&mut io, shared.cancel.timeout, false)
+                .close_until_gone(&mut io, shared.cancel.timeout, false, 0)
                 .await;
         }
     }

@@ -198,3 +198,60 @@ async fn pooler_mode_is_safe_for_queries_prepared_statements_transactions_and_ba
         "pooler mode names nothing on the server"
     );
 }
+
+/// Batches of independent statements (a Sync after each) dropped after they went out,
+/// over and over, while other clients of the same PgBouncer check every answer they
+/// get: the dropped client reads what it is owed before it leaves, so no answer of its
+/// reaches a client the pooler hands its server connection to next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_batches_never_leave_answers_for_another_client() {
+    let db = TestDb::new();
+    let Some(bouncer) = bouncer(&db) else { return };
+    let base = bouncer.url(db.cluster().superuser(), db.name());
+    let url = common::with_param(&base, "pgbouncer=true");
+    let setup = Connection::connect(&url).await.unwrap();
+    setup
+        .batch_execute("CREATE TABLE IF NOT EXISTS dropped (id int8)")
+        .await
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wrong = Arc::new(AtomicU64::new(0));
+    let mut checkers = Vec::new();
+    for t in 0..2i64 {
+        let (url, stop, wrong) = (url.clone(), stop.clone(), wrong.clone());
+        checkers.push(tokio::spawn(async move {
+            let conn = Connection::connect(&url).await.unwrap();
+            let mut i = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let x = t * 1_000_000 + i;
+                match conn.query_one("SELECT $1::int8 * 3", &[&x]).await {
+                    Ok(row) if row.get::<_, i64>(0) == x * 3 => {}
+                    other => {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("checker {t}: {x} gave {other:?}");
+                    }
+                }
+            }
+        }));
+    }
+    for round in 0..40i64 {
+        let conn = Connection::connect(&url).await.unwrap();
+        let ids = [round * 3, round * 3 + 1, round * 3 + 2];
+        let mut batch = pgkeel::Batch::new();
+        let sql = "INSERT INTO dropped SELECT $1 FROM pg_sleep(0.01)";
+        let _tickets: Vec<_> = ids.iter().map(|id| batch.execute(sql, &[id])).collect();
+        let run = conn.run_batch(&batch);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(3), run).await;
+        assert!(
+            waited.is_err(),
+            "round {round}: the batch finished within 3 ms"
+        );
+        drop(conn);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in checkers {
+        c.await.unwrap();
+    }
+    assert_eq!(wrong.load(Ordering::Relaxed), 0, "{}", bouncer.log());
+}
