@@ -31,7 +31,9 @@ pub enum AbandonPolicy {
     /// Recover it when its request went out whole: send the CancelRequest, wait until the
     /// server has closed the cancel socket (the backend has then been signalled, and a
     /// signal that finds it idle is discarded), read the abandoned exchange to its
-    /// ReadyForQuery within `drain_timeout`, and then return it under the usual rules.
+    /// ReadyForQuery within `drain_timeout` (repeating the cancel every 75 ms meanwhile,
+    /// each one confirmed, since PostgreSQL drops a cancel that lands between the
+    /// messages of an exchange), and then return it under the usual rules.
     /// On any doubt it is evicted. Never use this through a connection pooler such as
     /// PgBouncer: the cancel may reach another client's server session; a pool in
     /// pooler mode refuses it at build.
