@@ -39,6 +39,7 @@ use super::cache::StatementCache;
 use super::inflight::log_notice;
 use super::ledger::State;
 use super::query::{Params, is_stale_statement};
+use super::shared::CANCEL_REPEAT;
 use super::wire::{Wire, WireGuard};
 use super::{Inner, StatementRef, ToStatement};
 use crate::codec::Frontend;
@@ -474,36 +475,40 @@ impl Wire {
 
     /// Reads every pipelined answer still owed (an exclusive exchange is about to
     /// begin). When all of them are abandoned, the one running is cancelled after a
-    /// short grace (none on a pooled connection under the Recover policy, which is
-    /// out of its pool until this ends): nothing else is written until the server has
-    /// taken the cancel, so it can stop abandoned work only.
+    /// short grace (none on a pooled connection under the Recover policy, which is out
+    /// of its pool until this ends), and the cancel is repeated every
+    /// [`CANCEL_REPEAT`] while that request still runs: PostgreSQL drops a cancel that
+    /// lands between the messages of an exchange. Each cancel is confirmed before
+    /// anything else is done and nothing is written meanwhile, so a cancel can stop
+    /// abandoned work only.
     pub(crate) async fn drain_pipeline(&mut self) -> Result<(), Error> {
         let grace = match self.shared.recoverable.load(Ordering::Acquire) {
             true => Duration::ZERO,
             false => CANCEL_GRACE,
         };
-        let mut cancelled: Option<Arc<Slot>> = None;
+        let mut cancelled: Option<(Arc<Slot>, tokio::time::Instant)> = None;
         while matches!(self.ledger.state, State::Pipelined) {
             self.flush_piped().await?;
             let head = self.shared.pipe.lock().written.front().cloned();
-            let fresh = match (&head, &cancelled) {
-                (Some(h), Some(c)) => !Arc::ptr_eq(h, c),
-                (h, _) => h.is_some(),
+            let wait = match (&head, &cancelled) {
+                (Some(h), Some((c, at))) if Arc::ptr_eq(h, c) => {
+                    Some(CANCEL_REPEAT.saturating_sub(at.elapsed()))
+                }
+                (Some(_), _) => Some(grace),
+                (None, _) => None,
             };
-            if fresh && self.shared.pipe.all_written_abandoned() {
-                match tokio::time::timeout(grace, self.io_mut().next()).await {
-                    Ok(msg) => {
-                        self.dispatch_piped(msg)?;
-                        continue;
-                    }
+            if let Some(wait) = wait.filter(|_| self.shared.pipe.all_written_abandoned()) {
+                match tokio::time::timeout(wait, self.io_mut().next()).await {
+                    Ok(msg) => self.dispatch_piped(msg)?,
                     Err(_) => {
                         if let Err(e) = self.shared.cancel.cancel_query().await {
                             self.break_off(&e.to_string());
                             return Err(e);
                         }
-                        cancelled = head;
+                        cancelled = head.map(|h| (h, tokio::time::Instant::now()));
                     }
                 }
+                continue;
             }
             let msg = self.io_mut().next().await;
             self.dispatch_piped(msg)?;
