@@ -426,9 +426,12 @@ impl Wire {
             let b = Binding::new(batch.params_of(item));
             if let StatementRef::Sql(sql) = item.statement {
                 refuse_copy(sql, i)?;
+                if !b.needs_describe() {
+                    continue;
+                }
                 let key = (sql, b.oids().collect::<Vec<Oid>>());
                 let cached = self.shared.pipe.lock().cache.get_with(sql, b.oids());
-                if cached.is_none() && b.needs_describe() && !described.contains_key(&key) {
+                if cached.is_none() && !described.contains_key(&key) {
                     let plan = self.plan_sql(sql, b, true).await;
                     match plan.map_err(|e| e.context(format_args!("batch statement {i}")))? {
                         Plan::Prepared(stmt) => drop(described.insert(key, stmt)),
@@ -459,7 +462,10 @@ impl Wire {
                 StatementRef::Sql(sql) => {
                     let oids: Vec<Oid> = b.oids().collect();
                     let cached = self.shared.pipe.lock().cache.get_with(sql, b.oids());
-                    let cached = cached.or_else(|| described.get(&(sql, oids.clone())).cloned());
+                    let cached = match (cached, described.is_empty()) {
+                        (None, false) => described.get(&(sql, oids.clone())).cloned(),
+                        (cached, _) => cached,
+                    };
                     if let Some(stmt) = cached {
                         if b.needs_check() {
                             check_types(stmt.params(), b)

@@ -224,7 +224,7 @@ impl Shared {
         if first {
             self.send_cancel(deadline).await;
         }
-        if self.one_cancel && owed > 0 {
+        if self.pooler_mode() && owed > 0 {
             let mut left = owed;
             let drain = async {
                 while left > 0 {
