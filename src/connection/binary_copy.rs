@@ -12,6 +12,7 @@ use futures::Stream;
 use super::copy_in::CopyIn;
 use super::copy_out::CopyOut;
 use crate::error::{Error, ErrorKind};
+use crate::protocol::backend::{DataRow, Ranges};
 use crate::types::{FromSql, IsNull, ToSql, Type};
 
 /// The signature, flags (no OIDs) and header extension length every binary COPY opens with.
@@ -127,7 +128,9 @@ fn encode_value(
 pub struct BinaryCopyOutStream<'a> {
     stream: CopyOut<'a>,
     types: Arc<[Type]>,
-    /// Bytes of a row (or the header) that came in an earlier chunk.
+    /// The rest of the last chunk: whole rows are split off it without copying.
+    pending: Bytes,
+    /// A row (or the header) cut across chunks, gathered until it is whole.
     carry: BytesMut,
     header_read: bool,
     trailer_read: bool,
@@ -139,54 +142,79 @@ impl<'a> BinaryCopyOutStream<'a> {
         BinaryCopyOutStream {
             stream,
             types: types.into(),
+            pending: Bytes::new(),
             carry: BytesMut::new(),
             header_read: false,
             trailer_read: false,
         }
     }
 
-    /// Takes the next row from `data` (whole rows are split off without copying);
-    /// `Ok(None)` when more bytes are needed or the trailer was read.
-    fn next_row(&mut self, data: &mut Bytes) -> Result<Option<BinaryCopyOutRow>, Error> {
+    /// The next row from the bytes received so far; `Ok(None)` when more are needed or
+    /// the trailer was read.
+    fn next_row(&mut self) -> Result<Option<BinaryCopyOutRow>, Error> {
+        if self.carry.is_empty() {
+            if let Some(row) = self.row_in_pending()? {
+                return Ok(Some(row));
+            }
+            // An incomplete row: keep it until the rest arrives.
+            self.carry
+                .extend_from_slice(&std::mem::take(&mut self.pending));
+            return Ok(None);
+        }
+        // A row cut across chunks: the pending bytes join it, and what is whole is split
+        // off the gathered bytes (each byte is copied once, however many chunks it takes).
+        self.carry
+            .extend_from_slice(&std::mem::take(&mut self.pending));
         if !self.header_read {
-            let Some(len) = header_len(data)? else {
+            let Some(len) = header_len(&self.carry)? else {
                 return Ok(None);
             };
-            data.advance(len);
+            self.carry.advance(len);
             self.header_read = true;
         }
-        match row_len(data, self.types.len())? {
-            Some(RowLen::Trailer) => {
-                self.trailer_read = true;
-                data.clear();
-                Ok(None)
+        match row_len(&self.carry, self.types.len())? {
+            Some(RowLen::Trailer) => Ok(self.trailer()),
+            Some(RowLen::Row(len, ranges)) => {
+                let body = self.carry.split_to(len).freeze();
+                // Whole rows after it are taken from `pending`, without copying.
+                self.pending = self.carry.split().freeze();
+                Ok(Some(self.row(body, ranges)))
             }
-            Some(RowLen::Row(len, ranges)) => Ok(Some(BinaryCopyOutRow {
-                data: data.split_to(len),
-                ranges,
-                types: self.types.clone(),
-            })),
             None => Ok(None),
         }
     }
 
-    /// Takes a row from the bytes carried over, or from them plus `chunk`.
-    fn row_from(&mut self, chunk: Bytes) -> Result<Option<BinaryCopyOutRow>, Error> {
-        let mut data = match self.carry.is_empty() {
-            true => chunk,
-            false => {
-                self.carry.extend_from_slice(&chunk);
-                self.carry.split().freeze()
-            }
-        };
-        let row = self.next_row(&mut data)?;
-        if row.is_some() && !data.is_empty() {
-            // More than one row in a chunk: keep the rest for the next poll.
-            self.carry.extend_from_slice(&data);
-        } else if row.is_none() {
-            self.carry.extend_from_slice(&data);
+    /// The row at the front of `pending`, if it is whole there.
+    fn row_in_pending(&mut self) -> Result<Option<BinaryCopyOutRow>, Error> {
+        if !self.header_read {
+            let Some(len) = header_len(&self.pending)? else {
+                return Ok(None);
+            };
+            self.pending.advance(len);
+            self.header_read = true;
         }
-        Ok(row)
+        match row_len(&self.pending, self.types.len())? {
+            Some(RowLen::Trailer) => Ok(self.trailer()),
+            Some(RowLen::Row(len, ranges)) => {
+                let body = self.pending.split_to(len);
+                Ok(Some(self.row(body, ranges)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn trailer(&mut self) -> Option<BinaryCopyOutRow> {
+        self.trailer_read = true;
+        self.pending.clear();
+        self.carry.clear();
+        None
+    }
+
+    fn row(&self, body: Bytes, ranges: Ranges) -> BinaryCopyOutRow {
+        BinaryCopyOutRow {
+            row: DataRow::from_parts(body, ranges),
+            types: self.types.clone(),
+        }
     }
 }
 
@@ -211,7 +239,7 @@ fn header_len(data: &[u8]) -> Result<Option<usize>, Error> {
 }
 
 enum RowLen {
-    Row(usize, Vec<Option<(u32, u32)>>),
+    Row(usize, Ranges),
     Trailer,
 }
 
@@ -228,7 +256,7 @@ fn row_len(data: &[u8], columns: usize) -> Result<Option<RowLen>, Error> {
         let msg = format!("a binary COPY row has {count} columns; {columns} types were given");
         return Err(bad(msg));
     }
-    let mut ranges = Vec::with_capacity(columns);
+    let mut ranges = Ranges::with_capacity(columns);
     let mut at = 2usize;
     for _ in 0..columns {
         let Some(len) = data.get(at..at + 4) else {
@@ -236,15 +264,14 @@ fn row_len(data: &[u8], columns: usize) -> Result<Option<RowLen>, Error> {
         };
         let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
         at += 4;
-        if len < 0 {
-            ranges.push(None);
-            continue;
+        if len < -1 {
+            return Err(bad(format!("a binary COPY value has length {len}")));
         }
-        let end = at + len as usize;
+        let end = at + len.max(0) as usize;
         if end > data.len() {
             return Ok(None);
         }
-        ranges.push(Some((at as u32, end as u32)));
+        ranges.push((at as u32, len));
         at = end;
     }
     Ok(Some(RowLen::Row(at, ranges)))
@@ -256,18 +283,14 @@ impl Stream for BinaryCopyOutStream<'_> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            if !this.carry.is_empty() && !this.trailer_read {
-                if let Some(row) = this.row_from(Bytes::new()).transpose() {
+            if !this.trailer_read {
+                if let Some(row) = this.next_row().transpose() {
                     return Poll::Ready(Some(row));
                 }
             }
             match ready!(Pin::new(&mut this.stream).poll_next(cx)) {
                 Some(Ok(_)) if this.trailer_read => {}
-                Some(Ok(chunk)) => {
-                    if let Some(row) = this.row_from(chunk).transpose() {
-                        return Poll::Ready(Some(row));
-                    }
-                }
+                Some(Ok(chunk)) => this.pending = chunk,
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                 None if this.trailer_read => return Poll::Ready(None),
                 None => {
@@ -284,25 +307,24 @@ impl Stream for BinaryCopyOutStream<'_> {
 /// One row of a binary COPY, its values read with [`FromSql`].
 #[derive(Debug, Clone)]
 pub struct BinaryCopyOutRow {
-    data: Bytes,
-    ranges: Vec<Option<(u32, u32)>>,
+    row: DataRow,
     types: Arc<[Type]>,
 }
 
 impl BinaryCopyOutRow {
     /// The number of values in the row.
     pub fn len(&self) -> usize {
-        self.ranges.len()
+        self.row.len()
     }
 
     /// Whether the row has no values.
     pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.row.is_empty()
     }
 
     /// Whether the value at `idx` is NULL (false past the last value).
     pub fn is_null(&self, idx: usize) -> bool {
-        matches!(self.ranges.get(idx), Some(None))
+        idx < self.row.len() && self.row.value(idx).is_none()
     }
 
     /// The value at `idx`, decoded into `T`.
@@ -322,7 +344,7 @@ impl BinaryCopyOutRow {
     /// [`ErrorKind::ColumnNotFound`] past the last value; [`ErrorKind::Decode`] naming
     /// the column, its type and the Rust type when the value does not fit.
     pub fn try_get<'a, T: FromSql<'a>>(&'a self, idx: usize) -> Result<T, Error> {
-        let (Some(range), Some(ty)) = (self.ranges.get(idx), self.types.get(idx)) else {
+        let Some(ty) = self.types.get(idx).filter(|_| idx < self.row.len()) else {
             let msg = format!("no column {idx} in this row");
             return Err(Error::new(ErrorKind::ColumnNotFound, msg));
         };
@@ -339,7 +361,6 @@ impl BinaryCopyOutRow {
             };
             return Err(decode_error(Box::new(e)));
         }
-        let raw = range.map(|(s, e)| &self.data[s as usize..e as usize]);
-        T::from_sql_nullable(ty, raw).map_err(decode_error)
+        T::from_sql_nullable(ty, self.row.value(idx)).map_err(decode_error)
     }
 }

@@ -1,7 +1,7 @@
 //! [`CopyOut`]: COPY TO STDOUT as a stream of byte chunks, holding the wire while open.
 //!
-//! Data is read in batches of about [`BATCH_BYTES`]; the server is not asked to pause
-//! between them (COPY has no flow control but TCP's), so it waits on the socket while the
+//! Data is read in batches of at most about [`BATCH_BYTES`], each handed out as soon as
+//! the socket has nothing more ready; the server is not asked to pause between them (COPY has no flow control but TCP's), so it waits on the socket while the
 //! caller is slow, and memory stays flat. What a drop costs, by where the stream is:
 //! - **between batches**: the rest of the data is read and dropped before the wire's
 //!   next exchange (in a spawned cleanup task within its deadline for a COPY on its own
@@ -106,15 +106,31 @@ async fn fetch(wire: &mut Wire, chunks: &mut VecDeque<Bytes>) -> Result<Option<u
         done: false,
         end: Ending::default(),
     };
-    match f.read(&mut h).await? {
-        Ended::Stopped => {
-            f.park(State::CopyOut);
-            Ok(None)
+    loop {
+        // The data already buffered is taken in bulk; the reader handles the rest (and
+        // reads the socket) one message at a time.
+        if !h.done {
+            f.take_copy_data(|data| h.data(data) == Flow::Continue);
         }
-        Ended::Ready => match f.take_error() {
-            Some(e) => Err(e),
-            None => Ok(Some(h.end.rows.unwrap_or(0))),
-        },
+        let step = match (h.full(), h.chunks.is_empty()) {
+            (true, _) => Some(Ended::Stopped),
+            // Nothing to hand out yet: wait for the server.
+            (false, true) => f.read_one(&mut h).await?,
+            // Data in hand: handed out now if the server has sent nothing more, so the
+            // caller works while the server produces.
+            (false, false) => f.read_one_arrived(&mut h).await?,
+        };
+        let Some(ended) = step else { continue };
+        return match ended {
+            Ended::Stopped => {
+                f.park(State::CopyOut);
+                Ok(None)
+            }
+            Ended::Ready => match f.take_error() {
+                Some(e) => Err(e),
+                None => Ok(Some(h.end.rows.unwrap_or(0))),
+            },
+        };
     }
 }
 
@@ -126,17 +142,25 @@ struct Reading<'c> {
     end: Ending,
 }
 
+impl Reading<'_> {
+    fn data(&mut self, data: Bytes) -> Flow {
+        self.bytes += data.len();
+        self.chunks.push_back(data);
+        match self.full() {
+            true => Flow::Stop,
+            false => Flow::Continue,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.bytes >= BATCH_BYTES
+    }
+}
+
 impl Handler for Reading<'_> {
     fn message(&mut self, msg: BackendMessage) -> Result<Flow, BackendMessage> {
         match msg {
-            BackendMessage::CopyData(data) if !self.done => {
-                self.bytes += data.len();
-                self.chunks.push_back(data);
-                match self.bytes >= BATCH_BYTES {
-                    true => Ok(Flow::Stop),
-                    false => Ok(Flow::Continue),
-                }
-            }
+            BackendMessage::CopyData(data) if !self.done => Ok(self.data(data)),
             BackendMessage::CopyDone if !self.done => {
                 self.done = true;
                 Ok(Flow::Continue)

@@ -20,7 +20,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use super::ledger::{Ledger, State};
@@ -267,13 +267,71 @@ impl<'a> InFlight<'a> {
     /// not returned here but kept ([`InFlight::take_error`]).
     pub(crate) async fn read(&mut self, h: &mut impl Handler) -> Result<Ended, Error> {
         loop {
-            let msg = self.io().next().await;
-            let msg = self.accept(msg)?;
-            if let Some(ended) = self.dispatch(msg, h)? {
+            if let Some(ended) = self.read_one(h).await? {
                 return Ok(ended);
             }
-            if !self.io().write_buffer().is_empty() {
-                self.flush().await?;
+        }
+    }
+
+    /// Reads and handles one message (waiting for the socket only when no whole message
+    /// is buffered); `Some` when the reader should return, as [`InFlight::read`].
+    pub(crate) async fn read_one(&mut self, h: &mut impl Handler) -> Result<Option<Ended>, Error> {
+        let msg = self.io().next().await;
+        let msg = self.accept(msg)?;
+        let ended = self.dispatch(msg, h)?;
+        if ended.is_none() && !self.io().write_buffer().is_empty() {
+            self.flush().await?;
+        }
+        Ok(ended)
+    }
+
+    /// Like [`InFlight::read_one`], but only when a message has already arrived (it is
+    /// buffered or the socket has bytes ready): when nothing has, returns
+    /// `Some(Ended::Stopped)` at once, so a caller holding data can hand it out while
+    /// the server produces more.
+    pub(crate) async fn read_one_arrived(
+        &mut self,
+        h: &mut impl Handler,
+    ) -> Result<Option<Ended>, Error> {
+        let msg = poll_fn(|cx| match Pin::new(self.io()).poll_next(cx) {
+            Poll::Ready(msg) => Poll::Ready(Some(msg)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        let Some(msg) = msg else {
+            return Ok(Some(Ended::Stopped));
+        };
+        let msg = self.accept(msg)?;
+        let ended = self.dispatch(msg, h)?;
+        if ended.is_none() && !self.io().write_buffer().is_empty() {
+            self.flush().await?;
+        }
+        Ok(ended)
+    }
+
+    /// Hands the bodies of the CopyData messages already whole in the read buffer to
+    /// `take`, in order, until it returns `false` or another kind of message (or a part
+    /// of one) is next; nothing is read from the socket. This is the bulk path of a
+    /// COPY TO STDOUT: what it skips (the codec's framing and the reader's dispatch per
+    /// message) is exactly what a CopyData in a COPY exchange does not need. Anything it
+    /// leaves, including a frame the codec would refuse, goes through [`InFlight::read`].
+    pub(crate) fn take_copy_data(&mut self, mut take: impl FnMut(Bytes) -> bool) {
+        if !self.copy || self.wire.ledger.discard > 0 {
+            return;
+        }
+        let max = self.io().codec().max_message_len();
+        let buf = self.io().read_buffer_mut();
+        while let Some(&[b'd', a, b, c, d]) = buf.get(..5) {
+            let len = i32::from_be_bytes([a, b, c, d]);
+            let Some(len) = usize::try_from(len).ok().filter(|l| (4..=max).contains(l)) else {
+                return;
+            };
+            if buf.len() < len + 1 {
+                return;
+            }
+            buf.advance(5);
+            if !take(buf.split_to(len - 4).freeze()) {
+                return;
             }
         }
     }

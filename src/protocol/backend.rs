@@ -97,7 +97,7 @@ pub struct DataRow {
 /// Where each value of a row lies: inline for narrow rows (no allocation per row, which
 /// showed in profiles of large fetches), on the heap for wide ones.
 #[derive(Debug, Clone)]
-enum Ranges {
+pub(crate) enum Ranges {
     Inline(u8, [(u32, i32); INLINE_COLUMNS]),
     Heap(Vec<(u32, i32)>),
 }
@@ -105,14 +105,14 @@ enum Ranges {
 const INLINE_COLUMNS: usize = 8;
 
 impl Ranges {
-    fn with_capacity(n: usize) -> Ranges {
+    pub(crate) fn with_capacity(n: usize) -> Ranges {
         match n <= INLINE_COLUMNS {
             true => Ranges::Inline(0, [(0, 0); INLINE_COLUMNS]),
             false => Ranges::Heap(Vec::with_capacity(n)),
         }
     }
 
-    fn push(&mut self, r: (u32, i32)) {
+    pub(crate) fn push(&mut self, r: (u32, i32)) {
         match self {
             Ranges::Inline(len, items) if (*len as usize) < INLINE_COLUMNS => {
                 items[*len as usize] = r;
@@ -127,7 +127,7 @@ impl Ranges {
         }
     }
 
-    fn as_slice(&self) -> &[(u32, i32)] {
+    pub(crate) fn as_slice(&self) -> &[(u32, i32)] {
         match self {
             Ranges::Inline(len, items) => &items[..*len as usize],
             Ranges::Heap(v) => v,
@@ -168,6 +168,12 @@ impl DataRow {
         let len = usize::try_from(len).ok()?;
         let start = start as usize;
         Some(self.body.slice(start..start + len))
+    }
+
+    /// A row whose values lie in `body` at `ranges` ((start, length), length -1 for
+    /// NULL), which the caller has checked against `body`.
+    pub(crate) fn from_parts(body: Bytes, ranges: Ranges) -> DataRow {
+        DataRow { body, ranges }
     }
 
     fn parse(body: Bytes) -> Result<DataRow, ProtocolError> {

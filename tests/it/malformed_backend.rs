@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use pgkeel::{Config, Connection, Error, ErrorKind};
+use futures::StreamExt;
+use pgkeel::{BinaryCopyOutStream, Config, Connection, Error, ErrorKind, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -105,14 +106,14 @@ async fn read_startup(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(body)
 }
 
-/// Reads frontend messages up to and including a Sync.
+/// Reads frontend messages up to and including a Sync or a simple Query.
 async fn read_until_sync(s: &mut TcpStream) -> std::io::Result<()> {
     loop {
         let tag = s.read_u8().await?;
         let len = s.read_i32().await?;
         let mut body = vec![0; usize::try_from(len - 4).expect("sane frontend length")];
         s.read_exact(&mut body).await?;
-        if tag == b'S' {
+        if tag == b'S' || tag == b'Q' {
             return Ok(());
         }
     }
@@ -369,4 +370,134 @@ async fn the_server_closing_mid_frame_is_a_closed_error() {
 async fn the_server_closing_between_frames_mid_query_is_a_closed_error() {
     let answer = concat(&[parse_complete(), no_parameters()]);
     assert_breaks(answer, Then::Close, ErrorKind::Closed).await;
+}
+
+/// The bytes of a binary COPY of (int4, text): header, three rows (one with a NULL, one
+/// with a 300-byte value), trailer.
+fn binary_copy_data() -> Vec<u8> {
+    let mut d = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+    let mut row = |id: Option<i32>, text: &[u8]| {
+        d.extend_from_slice(&2i16.to_be_bytes());
+        match id {
+            Some(id) => {
+                d.extend_from_slice(&4i32.to_be_bytes());
+                d.extend_from_slice(&id.to_be_bytes());
+            }
+            None => d.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        d.extend_from_slice(&(text.len() as i32).to_be_bytes());
+        d.extend_from_slice(text);
+    };
+    row(Some(7), "héllo".as_bytes());
+    row(None, b"");
+    row(Some(-1), &[b'x'; 300]);
+    d.extend_from_slice(&(-1i16).to_be_bytes());
+    d
+}
+
+/// A COPY TO STDOUT answer whose data is cut into CopyData messages at `cuts`, then
+/// `tail` (the COPY's end, or something malformed).
+fn copy_out_answer(data: &[u8], cuts: &[usize], tail: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = msg(b'H', b"\x01\0\x02\0\x01\0\x01");
+    let mut at = 0;
+    for &cut in cuts.iter().chain([&data.len()]) {
+        out.extend(msg(b'd', &data[at..cut]));
+        at = cut;
+    }
+    out.extend(tail.concat());
+    out
+}
+
+fn copy_end() -> Vec<Vec<u8>> {
+    vec![msg(b'c', b""), msg(b'C', b"COPY 3\0"), msg(b'Z', b"I")]
+}
+
+/// Runs a binary COPY TO STDOUT against a mock playing `answer`; every row as
+/// (id, text) until the first error.
+async fn copy_rows(answer: Vec<u8>) -> (Connection, Vec<(Option<i32>, String)>, Option<Error>) {
+    let script = Script {
+        startup: happy_startup(),
+        query: answer,
+        then: Then::Hold,
+    };
+    let conn = connect_to(script).await.expect("startup succeeds");
+    let (rows, err) = within(async {
+        let out = conn.copy_out("COPY t TO STDOUT (FORMAT binary)").await?;
+        let mut stream = BinaryCopyOutStream::new(out, &[Type::INT4, Type::TEXT]);
+        let mut rows = Vec::new();
+        while let Some(row) = stream.next().await {
+            match row {
+                Ok(row) => rows.push((row.try_get(0)?, row.try_get(1)?)),
+                Err(e) => return Ok::<_, Error>((rows, Some(e))),
+            }
+        }
+        Ok((rows, None))
+    })
+    .await
+    .expect("the COPY starts and its rows decode");
+    (conn, rows, err)
+}
+
+#[tokio::test]
+async fn binary_copy_rows_cut_anywhere_across_copy_data_messages_decode_whole() {
+    let data = binary_copy_data();
+    let every_byte: Vec<usize> = (1..data.len()).collect();
+    let patterns: [&[usize]; 5] = [
+        &[],
+        // Inside the header, inside a length, inside the long value, before the trailer.
+        &[10, 21, 40, 200, data.len() - 2],
+        &[19],
+        &[data.len() - 1],
+        &every_byte,
+    ];
+    let long = "x".repeat(300);
+    for cuts in patterns {
+        let (conn, rows, err) = copy_rows(copy_out_answer(&data, cuts, &copy_end())).await;
+        assert!(err.is_none(), "cuts {cuts:?}: {err:?}");
+        let expected = vec![
+            (Some(7), "héllo".to_string()),
+            (None, String::new()),
+            (Some(-1), long.clone()),
+        ];
+        assert_eq!(rows, expected, "cuts {cuts:?}");
+        assert!(!conn.is_broken(), "cuts {cuts:?}");
+    }
+}
+
+#[tokio::test]
+async fn binary_copy_with_a_bad_value_length_or_no_trailer_is_a_decode_error() {
+    let mut data = binary_copy_data();
+    // The second row's first value: length -2.
+    let second = 19 + 2 + 4 + 4 + 4 + "héllo".len() + 2;
+    data[second..second + 4].copy_from_slice(&(-2i32).to_be_bytes());
+    let (_, rows, err) = copy_rows(copy_out_answer(&data, &[30], &copy_end())).await;
+    let err = err.expect("a length of -2 is refused");
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("length -2"), "{err}");
+    assert_eq!(rows.len(), 1, "the row before it decodes");
+
+    let data = binary_copy_data();
+    let cut = &data[..data.len() - 2];
+    let (_, rows, err) = copy_rows(copy_out_answer(cut, &[], &copy_end())).await;
+    let err = err.expect("data without a trailer is refused");
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("trailer"), "{err}");
+    assert_eq!(rows.len(), 3);
+}
+
+#[tokio::test]
+async fn a_malformed_frame_among_buffered_copy_data_breaks_the_connection() {
+    let data = binary_copy_data();
+    for bad in [
+        // A length below four, then a frame of an unknown kind, right after good data.
+        b"d\0\0\0\x02".to_vec(),
+        msg(b'?', b"zz"),
+    ] {
+        let answer = copy_out_answer(&data, &[19, 40], &[bad]);
+        let (conn, rows, err) = copy_rows(answer).await;
+        let err = err.expect("the malformed frame fails the COPY");
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        assert_eq!(rows.len(), 3, "the whole rows before it arrive");
+        assert!(conn.is_broken());
+    }
 }

@@ -72,6 +72,16 @@ pub fn on_fresh_runtime<F: std::future::Future>(fut: F) -> F::Output {
     out
 }
 
+/// Runs `fut` as a spawned task of a fresh [`runtime`] (where a service's work runs: on
+/// a worker thread, which also drives the socket), and shuts the runtime down afterwards.
+pub fn in_task_of_fresh_runtime<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    on_fresh_runtime(async { tokio::spawn(fut).await.expect("the measured task") })
+}
+
 /// Median, minimum and maximum.
 pub fn summary(values: &[f64]) -> (f64, f64, f64) {
     let mut v = values.to_vec();

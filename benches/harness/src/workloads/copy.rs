@@ -11,7 +11,7 @@ use futures::{StreamExt, pin_mut};
 use super::NAMES;
 use crate::args::Sizes;
 use crate::drivers;
-use crate::measure::on_fresh_runtime;
+use crate::measure::{in_task_of_fresh_runtime, on_fresh_runtime};
 use crate::report::{Better, Cell, Check, Driver, Line, Report};
 use crate::setup::Bench;
 
@@ -34,24 +34,33 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         .copied()
         .filter(|d| *d != Driver::Sqlx)
         .collect();
-    let (mut ins, mut outs) = ([vec![], vec![], vec![]], [vec![], vec![], vec![]]);
+    let (mut ins, mut outs, mut outs_main) = (
+        [vec![], vec![], vec![]],
+        [vec![], vec![], vec![]],
+        [vec![], vec![], vec![]],
+    );
     for rep in 1..=sizes.reps {
         for &driver in &drivers {
             bench.psql("TRUNCATE copy_dst").expect("truncate");
-            let secs = on_fresh_runtime(copy_in(driver, &bench.url, n));
-            let secs_out = on_fresh_runtime(copy_out(driver, &bench.url, n));
+            let secs = on_fresh_runtime(copy_in(driver, bench.url.clone(), n));
+            let out = in_task_of_fresh_runtime(copy_out(driver, bench.url.clone(), n));
+            let out_main = on_fresh_runtime(copy_out(driver, bench.url.clone(), n));
             eprintln!(
-                "copy          rep {rep} {:<15} {:>9.0} rows/s in, {:>9.0} rows/s out",
+                "copy          rep {rep} {:<15} {:>9.0} rows/s in, {:>9.0} rows/s out \
+                 ({:>9.0} on the block_on thread)",
                 driver.name(),
                 n as f64 / secs,
-                n as f64 / secs_out
+                n as f64 / out,
+                n as f64 / out_main,
             );
             ins[driver as usize].push(n as f64 / secs);
-            outs[driver as usize].push(n as f64 / secs_out);
+            outs[driver as usize].push(n as f64 / out);
+            outs_main[driver as usize].push(n as f64 / out_main);
         }
     }
     let [i0, i1, _] = ins;
     let [o0, o1, _] = outs;
+    let [m0, m1, _] = outs_main;
     let none = || Cell::Text("n/a (no typed binary COPY)".into());
     report.push(
         Line::new(NAME, "rows/s, binary COPY in", Some(Better::Higher))
@@ -67,16 +76,31 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             .set(Driver::Sqlx, none())
             .check(Check::AtLeast(Driver::TokioPostgres, 1.0)),
     );
+    report.push(
+        Line::new(
+            NAME,
+            "rows/s, COPY out on the block_on thread",
+            Some(Better::Higher),
+        )
+        .set(Driver::Pgkeel, Cell::Values(m0))
+        .set(Driver::TokioPostgres, Cell::Values(m1))
+        .set(Driver::Sqlx, none()),
+    );
     report.note(format!(
         "COPY: {n} rows of (int8, text, float8, timestamptz); in = rows built in Rust and \
          written with each driver's BinaryCopyInWriter into an unindexed table (timed to the \
          COPY's end); out = BinaryCopyOutStream with every value decoded into an owned Rust \
-         value (i64, String, f64, SystemTime)."
+         value (i64, String, f64, SystemTime), read in a spawned task (as a service does) and, \
+         reported beside it, on the runtime's block_on thread (as in `#[tokio::main]`'s \
+         body): there a worker thread drives the socket, so every wake-up crosses threads, \
+         which costs a driver that reads on the caller's task (pgkeel) more than one that \
+         reads on its own connection task (tokio-postgres)."
     ));
 }
 
 /// Loads `n` rows with a typed binary COPY; returns the seconds taken.
-async fn copy_in(driver: Driver, url: &str, n: i64) -> f64 {
+async fn copy_in(driver: Driver, url: String, n: i64) -> f64 {
+    let url = url.as_str();
     let secs = match driver {
         Driver::Pgkeel => {
             use pgkeel::Type;
@@ -124,7 +148,8 @@ async fn copy_in(driver: Driver, url: &str, n: i64) -> f64 {
 }
 
 /// Reads `n` rows with a typed binary COPY, decoding every value; returns the seconds.
-async fn copy_out(driver: Driver, url: &str, n: i64) -> f64 {
+async fn copy_out(driver: Driver, url: String, n: i64) -> f64 {
+    let url = url.as_str();
     let mut rows = 0i64;
     let secs = match driver {
         Driver::Pgkeel => {
