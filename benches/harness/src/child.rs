@@ -43,8 +43,14 @@ impl ChildArgs {
     /// Runs the measurement and prints its result line.
     pub fn run(self) -> Result<(), String> {
         let result = match self.what.as_str() {
-            "fetch" => crate::workloads::large_fetch::child(self.driver, &self.url),
-            "decode" => crate::workloads::decode::child(self.driver, &self.url),
+            "fetch" => crate::workloads::large_fetch::child(self.driver, &self.url, true),
+            "fetch-block-on" => crate::workloads::large_fetch::child(self.driver, &self.url, false),
+            "decode" => crate::workloads::decode::child(self.driver, &self.url, true),
+            "fetch-ceiling" => crate::workloads::ceiling_child(&self.url, crate::setup::FETCH_SQL),
+            "decode-ceiling" => {
+                crate::workloads::ceiling_child(&self.url, crate::setup::DECODE_SQL)
+            }
+            "decode-block-on" => crate::workloads::decode::child(self.driver, &self.url, false),
             "callgrind" => crate::workloads::callgrind::child(self.driver, &self.url, self.n),
             other => return Err(format!("unknown child measurement {other}")),
         };

@@ -15,6 +15,25 @@ pub fn cpu_times() -> (Duration, Duration) {
     (tv(usage.ru_utime), tv(usage.ru_stime))
 }
 
+/// The CPU time (user + system) process `pid` has used, from /proc/PID/stat: how the
+/// server backend's share of a run is measured (the cluster runs on this machine).
+pub fn process_cpu_secs(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = match stat.rfind(')') {
+        Some(at) => stat[at + 1..].split_whitespace().collect(),
+        None => return f64::NAN,
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / hz,
+        _ => f64::NAN,
+    }
+}
+
 /// A `kB` field of /proc/self/status (`VmRSS`, `VmHWM`), in KiB.
 pub fn proc_status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -80,6 +99,19 @@ where
     F::Output: Send + 'static,
 {
     on_fresh_runtime(async { tokio::spawn(fut).await.expect("the measured task") })
+}
+
+/// Runs `fut` on a fresh [`runtime`], in a spawned task when `in_task`, else on the
+/// block_on thread.
+pub fn on_fresh_runtime_in<F>(in_task: bool, fut: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match in_task {
+        true => in_task_of_fresh_runtime(fut),
+        false => on_fresh_runtime(fut),
+    }
 }
 
 /// Median, minimum and maximum.

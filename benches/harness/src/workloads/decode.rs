@@ -24,8 +24,8 @@ use uuid::Uuid;
 use crate::args::Sizes;
 use crate::child::{self, ChildResult};
 use crate::drivers;
-use crate::measure::{cpu_times, proc_status_kib, runtime};
-use crate::report::{Better, Check, Driver, Line, Report};
+use crate::measure::{cpu_times, on_fresh_runtime_in, proc_status_kib, process_cpu_secs};
+use crate::report::{Better, Cell, Check, Driver, Line, Report};
 use crate::setup::{Bench, DECODE_SQL};
 
 const NAME: &str = "2b. decode 7 types (streamed, 1 connection)";
@@ -34,8 +34,26 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut rate = [vec![], vec![], vec![]];
     let mut peak = [vec![], vec![], vec![]];
     let mut cpu = [vec![], vec![], vec![]];
+    let mut rate_main = [vec![], vec![], vec![]];
+    let mut busy = [vec![], vec![], vec![]];
+    let mut ceiling = vec![];
     for rep in 1..=sizes.reps {
+        let c = child::run_child("decode-ceiling", Driver::Pgkeel, &bench.url, 0)
+            .unwrap_or_else(|e| panic!("decode ceiling child: {e}"));
+        assert_eq!(c.get("rows"), sizes.fetch_rows as f64);
+        let c_rate = c.get("rows") / c.get("secs");
+        let c_busy = c.get("server_cpu_secs") / c.get("secs");
+        eprintln!(
+            "decode        rep {rep} ceiling {c_rate:>9.0} rows/s with nothing decoded, server busy {:.0}%",
+            c_busy * 100.0
+        );
+        ceiling.push(c_rate);
         for driver in sizes.drivers.clone() {
+            let r = child::run_child("decode-block-on", driver, &bench.url, 0)
+                .unwrap_or_else(|e| panic!("decode child for {}: {e}", driver.name()));
+            assert_eq!(r.get("rows"), sizes.fetch_rows as f64);
+            let on_main = r.get("rows") / r.get("secs");
+            rate_main[driver as usize].push(on_main);
             let r = child::run_child("decode", driver, &bench.url, sizes.fetch_rows as u64)
                 .unwrap_or_else(|e| panic!("decode child for {}: {e}", driver.name()));
             let rows = r.get("rows");
@@ -52,10 +70,12 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
                 driver.name()
             );
             let rows_per_sec = rows / r.get("secs");
+            busy[driver as usize].push(100.0 * r.get("server_cpu_secs") / r.get("secs"));
             let peak_mib = (r.get("hwm_after_kib") - r.get("rss_before_kib")) / 1024.0;
             let cpu_us = r.get("cpu_secs") * 1e6 / rows;
             eprintln!(
-                "decode        rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB  {cpu_us:.2} µs CPU/row",
+                "decode        rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB  {cpu_us:.2} µs CPU/row \
+                 ({on_main:.0} rows/s on the block_on thread)",
                 driver.name(),
                 rows_per_sec
             );
@@ -68,6 +88,23 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         Line::new(NAME, "rows/s", Some(Better::Higher))
             .drivers(rate)
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
+    );
+    report.push(
+        Line::new(
+            NAME,
+            "rows/s read on the block_on thread",
+            Some(Better::Higher),
+        )
+        .drivers(rate_main),
+    );
+    report.push(Line::new(NAME, "server backend busy, % of the run", None).drivers(busy));
+    report.push(
+        Line::new(
+            NAME,
+            "server ceiling: rows/s with nothing decoded (pgkeel counting rows)",
+            Some(Better::Higher),
+        )
+        .set(Driver::Pgkeel, Cell::Values(ceiling)),
     );
     report.push(
         Line::new(
@@ -89,7 +126,9 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         "Decode: {} rows of (int8, text, float8, timestamptz, numeric, uuid, jsonb) into \
          (i64, String, f64, DateTime<Utc>, rust_decimal::Decimal, Uuid, serde_json::Value); \
          each run is a fresh child process; peak memory = VmHWM after the fetch − VmRSS before it; \
-         client CPU = the child's getrusage (every thread) over connecting and the fetch.",
+         client CPU = the child's getrusage (every thread) over connecting and the fetch; \
+         rows are read in a spawned task (as a service does) and, reported beside it, on the \
+         runtime's block_on thread (see the COPY note).",
         sizes.fetch_rows
     ));
 }
@@ -137,12 +176,14 @@ impl Acc {
     }
 }
 
-/// The child's side: connect, then stream and decode every row.
-pub fn child(driver: Driver, url: &str) -> ChildResult {
-    let rt = runtime();
-    rt.block_on(async {
+/// The child's side: connect, then stream and decode every row, in a spawned task
+/// (`in_task`) or on the runtime's block_on thread.
+pub fn child(driver: Driver, url: &str, in_task: bool) -> ChildResult {
+    let url = url.to_string();
+    on_fresh_runtime_in(in_task, async move {
+        let url = url.as_str();
         let cpu0 = cpu_times();
-        let (acc, rss_before, secs) = match driver {
+        let (acc, rss_before, secs, server_cpu) = match driver {
             Driver::Pgkeel => fetch_pgkeel(url).await,
             Driver::TokioPostgres => fetch_tokio_postgres(url).await,
             Driver::Sqlx => fetch_sqlx(url).await,
@@ -160,6 +201,7 @@ pub fn child(driver: Driver, url: &str) -> ChildResult {
         r.set("rows", acc.rows as f64);
         r.set("check", acc.check());
         r.set("secs", secs);
+        r.set("server_cpu_secs", server_cpu);
         r.set("cpu_secs", cpu.as_secs_f64());
         r.set("rss_before_kib", rss_before as f64);
         r.set("hwm_after_kib", proc_status_kib("VmHWM") as f64);
@@ -167,8 +209,14 @@ pub fn child(driver: Driver, url: &str) -> ChildResult {
     })
 }
 
-async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64) {
+async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64, f64) {
     let conn = drivers::pgkeel_conn(url).await;
+    let pid: i32 = conn
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let server = process_cpu_secs(pid);
     let rss = proc_status_kib("VmRSS");
     let t = Instant::now();
     let mut acc = Acc::default();
@@ -188,11 +236,18 @@ async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64) {
             row.get(6),
         ));
     }
-    (acc, rss, t.elapsed().as_secs_f64())
+    let secs = t.elapsed().as_secs_f64();
+    (acc, rss, secs, process_cpu_secs(pid) - server)
 }
 
-async fn fetch_tokio_postgres(url: &str) -> (Acc, u64, f64) {
+async fn fetch_tokio_postgres(url: &str) -> (Acc, u64, f64, f64) {
     let client = drivers::tokio_postgres(url).await;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let server = process_cpu_secs(pid);
     let rss = proc_status_kib("VmRSS");
     let t = Instant::now();
     let mut acc = Acc::default();
@@ -215,11 +270,17 @@ async fn fetch_tokio_postgres(url: &str) -> (Acc, u64, f64) {
             row.get(6),
         ));
     }
-    (acc, rss, t.elapsed().as_secs_f64())
+    let secs = t.elapsed().as_secs_f64();
+    (acc, rss, secs, process_cpu_secs(pid) - server)
 }
 
-async fn fetch_sqlx(url: &str) -> (Acc, u64, f64) {
+async fn fetch_sqlx(url: &str) -> (Acc, u64, f64, f64) {
     let mut conn = drivers::sqlx_conn(url).await;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .expect("pid");
+    let server = process_cpu_secs(pid);
     let rss = proc_status_kib("VmRSS");
     let t = Instant::now();
     let mut acc = Acc::default();
@@ -235,5 +296,6 @@ async fn fetch_sqlx(url: &str) -> (Acc, u64, f64) {
             row.get(6),
         ));
     }
-    (acc, rss, t.elapsed().as_secs_f64())
+    let secs = t.elapsed().as_secs_f64();
+    (acc, rss, secs, process_cpu_secs(pid) - server)
 }

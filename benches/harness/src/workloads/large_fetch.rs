@@ -14,8 +14,8 @@ use sqlx::Row as _;
 use crate::args::Sizes;
 use crate::child::{self, ChildResult};
 use crate::drivers;
-use crate::measure::{proc_status_kib, runtime};
-use crate::report::{Better, Check, Driver, Line, Report};
+use crate::measure::{on_fresh_runtime_in, proc_status_kib, process_cpu_secs};
+use crate::report::{Better, Cell, Check, Driver, Line, Report};
 use crate::setup::{Bench, FETCH_SQL};
 
 const NAME: &str = "2. large fetch (streamed, 1 connection)";
@@ -23,8 +23,26 @@ const NAME: &str = "2. large fetch (streamed, 1 connection)";
 pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut rate = [vec![], vec![], vec![]];
     let mut peak = [vec![], vec![], vec![]];
+    let mut rate_main = [vec![], vec![], vec![]];
+    let mut busy = [vec![], vec![], vec![]];
+    let mut ceiling = vec![];
     for rep in 1..=sizes.reps {
+        let c = child::run_child("fetch-ceiling", Driver::Pgkeel, &bench.url, 0)
+            .unwrap_or_else(|e| panic!("large-fetch ceiling child: {e}"));
+        assert_eq!(c.get("rows"), sizes.fetch_rows as f64);
+        let c_rate = c.get("rows") / c.get("secs");
+        let c_busy = c.get("server_cpu_secs") / c.get("secs");
+        eprintln!(
+            "large-fetch   rep {rep} ceiling {c_rate:>9.0} rows/s with nothing decoded, server busy {:.0}%",
+            c_busy * 100.0
+        );
+        ceiling.push(c_rate);
         for driver in sizes.drivers.clone() {
+            let r = child::run_child("fetch-block-on", driver, &bench.url, 0)
+                .unwrap_or_else(|e| panic!("large-fetch child for {}: {e}", driver.name()));
+            assert_eq!(r.get("rows"), sizes.fetch_rows as f64);
+            let on_main = r.get("rows") / r.get("secs");
+            rate_main[driver as usize].push(on_main);
             let r = child::run_child("fetch", driver, &bench.url, sizes.fetch_rows as u64)
                 .unwrap_or_else(|e| panic!("large-fetch child for {}: {e}", driver.name()));
             let rows = r.get("rows");
@@ -35,9 +53,11 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
                 driver.name()
             );
             let rows_per_sec = rows / r.get("secs");
+            busy[driver as usize].push(100.0 * r.get("server_cpu_secs") / r.get("secs"));
             let peak_mib = (r.get("hwm_after_kib") - r.get("rss_before_kib")) / 1024.0;
             eprintln!(
-                "large-fetch   rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB",
+                "large-fetch   rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB \
+                 ({on_main:.0} rows/s on the block_on thread)",
                 driver.name(),
                 rows_per_sec
             );
@@ -53,6 +73,23 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     report.push(
         Line::new(
             NAME,
+            "rows/s read on the block_on thread",
+            Some(Better::Higher),
+        )
+        .drivers(rate_main),
+    );
+    report.push(Line::new(NAME, "server backend busy, % of the run", None).drivers(busy));
+    report.push(
+        Line::new(
+            NAME,
+            "server ceiling: rows/s with nothing decoded (pgkeel counting rows)",
+            Some(Better::Higher),
+        )
+        .set(Driver::Pgkeel, Cell::Values(ceiling)),
+    );
+    report.push(
+        Line::new(
+            NAME,
             "peak memory MiB (RSS high-water delta)",
             Some(Better::Lower),
         )
@@ -62,7 +99,9 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     report.note(format!(
         "Large fetch: {} rows; the timestamptz column is selected as `extract(epoch FROM ts)::float8` \
          for every driver (as in the first runs of this workload, so figures stay comparable); each run is a fresh child process; \
-         peak memory = VmHWM after the fetch − VmRSS before it.",
+         peak memory = VmHWM after the fetch − VmRSS before it; rows are read in a spawned \
+         task (as a service does) and, reported beside it, on the runtime's block_on thread \
+         (see the COPY note).",
         sizes.fetch_rows
     ));
 }
@@ -85,11 +124,13 @@ impl Acc {
     }
 }
 
-/// The child's side: connect, then stream and decode every row.
-pub fn child(driver: Driver, url: &str) -> ChildResult {
-    let rt = runtime();
-    rt.block_on(async {
-        let (acc, rss_before, secs) = match driver {
+/// The child's side: connect, then stream and decode every row, in a spawned task
+/// (`in_task`) or on the runtime's block_on thread.
+pub fn child(driver: Driver, url: &str, in_task: bool) -> ChildResult {
+    let url = url.to_string();
+    on_fresh_runtime_in(in_task, async move {
+        let url = url.as_str();
+        let (acc, rss_before, secs, server_cpu) = match driver {
             Driver::Pgkeel => fetch_pgkeel(url).await,
             Driver::TokioPostgres => fetch_tokio_postgres(url).await,
             Driver::Sqlx => fetch_sqlx(url).await,
@@ -98,14 +139,21 @@ pub fn child(driver: Driver, url: &str) -> ChildResult {
         let mut r = ChildResult::default();
         r.set("rows", acc.rows as f64);
         r.set("secs", secs);
+        r.set("server_cpu_secs", server_cpu);
         r.set("rss_before_kib", rss_before as f64);
         r.set("hwm_after_kib", proc_status_kib("VmHWM") as f64);
         r
     })
 }
 
-async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64) {
+async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64, f64) {
     let conn = drivers::pgkeel_conn(url).await;
+    let pid: i32 = conn
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let server = process_cpu_secs(pid);
     let rss = proc_status_kib("VmRSS");
     let t = Instant::now();
     let mut acc = Acc::default();
@@ -117,11 +165,18 @@ async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64) {
         let row = row.expect("pgkeel row");
         acc.add((row.get(0), row.get(1), row.get(2), row.get(3)));
     }
-    (acc, rss, t.elapsed().as_secs_f64())
+    let secs = t.elapsed().as_secs_f64();
+    (acc, rss, secs, process_cpu_secs(pid) - server)
 }
 
-async fn fetch_tokio_postgres(url: &str) -> (Acc, u64, f64) {
+async fn fetch_tokio_postgres(url: &str) -> (Acc, u64, f64, f64) {
     let client = drivers::tokio_postgres(url).await;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let server = process_cpu_secs(pid);
     let rss = proc_status_kib("VmRSS");
     let t = Instant::now();
     let mut acc = Acc::default();
@@ -136,11 +191,17 @@ async fn fetch_tokio_postgres(url: &str) -> (Acc, u64, f64) {
         let row = row.expect("tokio-postgres row");
         acc.add((row.get(0), row.get(1), row.get(2), row.get(3)));
     }
-    (acc, rss, t.elapsed().as_secs_f64())
+    let secs = t.elapsed().as_secs_f64();
+    (acc, rss, secs, process_cpu_secs(pid) - server)
 }
 
-async fn fetch_sqlx(url: &str) -> (Acc, u64, f64) {
+async fn fetch_sqlx(url: &str) -> (Acc, u64, f64, f64) {
     let mut conn = drivers::sqlx_conn(url).await;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .expect("pid");
+    let server = process_cpu_secs(pid);
     let rss = proc_status_kib("VmRSS");
     let t = Instant::now();
     let mut acc = Acc::default();
@@ -148,5 +209,6 @@ async fn fetch_sqlx(url: &str) -> (Acc, u64, f64) {
     while let Some(row) = rows.try_next().await.expect("sqlx row") {
         acc.add((row.get(0), row.get(1), row.get(2), row.get(3)));
     }
-    (acc, rss, t.elapsed().as_secs_f64())
+    let secs = t.elapsed().as_secs_f64();
+    (acc, rss, secs, process_cpu_secs(pid) - server)
 }

@@ -97,3 +97,39 @@ where
 pub const NAMES: [&str; 8] = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
 ];
+
+/// The child's side of a ceiling run: `sql` streamed by pgkeel in a spawned task with
+/// nothing decoded (rows are only counted), so the rate is what the server can produce;
+/// with the server backend's CPU time over the run.
+pub fn ceiling_child(url: &str, sql: &'static str) -> crate::child::ChildResult {
+    use futures::StreamExt;
+    let url = url.to_string();
+    crate::measure::on_fresh_runtime_in(true, async move {
+        let conn = crate::drivers::pgkeel_conn(&url).await;
+        let pid: i32 = conn
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pid")
+            .get(0);
+        let server = crate::measure::process_cpu_secs(pid);
+        let t = Instant::now();
+        let mut rows = conn
+            .query_raw(sql, &[] as pgkeel::Params)
+            .await
+            .expect("pgkeel query_raw");
+        let (mut n, mut values) = (0u64, 0usize);
+        while let Some(row) = rows.next().await {
+            values += row.expect("pgkeel row").len();
+            n += 1;
+        }
+        std::hint::black_box(values);
+        let mut r = crate::child::ChildResult::default();
+        r.set("secs", t.elapsed().as_secs_f64());
+        r.set("rows", n as f64);
+        r.set(
+            "server_cpu_secs",
+            crate::measure::process_cpu_secs(pid) - server,
+        );
+        r
+    })
+}
