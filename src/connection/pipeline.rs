@@ -460,7 +460,14 @@ impl Wire {
             // Stop abandoned work before anything live is written behind it.
             self.drain_pipeline().await?;
         }
+        // Answers already buffered are handed on before anything is written, so the
+        // requests other tasks queue meanwhile go out together, in one write, when the
+        // leader would otherwise wait for the socket.
         while !mine.is_done() {
+            if let Some(msg) = self.io_mut().next().now_or_never() {
+                self.dispatch_piped(msg)?;
+                continue;
+            }
             self.queue_closes();
             self.write_queued();
             self.flush_piped().await?;

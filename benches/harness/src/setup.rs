@@ -60,7 +60,11 @@ impl Bench {
 
     fn load(&self, sizes: &Sizes, workloads: &[Workload]) -> Result<(), String> {
         let needs = |w: &[Workload]| w.iter().any(|w| workloads.contains(w));
-        if needs(&[Workload::PointSelect, Workload::SharedConn, Workload::Callgrind]) {
+        if needs(&[
+            Workload::PointSelect,
+            Workload::SharedConn,
+            Workload::Callgrind,
+        ]) {
             self.psql(&format!(
                 "CREATE TABLE point (id int8 PRIMARY KEY, name text NOT NULL, value float8 NOT NULL);
                  INSERT INTO point SELECT i, 'name-' || i, i * 0.5 FROM generate_series(1, {}) i;",

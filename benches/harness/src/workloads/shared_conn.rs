@@ -12,10 +12,13 @@ use super::{Ctl, Measured, timed};
 use crate::args::Sizes;
 use crate::drivers;
 use crate::measure::{Rng, on_fresh_runtime};
-use crate::report::{Better, Check, Driver, Line, Report};
+use crate::report::{Better, Cell, Check, Driver, Line, Report};
 use crate::setup::{Bench, POINT_SQL};
 
 const NAME: &str = "1b. point select (32 tasks, ONE connection)";
+
+/// pgkeel's calls per write in each run (its pipeline's counters).
+static CALLS_PER_WRITE: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
 
 pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut qps = [vec![], vec![], vec![]];
@@ -39,6 +42,13 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
     );
     report.push(Line::new(NAME, "client CPU µs/query", Some(Better::Lower)).drivers(cpu));
+    let per_write = std::mem::take(&mut *CALLS_PER_WRITE.lock().unwrap());
+    if !per_write.is_empty() {
+        report.push(
+            Line::new(NAME, "pgkeel calls per write (pipeline counters)", None)
+                .set(Driver::Pgkeel, Cell::Values(per_write)),
+        );
+    }
 }
 
 async fn one(driver: Driver, url: &str, sizes: &Sizes) -> Measured {
@@ -51,7 +61,19 @@ async fn one(driver: Driver, url: &str, sizes: &Sizes) -> Measured {
             let tasks = (0..tasks)
                 .map(|t| pgkeel_task(conn.clone(), ctl.clone(), t as u64, n))
                 .collect();
-            timed(tasks, ctl, warm, measure).await
+            let m = timed(tasks, ctl, warm, measure).await;
+            let c = conn.pipeline_counts();
+            eprintln!(
+                "shared-conn   pgkeel: {} calls in {} writes ({:.1} per write)",
+                c.calls,
+                c.writes,
+                c.calls as f64 / c.writes.max(1) as f64
+            );
+            CALLS_PER_WRITE
+                .lock()
+                .unwrap()
+                .push(c.calls as f64 / c.writes.max(1) as f64);
+            m
         }
         Driver::TokioPostgres => {
             let client = Arc::new(drivers::tokio_postgres(url).await);
