@@ -11,7 +11,7 @@ use futures::{StreamExt, pin_mut};
 use super::NAMES;
 use crate::args::Sizes;
 use crate::drivers;
-use crate::measure::{in_task_of_fresh_runtime, on_fresh_runtime};
+use crate::measure::{in_task_of_fresh_runtime, on_fresh_runtime, process_cpu_secs};
 use crate::report::{Better, Cell, Check, Driver, Line, Report};
 use crate::setup::Bench;
 
@@ -34,7 +34,8 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         .copied()
         .filter(|d| *d != Driver::Sqlx)
         .collect();
-    let (mut ins, mut outs, mut outs_main) = (
+    let (mut ins, mut outs, mut outs_main, mut busy) = (
+        [vec![], vec![], vec![]],
         [vec![], vec![], vec![]],
         [vec![], vec![], vec![]],
         [vec![], vec![], vec![]],
@@ -43,8 +44,8 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         for &driver in &drivers {
             bench.psql("TRUNCATE copy_dst").expect("truncate");
             let secs = on_fresh_runtime(copy_in(driver, bench.url.clone(), n));
-            let out = in_task_of_fresh_runtime(copy_out(driver, bench.url.clone(), n));
-            let out_main = on_fresh_runtime(copy_out(driver, bench.url.clone(), n));
+            let (out, server) = in_task_of_fresh_runtime(copy_out(driver, bench.url.clone(), n));
+            let (out_main, _) = on_fresh_runtime(copy_out(driver, bench.url.clone(), n));
             eprintln!(
                 "copy          rep {rep} {:<15} {:>9.0} rows/s in, {:>9.0} rows/s out \
                  ({:>9.0} on the block_on thread)",
@@ -56,11 +57,13 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             ins[driver as usize].push(n as f64 / secs);
             outs[driver as usize].push(n as f64 / out);
             outs_main[driver as usize].push(n as f64 / out_main);
+            busy[driver as usize].push(100.0 * server / out);
         }
     }
     let [i0, i1, _] = ins;
     let [o0, o1, _] = outs;
     let [m0, m1, _] = outs_main;
+    let [b0, b1, _] = busy;
     let none = || Cell::Text("n/a (no typed binary COPY)".into());
     report.push(
         Line::new(NAME, "rows/s, binary COPY in", Some(Better::Higher))
@@ -84,6 +87,16 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         )
         .set(Driver::Pgkeel, Cell::Values(m0))
         .set(Driver::TokioPostgres, Cell::Values(m1))
+        .set(Driver::Sqlx, none()),
+    );
+    report.push(
+        Line::new(
+            NAME,
+            "server backend busy during COPY out, % of the run",
+            None,
+        )
+        .set(Driver::Pgkeel, Cell::Values(b0))
+        .set(Driver::TokioPostgres, Cell::Values(b1))
         .set(Driver::Sqlx, none()),
     );
     report.note(format!(
@@ -147,14 +160,21 @@ async fn copy_in(driver: Driver, url: String, n: i64) -> f64 {
     secs
 }
 
-/// Reads `n` rows with a typed binary COPY, decoding every value; returns the seconds.
-async fn copy_out(driver: Driver, url: String, n: i64) -> f64 {
+/// Reads `n` rows with a typed binary COPY, decoding every value; returns the seconds
+/// and the server backend's CPU seconds meanwhile.
+async fn copy_out(driver: Driver, url: String, n: i64) -> (f64, f64) {
     let url = url.as_str();
     let mut rows = 0i64;
     let secs = match driver {
         Driver::Pgkeel => {
             use pgkeel::Type;
             let conn = drivers::pgkeel_conn(url).await;
+            let pid: i32 = conn
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .expect("pid")
+                .get(0);
+            let server = process_cpu_secs(pid);
             let t = Instant::now();
             let out = conn.copy_out(OUT_SQL).await.expect("pgkeel copy_out");
             let types = [Type::INT8, Type::TEXT, Type::FLOAT8, Type::TIMESTAMPTZ];
@@ -166,12 +186,19 @@ async fn copy_out(driver: Driver, url: String, n: i64) -> f64 {
                 black_box(v);
                 rows += 1;
             }
-            t.elapsed().as_secs_f64()
+            let secs = t.elapsed().as_secs_f64();
+            (secs, process_cpu_secs(pid) - server)
         }
         _ => {
             use tokio_postgres::binary_copy::BinaryCopyOutStream;
             use tokio_postgres::types::Type;
             let client = drivers::tokio_postgres(url).await;
+            let pid: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .expect("pid")
+                .get(0);
+            let server = process_cpu_secs(pid);
             let t = Instant::now();
             let out = client
                 .copy_out(OUT_SQL)
@@ -187,7 +214,8 @@ async fn copy_out(driver: Driver, url: String, n: i64) -> f64 {
                 black_box(v);
                 rows += 1;
             }
-            t.elapsed().as_secs_f64()
+            let secs = t.elapsed().as_secs_f64();
+            (secs, process_cpu_secs(pid) - server)
         }
     };
     assert_eq!(rows, n, "{} read every row", driver.name());
