@@ -165,14 +165,7 @@ impl<'a> BinaryCopyOutStream<'a> {
         // off the gathered bytes (each byte is copied once, however many chunks it takes).
         self.carry
             .extend_from_slice(&std::mem::take(&mut self.pending));
-        if !self.header_read {
-            let Some(len) = header_len(&self.carry)? else {
-                return Ok(None);
-            };
-            self.carry.advance(len);
-            self.header_read = true;
-        }
-        match row_len(&self.carry, self.types.len())? {
+        match front(&mut self.header_read, &mut self.carry, self.types.len())? {
             Some(RowLen::Trailer) => Ok(self.trailer()),
             Some(RowLen::Row(len, ranges)) => {
                 let body = self.carry.split_to(len).freeze();
@@ -186,14 +179,7 @@ impl<'a> BinaryCopyOutStream<'a> {
 
     /// The row at the front of `pending`, if it is whole there.
     fn row_in_pending(&mut self) -> Result<Option<BinaryCopyOutRow>, Error> {
-        if !self.header_read {
-            let Some(len) = header_len(&self.pending)? else {
-                return Ok(None);
-            };
-            self.pending.advance(len);
-            self.header_read = true;
-        }
-        match row_len(&self.pending, self.types.len())? {
+        match front(&mut self.header_read, &mut self.pending, self.types.len())? {
             Some(RowLen::Trailer) => Ok(self.trailer()),
             Some(RowLen::Row(len, ranges)) => {
                 let body = self.pending.split_to(len);
@@ -236,6 +222,22 @@ fn header_len(data: &[u8]) -> Result<Option<usize>, Error> {
     let ext = usize::try_from(ext).map_err(|_| bad("negative binary COPY header extension"))?;
     let len = HEADER.len() + ext;
     Ok((data.len() >= len).then_some(len))
+}
+
+/// What is at the front of `data`, its header skipped first (once, setting
+/// `header_read`): a row's extent, the trailer, or `None` when more bytes are needed.
+fn front<B>(header_read: &mut bool, data: &mut B, columns: usize) -> Result<Option<RowLen>, Error>
+where
+    B: Buf + std::ops::Deref<Target = [u8]>,
+{
+    if !*header_read {
+        let Some(len) = header_len(data)? else {
+            return Ok(None);
+        };
+        data.advance(len);
+        *header_read = true;
+    }
+    row_len(data, columns)
 }
 
 enum RowLen {

@@ -85,3 +85,23 @@ pub async fn pgkeel_conn(url: &str) -> pgkeel::Connection {
         .await
         .expect("pgkeel connect")
 }
+
+/// The process id of the server backend behind a pgkeel connection.
+pub async fn pgkeel_pid(conn: &pgkeel::Connection) -> i32 {
+    let row = conn.query_one("SELECT pg_backend_pid()", &[]).await;
+    row.expect("pg_backend_pid").get(0)
+}
+
+/// The process id of the server backend behind a tokio-postgres client.
+pub async fn tokio_postgres_pid(client: &tokio_postgres::Client) -> i32 {
+    let row = client.query_one("SELECT pg_backend_pid()", &[]).await;
+    row.expect("pg_backend_pid").get(0)
+}
+
+/// The process id of the server backend behind a sqlx connection.
+pub async fn sqlx_pid(conn: &mut sqlx::PgConnection) -> i32 {
+    let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await;
+    pid.expect("pg_backend_pid")
+}

@@ -169,11 +169,7 @@ async fn copy_out(driver: Driver, url: String, n: i64) -> (f64, f64) {
         Driver::Pgkeel => {
             use pgkeel::Type;
             let conn = drivers::pgkeel_conn(url).await;
-            let pid: i32 = conn
-                .query_one("SELECT pg_backend_pid()", &[])
-                .await
-                .expect("pid")
-                .get(0);
+            let pid = drivers::pgkeel_pid(&conn).await;
             let server = process_cpu_secs(pid);
             let t = Instant::now();
             let out = conn.copy_out(OUT_SQL).await.expect("pgkeel copy_out");
@@ -193,11 +189,7 @@ async fn copy_out(driver: Driver, url: String, n: i64) -> (f64, f64) {
             use tokio_postgres::binary_copy::BinaryCopyOutStream;
             use tokio_postgres::types::Type;
             let client = drivers::tokio_postgres(url).await;
-            let pid: i32 = client
-                .query_one("SELECT pg_backend_pid()", &[])
-                .await
-                .expect("pid")
-                .get(0);
+            let pid = drivers::tokio_postgres_pid(&client).await;
             let server = process_cpu_secs(pid);
             let t = Instant::now();
             let out = client

@@ -11,11 +11,12 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::Row as _;
 
+use super::Beside;
 use crate::args::Sizes;
 use crate::child::{self, ChildResult};
 use crate::drivers;
 use crate::measure::{on_fresh_runtime_in, proc_status_kib, process_cpu_secs};
-use crate::report::{Better, Cell, Check, Driver, Line, Report};
+use crate::report::{Better, Check, Driver, Line, Report};
 use crate::setup::{Bench, FETCH_SQL};
 
 const NAME: &str = "2. large fetch (streamed, 1 connection)";
@@ -23,26 +24,11 @@ const NAME: &str = "2. large fetch (streamed, 1 connection)";
 pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut rate = [vec![], vec![], vec![]];
     let mut peak = [vec![], vec![], vec![]];
-    let mut rate_main = [vec![], vec![], vec![]];
-    let mut busy = [vec![], vec![], vec![]];
-    let mut ceiling = vec![];
+    let mut beside = Beside::default();
     for rep in 1..=sizes.reps {
-        let c = child::run_child("fetch-ceiling", Driver::Pgkeel, &bench.url, 0)
-            .unwrap_or_else(|e| panic!("large-fetch ceiling child: {e}"));
-        assert_eq!(c.get("rows"), sizes.fetch_rows as f64);
-        let c_rate = c.get("rows") / c.get("secs");
-        let c_busy = c.get("server_cpu_secs") / c.get("secs");
-        eprintln!(
-            "large-fetch   rep {rep} ceiling {c_rate:>9.0} rows/s with nothing decoded, server busy {:.0}%",
-            c_busy * 100.0
-        );
-        ceiling.push(c_rate);
+        beside.ceiling("fetch-ceiling", &bench.url, sizes.fetch_rows, rep);
         for driver in sizes.drivers.clone() {
-            let r = child::run_child("fetch-block-on", driver, &bench.url, 0)
-                .unwrap_or_else(|e| panic!("large-fetch child for {}: {e}", driver.name()));
-            assert_eq!(r.get("rows"), sizes.fetch_rows as f64);
-            let on_main = r.get("rows") / r.get("secs");
-            rate_main[driver as usize].push(on_main);
+            let on_main = beside.block_on("fetch-block-on", &bench.url, driver, sizes.fetch_rows);
             let r = child::run_child("fetch", driver, &bench.url, sizes.fetch_rows as u64)
                 .unwrap_or_else(|e| panic!("large-fetch child for {}: {e}", driver.name()));
             let rows = r.get("rows");
@@ -53,7 +39,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
                 driver.name()
             );
             let rows_per_sec = rows / r.get("secs");
-            busy[driver as usize].push(100.0 * r.get("server_cpu_secs") / r.get("secs"));
+            beside.server_share(driver, &r);
             let peak_mib = (r.get("hwm_after_kib") - r.get("rss_before_kib")) / 1024.0;
             eprintln!(
                 "large-fetch   rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB \
@@ -70,23 +56,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             .drivers(rate)
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
     );
-    report.push(
-        Line::new(
-            NAME,
-            "rows/s read on the block_on thread",
-            Some(Better::Higher),
-        )
-        .drivers(rate_main),
-    );
-    report.push(Line::new(NAME, "server backend busy, % of the run", None).drivers(busy));
-    report.push(
-        Line::new(
-            NAME,
-            "server ceiling: rows/s with nothing decoded (pgkeel counting rows)",
-            Some(Better::Higher),
-        )
-        .set(Driver::Pgkeel, Cell::Values(ceiling)),
-    );
+    beside.report(NAME, report);
     report.push(
         Line::new(
             NAME,
@@ -148,11 +118,7 @@ pub fn child(driver: Driver, url: &str, in_task: bool) -> ChildResult {
 
 async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64, f64) {
     let conn = drivers::pgkeel_conn(url).await;
-    let pid: i32 = conn
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pid")
-        .get(0);
+    let pid = drivers::pgkeel_pid(&conn).await;
     let server = process_cpu_secs(pid);
     let rss = proc_status_kib("VmRSS");
     let t = Instant::now();
@@ -171,11 +137,7 @@ async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64, f64) {
 
 async fn fetch_tokio_postgres(url: &str) -> (Acc, u64, f64, f64) {
     let client = drivers::tokio_postgres(url).await;
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pid")
-        .get(0);
+    let pid = drivers::tokio_postgres_pid(&client).await;
     let server = process_cpu_secs(pid);
     let rss = proc_status_kib("VmRSS");
     let t = Instant::now();
@@ -197,10 +159,7 @@ async fn fetch_tokio_postgres(url: &str) -> (Acc, u64, f64, f64) {
 
 async fn fetch_sqlx(url: &str) -> (Acc, u64, f64, f64) {
     let mut conn = drivers::sqlx_conn(url).await;
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut conn)
-        .await
-        .expect("pid");
+    let pid = drivers::sqlx_pid(&mut conn).await;
     let server = process_cpu_secs(pid);
     let rss = proc_status_kib("VmRSS");
     let t = Instant::now();

@@ -106,11 +106,7 @@ pub fn ceiling_child(url: &str, sql: &'static str) -> crate::child::ChildResult 
     let url = url.to_string();
     crate::measure::on_fresh_runtime_in(true, async move {
         let conn = crate::drivers::pgkeel_conn(&url).await;
-        let pid: i32 = conn
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .expect("pid")
-            .get(0);
+        let pid = crate::drivers::pgkeel_pid(&conn).await;
         let server = crate::measure::process_cpu_secs(pid);
         let t = Instant::now();
         let mut rows = conn
@@ -132,4 +128,72 @@ pub fn ceiling_child(url: &str, sql: &'static str) -> crate::child::ChildResult 
         );
         r
     })
+}
+
+/// What a streamed single-connection workload records beside its own figures: each
+/// driver's rate on the runtime's block_on thread, the server backend's share of the
+/// in-task runs, and the rate with nothing decoded (the server's ceiling).
+#[derive(Default)]
+pub struct Beside {
+    rate_main: [Vec<f64>; 3],
+    busy: [Vec<f64>; 3],
+    ceiling: Vec<f64>,
+}
+
+impl Beside {
+    /// Runs the ceiling child `what` (e.g. `fetch-ceiling`) once for repetition `rep`.
+    pub fn ceiling(&mut self, what: &str, url: &str, rows: i64, rep: usize) {
+        let c = crate::child::run_child(what, crate::report::Driver::Pgkeel, url, 0)
+            .unwrap_or_else(|e| panic!("{what} child: {e}"));
+        assert_eq!(c.get("rows"), rows as f64, "{what} read every row");
+        let rate = c.get("rows") / c.get("secs");
+        let busy = 100.0 * c.get("server_cpu_secs") / c.get("secs");
+        eprintln!(
+            "{what:<13} rep {rep} {rate:>9.0} rows/s with nothing decoded, server busy {busy:.0}%"
+        );
+        self.ceiling.push(rate);
+    }
+
+    /// Runs the block_on child `what` (e.g. `fetch-block-on`) for `driver`; its rows/s.
+    pub fn block_on(
+        &mut self,
+        what: &str,
+        url: &str,
+        driver: crate::report::Driver,
+        rows: i64,
+    ) -> f64 {
+        let r = crate::child::run_child(what, driver, url, 0)
+            .unwrap_or_else(|e| panic!("{what} child for {}: {e}", driver.name()));
+        assert_eq!(r.get("rows"), rows as f64, "{what} read every row");
+        let rate = r.get("rows") / r.get("secs");
+        self.rate_main[driver as usize].push(rate);
+        rate
+    }
+
+    /// Records the server backend's share of the in-task run `r` of `driver`.
+    pub fn server_share(&mut self, driver: crate::report::Driver, r: &crate::child::ChildResult) {
+        self.busy[driver as usize].push(100.0 * r.get("server_cpu_secs") / r.get("secs"));
+    }
+
+    /// Adds the three rows to the report under `name`.
+    pub fn report(self, name: &'static str, report: &mut crate::report::Report) {
+        use crate::report::{Better, Cell, Driver, Line};
+        report.push(
+            Line::new(
+                name,
+                "rows/s read on the block_on thread",
+                Some(Better::Higher),
+            )
+            .drivers(self.rate_main),
+        );
+        report.push(Line::new(name, "server backend busy, % of the run", None).drivers(self.busy));
+        report.push(
+            Line::new(
+                name,
+                "server ceiling: rows/s with nothing decoded (pgkeel counting rows)",
+                Some(Better::Higher),
+            )
+            .set(Driver::Pgkeel, Cell::Values(self.ceiling)),
+        );
+    }
 }
