@@ -617,6 +617,30 @@ impl Wire {
                 return Err(self.fail_piped(e));
             }
         };
+        // What the server sends on its own comes between answers as well as within them,
+        // and belongs to none.
+        let msg = match msg {
+            BackendMessage::NoticeResponse(fields) => {
+                log_notice(&self.shared, fields);
+                return Ok(());
+            }
+            BackendMessage::ParameterStatus { name, value } => {
+                self.set_param(name, value);
+                return Ok(());
+            }
+            BackendMessage::NotificationResponse {
+                process_id,
+                channel,
+                payload,
+            } => {
+                let shared = &self.shared;
+                shared
+                    .notifications
+                    .push(shared.id, process_id, channel, payload);
+                return Ok(());
+            }
+            msg => msg,
+        };
         if self.reading.slot.is_none() {
             let head = self.shared.pipe.lock().written.front().cloned();
             match head {
@@ -657,18 +681,6 @@ impl Wire {
                 let e = Error::db(DbError::from_fields(fields));
                 self.shared.note_error(&e);
                 r.error.get_or_insert(e);
-            }
-            BackendMessage::NoticeResponse(fields) => drop(log_notice(&self.shared, fields)),
-            BackendMessage::ParameterStatus { name, value } => self.set_param(name, value),
-            BackendMessage::NotificationResponse {
-                process_id,
-                channel,
-                payload,
-            } => {
-                let shared = &self.shared;
-                shared
-                    .notifications
-                    .push(shared.id, process_id, channel, payload);
             }
             msg => return Err(self.unexpected_piped(&msg)),
         }

@@ -70,6 +70,35 @@ async fn notifications_sent_while_a_connection_is_busy_are_all_delivered_in_orde
     assert_eq!(conn.notifications_dropped(), 0);
 }
 
+/// A notification that reaches an idle connection is read by its next call, a pipelined
+/// one too, and kept: it belongs to no answer and never fails the call.
+#[tokio::test]
+async fn a_notification_waiting_on_an_idle_connection_is_kept_by_the_next_pipelined_call() {
+    let (db, conn) = common::db().await;
+    let sender = common::connect(&db).await;
+    conn.batch_execute("LISTEN idle").await.unwrap();
+    let sql = "SELECT $1::int4";
+    conn.query_one(sql, &[&0i32]).await.unwrap(); // prepared: the next calls pipeline
+    for round in 1..=20i32 {
+        notify(&sender, "idle", &round.to_string()).await;
+        // The server sends it to the idle listener at once: let it arrive first.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let v: i32 = conn.query_one(sql, &[&round]).await.unwrap().get(0);
+        assert_eq!(v, round);
+    }
+    let got: Vec<String> = conn
+        .take_notifications()
+        .iter()
+        .map(|n| n.payload().to_owned())
+        .collect();
+    let want: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+    assert_eq!(got, want);
+    assert!(
+        conn.pipeline_counts().calls >= 20,
+        "the calls were pipelined"
+    );
+}
+
 #[tokio::test]
 async fn a_waiting_notification_stream_gets_what_another_task_reads() {
     let (db, conn) = common::db().await;
