@@ -462,11 +462,15 @@ impl Wire {
         }
         // Answers already buffered are handed on before anything is written, so the
         // requests other tasks queue meanwhile go out together, in one write, when the
-        // leader would otherwise wait for the socket.
+        // leader would otherwise wait for the socket. With nothing owed, whatever the
+        // server said meanwhile (a FATAL error before it closed an idle session) is read
+        // as the answer to what is written first, as on the locked path.
         while !mine.is_done() {
-            if let Some(msg) = self.io_mut().next().now_or_never() {
-                self.dispatch_piped(msg)?;
-                continue;
+            if matches!(self.ledger.state, State::Pipelined) {
+                if let Some(msg) = self.io_mut().next().now_or_never() {
+                    self.dispatch_piped(msg)?;
+                    continue;
+                }
             }
             self.queue_closes();
             self.write_queued();

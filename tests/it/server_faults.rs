@@ -182,6 +182,34 @@ async fn idle_session_timeout_is_invisible_to_pool_users() {
     }
 }
 
+/// A session the server closed while idle (`idle_session_timeout`): the next call, a
+/// pipelined one too, fails as a lost connection (the server's FATAL 57P05, or closed),
+/// never as a protocol error, and the connection is broken.
+#[tokio::test]
+async fn a_call_on_a_session_closed_while_idle_fails_as_a_lost_connection() {
+    let db = TestDb::new();
+    let url = common::with_param(&db.url(), "options=-c%20idle_session_timeout%3D200");
+    for pipelined in [true, false] {
+        let conn = Connection::connect(&url).await.unwrap();
+        let sql = "SELECT $1::int8";
+        if pipelined {
+            conn.query_one(sql, &[&1i64]).await.unwrap(); // prepared: the next call pipelines
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let err = conn.query_one(sql, &[&2i64]).await.unwrap_err();
+        assert!(
+            err.code() == Some("57P05")
+                || matches!(
+                    err.kind(),
+                    ErrorKind::Closed | ErrorKind::Io | ErrorKind::Broken
+                ),
+            "pipelined {pipelined}: {err} ({:?})",
+            err.kind()
+        );
+        assert!(conn.is_broken(), "pipelined {pipelined}");
+    }
+}
+
 /// A pool dropped while connections are checked out: once those are dropped too, no
 /// backend with the pool's application_name is left and no descriptor is leaked.
 #[tokio::test]
