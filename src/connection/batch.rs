@@ -460,11 +460,14 @@ impl Wire {
                     p.plan = Some(Plan::Prepared(stmt.clone()));
                 }
                 StatementRef::Sql(sql) => {
-                    let oids: Vec<Oid> = b.oids().collect();
+                    // The cache is looked up without collecting the types (the usual case
+                    // on a warm connection); a key is built only when it misses.
                     let cached = self.shared.pipe.lock().cache.get_with(sql, b.oids());
-                    let cached = match (cached, described.is_empty()) {
-                        (None, false) => described.get(&(sql, oids.clone())).cloned(),
-                        (cached, _) => cached,
+                    let cached = match cached {
+                        None if !described.is_empty() => {
+                            described.get(&(sql, b.oids().collect())).cloned()
+                        }
+                        cached => cached,
                     };
                     if let Some(stmt) = cached {
                         if b.needs_check() {
@@ -473,17 +476,18 @@ impl Wire {
                         }
                         p.columns = Some(stmt.columns_arc().clone());
                         p.plan = Some(Plan::Prepared(stmt));
-                    } else if let Some(&by) = parses.get(&(sql, oids.clone())) {
-                        p.parsed_by = Some(by);
                     } else {
-                        let plan = self.plan_sql_oids(sql, oids.clone());
-                        if let Plan::Parse { name, .. } = &plan {
-                            if !name.is_empty() {
-                                parses.insert((sql, oids), i);
+                        let key: (&str, Vec<Oid>) = (sql, b.oids().collect());
+                        if let Some(&by) = parses.get(&key) {
+                            p.parsed_by = Some(by);
+                        } else {
+                            let plan = self.plan_sql_oids(sql, key.1.clone());
+                            if matches!(&plan, Plan::Parse { name, .. } if !name.is_empty()) {
+                                parses.insert(key, i);
                             }
+                            p.parsed_by = Some(i);
+                            p.plan = Some(plan);
                         }
-                        p.parsed_by = Some(i);
-                        p.plan = Some(plan);
                     }
                 }
             }
