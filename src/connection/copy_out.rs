@@ -1,8 +1,9 @@
 //! [`CopyOut`]: COPY TO STDOUT as a stream of byte chunks, holding the wire while open.
 //!
 //! Data is read in batches of at most about [`BATCH_BYTES`], each handed out as soon as
-//! the socket has nothing more ready; the server is not asked to pause between them (COPY has no flow control but TCP's), so it waits on the socket while the
-//! caller is slow, and memory stays flat. What a drop costs, by where the stream is:
+//! the socket has nothing more ready. The server is not asked to pause between them
+//! (COPY has no flow control but TCP's), so it waits on the socket while the caller is
+//! slow, and memory stays flat. What a drop costs, by where the stream is:
 //! - **between batches**: the rest of the data is read and dropped before the wire's
 //!   next exchange (in a spawned cleanup task within its deadline for a COPY on its own
 //!   wire lock, else the connection is given up; or before the transaction's next
