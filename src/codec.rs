@@ -6,7 +6,7 @@
 //! connection's hot path writes straight into the write buffer with
 //! [`crate::protocol::frontend`] instead.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{Error, ErrorKind};
@@ -37,6 +37,24 @@ impl PgCodec {
     /// The largest backend message this codec accepts.
     pub fn max_message_len(&self) -> usize {
         self.max_message_len
+    }
+
+    /// Splits off the body of the CopyData message at the front of `src` when it is whole
+    /// there and its length is one [`Decoder::decode`] accepts; `None`, with `src`
+    /// untouched, for anything else (another kind of message, part of one, or a length
+    /// `decode` refuses with its error). The bulk path of COPY TO STDOUT, which needs no
+    /// [`BackendMessage`] per row.
+    pub fn split_copy_data(&self, src: &mut BytesMut) -> Option<Bytes> {
+        let &[b'd', a, b, c, d] = src.get(..5)? else {
+            return None;
+        };
+        let len = usize::try_from(i32::from_be_bytes([a, b, c, d])).ok()?;
+        check_header(b'd', Some(len)).ok()?;
+        if len > self.max_message_len || src.len() < len + 1 {
+            return None;
+        }
+        src.advance(5);
+        Some(src.split_to(len - 4).freeze())
     }
 }
 
@@ -146,6 +164,30 @@ mod tests {
         let msg = codec.decode(&mut buf).unwrap().unwrap();
         assert_eq!(msg, BackendMessage::ReadyForQuery(TransactionStatus::Idle));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn copy_data_is_split_off_only_when_whole_and_decodable() {
+        let codec = PgCodec::new(16);
+        let mut buf = BytesMut::from(&b"d\0\0\0\x07abcd\0\0"[..]);
+        assert_eq!(
+            codec.split_copy_data(&mut buf).as_deref(),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(&buf[..], b"d\0\0");
+        // Part of a frame, another kind of frame, a length decode refuses: untouched.
+        for bytes in [
+            &b"d\0\0"[..],
+            b"d\0\0\0\x08abc",
+            b"Z\0\0\0\x05I",
+            b"d\0\0\0\x03",
+            b"d\xff\xff\xff\xffabc",
+            b"d\0\0\0\x15aaaaaaaaaaaaaaaaa",
+        ] {
+            let mut buf = BytesMut::from(bytes);
+            assert_eq!(codec.split_copy_data(&mut buf), None, "{bytes:?}");
+            assert_eq!(&buf[..], bytes);
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use super::ledger::{Ledger, State};
@@ -245,12 +245,9 @@ impl<'a> InFlight<'a> {
     /// that ended the exchange (its last ReadyForQuery was read).
     pub(crate) async fn read_arrived(&mut self, h: &mut impl Handler) -> Result<bool, Error> {
         loop {
-            let msg = poll_fn(|cx| match Pin::new(self.io()).poll_next(cx) {
-                Poll::Ready(msg) => Poll::Ready(Some(msg)),
-                Poll::Pending => Poll::Ready(None),
-            })
-            .await;
-            let Some(msg) = msg else { return Ok(false) };
+            let Some(msg) = self.next_arrived().await else {
+                return Ok(false);
+            };
             let msg = self.accept(msg)?;
             if let Some(ended) = self.dispatch(msg, h)? {
                 return Ok(ended == Ended::Ready);
@@ -277,30 +274,39 @@ impl<'a> InFlight<'a> {
     /// is buffered); `Some` when the reader should return, as [`InFlight::read`].
     pub(crate) async fn read_one(&mut self, h: &mut impl Handler) -> Result<Option<Ended>, Error> {
         let msg = self.io().next().await;
-        let msg = self.accept(msg)?;
-        let ended = self.dispatch(msg, h)?;
-        if ended.is_none() && !self.io().write_buffer().is_empty() {
-            self.flush().await?;
-        }
-        Ok(ended)
+        self.handle(msg, h).await
     }
 
-    /// Like [`InFlight::read_one`], but only when a message has already arrived (it is
-    /// buffered or the socket has bytes ready): when nothing has, returns
-    /// `Some(Ended::Stopped)` at once, so a caller holding data can hand it out while
-    /// the server produces more.
+    /// Like [`InFlight::read_one`], but only when a message has already arrived: when
+    /// nothing has, returns `Some(Ended::Stopped)` at once, so a caller holding data can
+    /// hand it out while the server produces more.
     pub(crate) async fn read_one_arrived(
         &mut self,
         h: &mut impl Handler,
     ) -> Result<Option<Ended>, Error> {
-        let msg = poll_fn(|cx| match Pin::new(self.io()).poll_next(cx) {
+        match self.next_arrived().await {
+            Some(msg) => self.handle(msg, h).await,
+            None => Ok(Some(Ended::Stopped)),
+        }
+    }
+
+    /// The next message if one has already arrived (whole in the read buffer, or bytes
+    /// ready on the socket), without waiting; `None` when nothing has.
+    async fn next_arrived(&mut self) -> Option<Option<Result<BackendMessage, Error>>> {
+        poll_fn(|cx| match Pin::new(self.io()).poll_next(cx) {
             Poll::Ready(msg) => Poll::Ready(Some(msg)),
             Poll::Pending => Poll::Ready(None),
         })
-        .await;
-        let Some(msg) = msg else {
-            return Ok(Some(Ended::Stopped));
-        };
+        .await
+    }
+
+    /// Accepts and handles what the codec gave, then sends what the handler queued (a
+    /// Sync); `Some` when the reader should return.
+    async fn handle(
+        &mut self,
+        msg: Option<Result<BackendMessage, Error>>,
+        h: &mut impl Handler,
+    ) -> Result<Option<Ended>, Error> {
         let msg = self.accept(msg)?;
         let ended = self.dispatch(msg, h)?;
         if ended.is_none() && !self.io().write_buffer().is_empty() {
@@ -312,25 +318,16 @@ impl<'a> InFlight<'a> {
     /// Hands the bodies of the CopyData messages already whole in the read buffer to
     /// `take`, in order, until it returns `false` or another kind of message (or a part
     /// of one) is next; nothing is read from the socket. This is the bulk path of a
-    /// COPY TO STDOUT: what it skips (the codec's framing and the reader's dispatch per
+    /// COPY TO STDOUT: what it skips (a [`BackendMessage`] and the reader's dispatch per
     /// message) is exactly what a CopyData in a COPY exchange does not need. Anything it
-    /// leaves, including a frame the codec would refuse, goes through [`InFlight::read`].
+    /// leaves, including a frame the codec refuses, goes through [`InFlight::read`].
     pub(crate) fn take_copy_data(&mut self, mut take: impl FnMut(Bytes) -> bool) {
         if !self.copy || self.wire.ledger.discard > 0 {
             return;
         }
-        let max = self.io().codec().max_message_len();
-        let buf = self.io().read_buffer_mut();
-        while let Some(&[b'd', a, b, c, d]) = buf.get(..5) {
-            let len = i32::from_be_bytes([a, b, c, d]);
-            let Some(len) = usize::try_from(len).ok().filter(|l| (4..=max).contains(l)) else {
-                return;
-            };
-            if buf.len() < len + 1 {
-                return;
-            }
-            buf.advance(5);
-            if !take(buf.split_to(len - 4).freeze()) {
+        let codec = self.io().codec().clone();
+        while let Some(body) = codec.split_copy_data(self.io().read_buffer_mut()) {
+            if !take(body) {
                 return;
             }
         }
@@ -367,22 +364,14 @@ impl<'a> InFlight<'a> {
         if self.wire.ledger.discard > 0 {
             return self.discarding(msg);
         }
+        let Some(msg) = self.wire.unsolicited(msg) else {
+            return Ok(None);
+        };
         let flow = match msg {
             BackendMessage::ReadyForQuery(status) => {
                 let ended = self.ready(status)?;
                 h.ready(status);
                 return Ok(ended);
-            }
-            BackendMessage::NoticeResponse(fields) => {
-                return Ok(log_notice(&self.wire.shared, fields));
-            }
-            BackendMessage::ParameterStatus { name, value } => {
-                self.wire.set_param(name, value);
-                return Ok(None);
-            }
-            msg @ BackendMessage::NotificationResponse { .. } => {
-                self.keep_notification(msg);
-                return Ok(None);
             }
             BackendMessage::CloseComplete if self.closes_done < self.closes.len() => {
                 self.closes_done += 1;
@@ -435,38 +424,15 @@ impl<'a> InFlight<'a> {
 
     /// A message of settled work (a paused portal's last batch, its Close): dropped.
     fn discarding(&mut self, msg: BackendMessage) -> Result<Option<Ended>, Error> {
-        match msg {
-            BackendMessage::ReadyForQuery(status) => {
+        match self.wire.unsolicited(msg) {
+            Some(BackendMessage::ReadyForQuery(status)) => {
                 self.wire.ledger.discard -= 1;
                 self.ready(status)
             }
-            BackendMessage::CopyInResponse(_) | BackendMessage::CopyBothResponse(_) => {
-                Err(self.unexpected(&msg))
-            }
-            BackendMessage::ParameterStatus { name, value } => {
-                self.wire.set_param(name, value);
-                Ok(None)
-            }
-            msg @ BackendMessage::NotificationResponse { .. } => {
-                self.keep_notification(msg);
-                Ok(None)
-            }
+            Some(
+                msg @ (BackendMessage::CopyInResponse(_) | BackendMessage::CopyBothResponse(_)),
+            ) => Err(self.unexpected(&msg)),
             _ => Ok(None),
-        }
-    }
-
-    /// Puts a notification read mid-exchange in the connection's queue.
-    fn keep_notification(&mut self, msg: BackendMessage) {
-        if let BackendMessage::NotificationResponse {
-            process_id,
-            channel,
-            payload,
-        } = msg
-        {
-            let shared = &self.wire.shared;
-            shared
-                .notifications
-                .push(shared.id, process_id, channel, payload);
         }
     }
 
@@ -576,10 +542,7 @@ pub(crate) fn keep_first(slot: &mut Option<Error>, e: Error) {
     }
 }
 
-pub(super) fn log_notice(
-    shared: &super::shared::Shared,
-    fields: Vec<(u8, String)>,
-) -> Option<Ended> {
+pub(super) fn log_notice(shared: &super::shared::Shared, fields: Vec<(u8, String)>) {
     let notice = DbError::from_fields(fields);
     shared.notifications.notice(&notice);
     match notice.severity() {
@@ -587,5 +550,4 @@ pub(super) fn log_notice(
         "DEBUG" | "LOG" => tracing::debug!(code = notice.code(), "{}", notice.message()),
         _ => tracing::info!(code = notice.code(), "{}", notice.message()),
     }
-    None
 }

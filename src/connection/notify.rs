@@ -211,30 +211,12 @@ impl Wire {
     }
 
     fn idle_message(&mut self, msg: Option<Result<BackendMessage, Error>>) -> Result<(), Error> {
-        let err = match msg {
-            Some(Ok(BackendMessage::NotificationResponse {
-                process_id,
-                channel,
-                payload,
-            })) => {
-                let id = self.shared.id;
-                self.shared
-                    .notifications
-                    .push(id, process_id, channel, payload);
-                return Ok(());
-            }
-            Some(Ok(BackendMessage::NoticeResponse(fields))) => {
-                super::inflight::log_notice(&self.shared, fields);
-                return Ok(());
-            }
-            Some(Ok(BackendMessage::ParameterStatus { name, value })) => {
-                self.set_param(name, value);
-                return Ok(());
-            }
-            Some(Ok(BackendMessage::ErrorResponse(fields))) => {
+        let err = match msg.map(|m| m.map(|m| self.unsolicited(m))) {
+            Some(Ok(None)) => return Ok(()),
+            Some(Ok(Some(BackendMessage::ErrorResponse(fields)))) => {
                 Error::db(DbError::from_fields(fields))
             }
-            Some(Ok(msg)) => Error::new(
+            Some(Ok(Some(msg))) => Error::new(
                 ErrorKind::Protocol,
                 format!("{} on an idle connection", msg.name()),
             ),

@@ -36,7 +36,6 @@ use futures::{FutureExt, SinkExt, StreamExt};
 
 use super::bind::{Binding, check_count, check_types, write_bind};
 use super::cache::StatementCache;
-use super::inflight::log_notice;
 use super::ledger::State;
 use super::query::{Params, is_stale_statement};
 use super::shared::CANCEL_REPEAT;
@@ -621,29 +620,9 @@ impl Wire {
                 return Err(self.fail_piped(e));
             }
         };
-        // What the server sends on its own comes between answers as well as within them,
-        // and belongs to none.
-        let msg = match msg {
-            BackendMessage::NoticeResponse(fields) => {
-                log_notice(&self.shared, fields);
-                return Ok(());
-            }
-            BackendMessage::ParameterStatus { name, value } => {
-                self.set_param(name, value);
-                return Ok(());
-            }
-            BackendMessage::NotificationResponse {
-                process_id,
-                channel,
-                payload,
-            } => {
-                let shared = &self.shared;
-                shared
-                    .notifications
-                    .push(shared.id, process_id, channel, payload);
-                return Ok(());
-            }
-            msg => msg,
+        // What the server sends on its own belongs to no answer.
+        let Some(msg) = self.unsolicited(msg) else {
+            return Ok(());
         };
         if self.reading.slot.is_none() {
             let head = self.shared.pipe.lock().written.front().cloned();

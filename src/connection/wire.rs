@@ -213,6 +213,28 @@ impl Wire {
             && (self.ledger.can_begin() || matches!(self.ledger.state, State::Pipelined))
     }
 
+    /// Handles a message the server may send on its own at any time, between answers as
+    /// well as within them (a notice, a parameter status, a notification): `None` once
+    /// handled, else the message back.
+    pub(super) fn unsolicited(&mut self, msg: BackendMessage) -> Option<BackendMessage> {
+        match msg {
+            BackendMessage::NoticeResponse(fields) => log_notice(&self.shared, fields),
+            BackendMessage::ParameterStatus { name, value } => self.set_param(name, value),
+            BackendMessage::NotificationResponse {
+                process_id,
+                channel,
+                payload,
+            } => {
+                let shared = &self.shared;
+                shared
+                    .notifications
+                    .push(shared.id, process_id, channel, payload);
+            }
+            msg => return Some(msg),
+        }
+        None
+    }
+
     pub(super) fn set_param(&mut self, name: String, value: String) {
         let mut params = self.shared.params.lock().unwrap_or_else(|e| e.into_inner());
         params.insert(name, value);
@@ -348,27 +370,15 @@ impl Wire {
                     Peek::Data => {}
                 }
             }
-            match io.next().now_or_never() {
+            let unsolicited = match io.next().now_or_never() {
                 None if !look_at_socket => return true,
-                Some(Some(Ok(BackendMessage::NoticeResponse(fields)))) => {
-                    log_notice(&self.shared, fields);
-                }
-                Some(Some(Ok(BackendMessage::ParameterStatus { name, value }))) => {
-                    self.set_param(name, value)
-                }
-                Some(Some(Ok(BackendMessage::NotificationResponse {
-                    process_id,
-                    channel,
-                    payload,
-                }))) => {
-                    let shared = &self.shared;
-                    shared
-                        .notifications
-                        .push(shared.id, process_id, channel, payload);
-                }
-                // An error (a FATAL before the server hung up), end-of-file, or bytes the
-                // runtime has not seen yet: none of it belongs on an idle session.
-                _ => break,
+                Some(Some(Ok(msg))) => self.unsolicited(msg).is_none(),
+                _ => false,
+            };
+            // Else an error (a FATAL before the server hung up), end-of-file, or bytes the
+            // runtime has not seen yet: none of it belongs on an idle session.
+            if !unsolicited {
+                break;
             }
         }
         self.break_off("the idle session was closed by the server");
