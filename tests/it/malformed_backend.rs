@@ -501,3 +501,29 @@ async fn a_malformed_frame_among_buffered_copy_data_breaks_the_connection() {
         assert!(conn.is_broken());
     }
 }
+
+/// A COPY whose server has sent one row and then goes quiet (a slow source): the row is
+/// handed out at once, not held back until a batch fills.
+#[tokio::test]
+async fn copy_out_hands_out_what_arrived_while_the_server_goes_quiet() {
+    let data = binary_copy_data();
+    // The header and the first row, and nothing after.
+    let first_row_end = 19 + 2 + 4 + 4 + 4 + "héllo".len();
+    let answer = copy_out_answer(&data[..first_row_end], &[], &[]);
+    let script = Script {
+        startup: happy_startup(),
+        query: answer,
+        then: Then::Hold,
+    };
+    let conn = connect_to(script).await.expect("startup succeeds");
+    let out = within(conn.copy_out("COPY t TO STDOUT (FORMAT binary)"))
+        .await
+        .expect("the COPY starts");
+    let mut stream = BinaryCopyOutStream::new(out, &[Type::INT4, Type::TEXT]);
+    let row = within(stream.next())
+        .await
+        .expect("a row")
+        .expect("it decodes");
+    assert_eq!(row.get::<Option<i32>>(0), Some(7));
+    assert_eq!(row.get::<String>(1), "héllo");
+}
