@@ -91,25 +91,16 @@ pub fn on_fresh_runtime<F: std::future::Future>(fut: F) -> F::Output {
     out
 }
 
-/// Runs `fut` as a spawned task of a fresh [`runtime`] (where a service's work runs: on
-/// a worker thread, which also drives the socket), and shuts the runtime down afterwards.
-pub fn in_task_of_fresh_runtime<F>(fut: F) -> F::Output
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    on_fresh_runtime(async { tokio::spawn(fut).await.expect("the measured task") })
-}
-
-/// Runs `fut` on a fresh [`runtime`], in a spawned task when `in_task`, else on the
-/// block_on thread.
+/// Runs `fut` on a fresh [`runtime`] and shuts it down afterwards: with `in_task`, as a
+/// spawned task (where a service's work runs: on a worker thread, which also drives the
+/// socket), else on the block_on thread.
 pub fn on_fresh_runtime_in<F>(in_task: bool, fut: F) -> F::Output
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     match in_task {
-        true => in_task_of_fresh_runtime(fut),
+        true => on_fresh_runtime(async { tokio::spawn(fut).await.expect("the measured task") }),
         false => on_fresh_runtime(fut),
     }
 }

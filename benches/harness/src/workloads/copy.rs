@@ -11,7 +11,7 @@ use futures::{StreamExt, pin_mut};
 use super::NAMES;
 use crate::args::Sizes;
 use crate::drivers;
-use crate::measure::{in_task_of_fresh_runtime, on_fresh_runtime, process_cpu_secs};
+use crate::measure::{on_fresh_runtime, on_fresh_runtime_in, process_cpu_secs};
 use crate::report::{Better, Cell, Check, Driver, Line, Report};
 use crate::setup::Bench;
 
@@ -44,8 +44,8 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         for &driver in &drivers {
             bench.psql("TRUNCATE copy_dst").expect("truncate");
             let secs = on_fresh_runtime(copy_in(driver, bench.url.clone(), n));
-            let (out, server) = in_task_of_fresh_runtime(copy_out(driver, bench.url.clone(), n));
-            let (out_main, _) = on_fresh_runtime(copy_out(driver, bench.url.clone(), n));
+            let (out, server) = on_fresh_runtime_in(true, copy_out(driver, bench.url.clone(), n));
+            let (out_main, _) = on_fresh_runtime_in(false, copy_out(driver, bench.url.clone(), n));
             eprintln!(
                 "copy          rep {rep} {:<15} {:>9.0} rows/s in, {:>9.0} rows/s out \
                  ({:>9.0} on the block_on thread)",

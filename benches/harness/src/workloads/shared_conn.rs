@@ -17,15 +17,14 @@ use crate::setup::{Bench, POINT_SQL};
 
 const NAME: &str = "1b. point select (32 tasks, ONE connection)";
 
-/// pgkeel's calls per write in each run (its pipeline's counters).
-static CALLS_PER_WRITE: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
-
 pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut qps = [vec![], vec![], vec![]];
     let mut cpu = [vec![], vec![], vec![]];
+    let mut per_write = vec![];
     for rep in 1..=sizes.reps {
         for driver in sizes.drivers.clone() {
-            let m = on_fresh_runtime(one(driver, &bench.url, sizes));
+            let (m, calls_per_write) = on_fresh_runtime(one(driver, &bench.url, sizes));
+            per_write.extend(calls_per_write);
             eprintln!(
                 "shared-conn   rep {rep} {:<15} {:>9.0} q/s  {:>6.1} µs CPU/q",
                 driver.name(),
@@ -42,7 +41,6 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
     );
     report.push(Line::new(NAME, "client CPU µs/query", Some(Better::Lower)).drivers(cpu));
-    let per_write = std::mem::take(&mut *CALLS_PER_WRITE.lock().unwrap());
     if !per_write.is_empty() {
         report.push(
             Line::new(NAME, "pgkeel calls per write (pipeline counters)", None)
@@ -51,7 +49,8 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     }
 }
 
-async fn one(driver: Driver, url: &str, sizes: &Sizes) -> Measured {
+/// One run; with pgkeel, also its calls per write (its pipeline's counters).
+async fn one(driver: Driver, url: &str, sizes: &Sizes) -> (Measured, Option<f64>) {
     let ctl = Ctl::new();
     let (n, tasks) = (sizes.point_rows, sizes.tasks);
     let (warm, measure) = (sizes.point_warmup, sizes.point_measure);
@@ -63,17 +62,12 @@ async fn one(driver: Driver, url: &str, sizes: &Sizes) -> Measured {
                 .collect();
             let m = timed(tasks, ctl, warm, measure).await;
             let c = conn.pipeline_counts();
+            let per_write = c.calls as f64 / c.writes.max(1) as f64;
             eprintln!(
-                "shared-conn   pgkeel: {} calls in {} writes ({:.1} per write)",
-                c.calls,
-                c.writes,
-                c.calls as f64 / c.writes.max(1) as f64
+                "shared-conn   pgkeel: {} calls in {} writes ({per_write:.1} per write)",
+                c.calls, c.writes
             );
-            CALLS_PER_WRITE
-                .lock()
-                .unwrap()
-                .push(c.calls as f64 / c.writes.max(1) as f64);
-            m
+            (m, Some(per_write))
         }
         Driver::TokioPostgres => {
             let client = Arc::new(drivers::tokio_postgres(url).await);
@@ -81,7 +75,7 @@ async fn one(driver: Driver, url: &str, sizes: &Sizes) -> Measured {
             let tasks = (0..tasks)
                 .map(|t| tp_task(client.clone(), stmt.clone(), ctl.clone(), t as u64, n))
                 .collect();
-            timed(tasks, ctl, warm, measure).await
+            (timed(tasks, ctl, warm, measure).await, None)
         }
         Driver::Sqlx => {
             let pool = drivers::sqlx_pool(url, 1).await;
@@ -90,7 +84,7 @@ async fn one(driver: Driver, url: &str, sizes: &Sizes) -> Measured {
                 .collect();
             let m = timed(tasks, ctl, warm, measure).await;
             pool.close().await;
-            m
+            (m, None)
         }
     }
 }
