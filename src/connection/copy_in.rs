@@ -95,6 +95,14 @@ impl<'a> CopyIn<'a> {
         Ok(self.rows.unwrap_or(0))
     }
 
+    /// Moves the COPY's hold on the wire to the current task (a writer that buffers on
+    /// its own calls this when it is used from a task other than its last).
+    pub(crate) fn follow_task(&self) {
+        if let Some(holder) = &self._holder {
+            holder.refresh();
+        }
+    }
+
     fn wire(&mut self) -> Result<&mut Wire, Error> {
         match &mut self.phase {
             Phase::Idle(slot) => Ok(slot.wire()),
@@ -157,10 +165,6 @@ impl<'a> CopyIn<'a> {
         let Phase::Idle(slot) = std::mem::replace(&mut self.phase, Phase::Done) else {
             return;
         };
-        // The COPY may have moved to another task: its mark follows it.
-        if let Some(holder) = &self._holder {
-            holder.refresh();
-        }
         self.phase = Phase::Busy(Box::pin(async move {
             let mut slot = slot;
             let wire = slot.wire();
@@ -173,6 +177,9 @@ impl<'a> CopyIn<'a> {
     }
 
     fn poll_job(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // Every call goes through here first. The COPY may have moved to another task:
+        // its mark follows it, whether or not this call reaches the wire.
+        self.follow_task();
         let Phase::Busy(job) = &mut self.phase else {
             return Poll::Ready(Ok(()));
         };

@@ -176,20 +176,18 @@ impl Stream for CopyOut<'_> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        // The stream may have moved to another task: its mark follows it from the first
+        // chunk taken there, buffered or not.
+        if let Some(holder) = &this._holder {
+            holder.refresh();
+        }
         loop {
             if let Some(chunk) = this.chunks.pop_front() {
                 return Poll::Ready(Some(Ok(chunk)));
             }
             match &mut this.phase {
                 Phase::Done => return Poll::Ready(this.error.take().map(Err)),
-                Phase::Idle(_) => {
-                    // The stream may have moved to another task: its mark follows it to
-                    // the wire's next use.
-                    if let Some(holder) = &this._holder {
-                        holder.refresh();
-                    }
-                    this.start_fetch()
-                }
+                Phase::Idle(_) => this.start_fetch(),
                 Phase::Busy(job) => {
                     let fetched = ready!(job.as_mut().poll(cx));
                     this.fetched(fetched);

@@ -571,3 +571,111 @@ async fn a_pooled_connection_returned_mid_copy_is_cleaned_before_the_next_checko
     assert_eq!(copy.finish().await.unwrap(), 3);
     assert_eq!(count(&conn, "t").await, 3);
 }
+
+/// A COPY OUT moved to another task part-way: from its first chunk there, that task
+/// calling the connection gets `Misuse` at once (even while chunks read in the first
+/// task are still buffered), the first task waits its turn, and every byte arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_out_moved_to_another_task_holds_the_wire_there() {
+    let (_db, conn) = common::db().await;
+    let n = 200_000;
+    let sql = format!("COPY (SELECT g FROM generate_series(1, {n}) g) TO STDOUT");
+    let mut out = Box::pin(conn.copy_out(&sql).await.unwrap());
+    let mut text = Vec::new();
+    text.extend_from_slice(&out.next().await.unwrap().unwrap());
+    let (moved_tx, moved_rx) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            let mut rest = out.next().await.unwrap().unwrap().to_vec();
+            let call = conn.query("SELECT 1", &[]);
+            let e = tokio::time::timeout(Duration::from_secs(2), call)
+                .await
+                .expect("the task holding the COPY waited for itself")
+                .unwrap_err();
+            moved_tx.send(()).unwrap();
+            while let Some(chunk) = out.next().await {
+                rest.extend_from_slice(&chunk.unwrap());
+            }
+            (rest, e.kind())
+        }
+    });
+    moved_rx.await.unwrap();
+    // The first task no longer holds the wire: it waits for the COPY to end.
+    let one: i32 = conn.query_one("SELECT 1::int4", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    let (rest, kind) = reader.await.unwrap();
+    assert_eq!(kind, ErrorKind::Misuse);
+    text.extend(rest);
+    let expected: String = (1..=n).map(|g| format!("{g}\n")).collect();
+    assert!(text == expected.as_bytes(), "the data differs");
+}
+
+/// A COPY IN moved to another task part-way: from its first `send` there (buffered, not
+/// yet written), that task calling the connection gets `Misuse` at once, the first task
+/// waits its turn, and every row is copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_in_moved_to_another_task_holds_the_wire_there() {
+    let (_db, conn) = common::db().await;
+    conn.batch_execute("CREATE TABLE t (id int4)")
+        .await
+        .unwrap();
+    let mut copy = conn.copy_in("COPY t FROM STDIN").await.unwrap();
+    send_rows(&mut copy, 10).await.unwrap();
+    let (moved_tx, moved_rx) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            copy.send("11\n").await.unwrap();
+            let call = conn.query("SELECT 1", &[]);
+            let e = tokio::time::timeout(Duration::from_secs(2), call)
+                .await
+                .expect("the task holding the COPY waited for itself")
+                .unwrap_err();
+            moved_tx.send(()).unwrap();
+            (copy.finish().await.unwrap(), e.kind())
+        }
+    });
+    moved_rx.await.unwrap();
+    assert_eq!(
+        count(&conn, "t").await,
+        11,
+        "the first task waited for the COPY"
+    );
+    let (rows, kind) = writer.await.unwrap();
+    assert_eq!((rows, kind), (11, ErrorKind::Misuse));
+}
+
+/// A `BinaryCopyInWriter` moved to another task: a row written there (still buffered in
+/// the writer) moves the hold on the wire too, so that task calling the connection gets
+/// `Misuse` at once instead of waiting for itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_copy_writer_moved_to_another_task_holds_the_wire_there() {
+    let (_db, conn) = common::db().await;
+    conn.batch_execute("CREATE TABLE t (id int4)")
+        .await
+        .unwrap();
+    let sink = conn
+        .copy_in("COPY t FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    let mut w = BinaryCopyInWriter::new(sink, &[Type::INT4]);
+    w.write(&[&1i32]).await.unwrap();
+    let rows = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            w.write(&[&2i32]).await.unwrap();
+            let call = conn.query("SELECT 1", &[]);
+            let e = tokio::time::timeout(Duration::from_secs(2), call)
+                .await
+                .expect("the task holding the COPY waited for itself")
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Misuse);
+            w.finish().await.unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows, 2);
+    assert_eq!(count(&conn, "t").await, 2);
+}
