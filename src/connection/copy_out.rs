@@ -114,6 +114,9 @@ async fn fetch(wire: &mut Wire, chunks: &mut VecDeque<Bytes>) -> Result<Option<u
             f.take_copy_data(|data| h.data(data) == Flow::Continue);
         }
         let step = match (h.full(), h.chunks.is_empty()) {
+            // The server's error is in: the COPY is over, and its end (ReadyForQuery) is
+            // read now, so the error is not lost with this exchange.
+            _ if f.failed() => f.read_one(&mut h).await?,
             (true, _) => Some(Ended::Stopped),
             // Nothing to hand out yet: wait for the server.
             (false, true) => f.read_one(&mut h).await?,

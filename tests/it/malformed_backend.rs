@@ -77,12 +77,14 @@ fn select_one() -> Vec<u8> {
 }
 
 /// What the mock does once its script is written.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, PartialEq)]
 enum Then {
     /// Keep the socket open, reading until the client goes away.
     Hold,
     /// Close the socket at once.
     Close,
+    /// Write these bytes 200 ms later (as a proxy forwarding slowly would), then hold.
+    Later(Vec<u8>),
 }
 
 /// A mock server's script: bytes after the StartupMessage and, if the client gets that
@@ -128,7 +130,11 @@ async fn play(mut s: TcpStream, script: Script, startup_tx: oneshot::Sender<Vec<
     if played && !script.query.is_empty() {
         played = read_until_sync(&mut s).await.is_ok() && s.write_all(&script.query).await.is_ok();
     }
-    if played && script.then == Then::Hold {
+    if let (true, Then::Later(bytes)) = (played, &script.then) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        played = s.write_all(bytes).await.is_ok();
+    }
+    if played && script.then != Then::Close {
         let mut sink = [0; 256];
         while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
     }
@@ -526,4 +532,35 @@ async fn copy_out_hands_out_what_arrived_while_the_server_goes_quiet() {
         .expect("it decodes");
     assert_eq!(row.get::<Option<i32>>(0), Some(7));
     assert_eq!(row.get::<String>(1), "héllo");
+}
+
+/// A server error mid-COPY OUT whose ReadyForQuery comes later (as through a proxy): the
+/// error still ends the stream, after the rows before it, however the batches fell.
+#[tokio::test]
+async fn a_copy_out_error_whose_ready_for_query_comes_later_is_not_lost() {
+    let data = binary_copy_data();
+    let first_row_end = 19 + 2 + 4 + 4 + 4 + "héllo".len();
+    let error = msg(b'E', b"SERROR\0C22012\0Mdivision by zero\0\0");
+    let answer = copy_out_answer(&data[..first_row_end], &[], &[error]);
+    let script = Script {
+        startup: happy_startup(),
+        query: answer,
+        then: Then::Later(msg(b'Z', b"I")),
+    };
+    let conn = connect_to(script).await.expect("startup succeeds");
+    let out = within(conn.copy_out("COPY t TO STDOUT (FORMAT binary)"))
+        .await
+        .expect("the COPY starts");
+    let mut stream = BinaryCopyOutStream::new(out, &[Type::INT4, Type::TEXT]);
+    let first = within(stream.next())
+        .await
+        .expect("a row")
+        .expect("it decodes");
+    assert_eq!(first.get::<Option<i32>>(0), Some(7));
+    let err = within(stream.next())
+        .await
+        .expect("the error, not the end")
+        .expect_err("the server's error");
+    assert_eq!(err.code(), Some("22012"), "{err}");
+    assert!(!conn.is_broken(), "the COPY ended cleanly");
 }
