@@ -11,7 +11,6 @@ use futures::Stream;
 
 use super::copy_in::CopyIn;
 use super::copy_out::CopyOut;
-use super::shared::Caller;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::backend::{DataRow, Ranges};
 use crate::types::{FromSql, IsNull, ToSql, Type};
@@ -30,9 +29,6 @@ pub struct BinaryCopyInWriter<'a> {
     sink: CopyIn<'a>,
     types: Vec<Type>,
     buf: BytesMut,
-    /// The task (or thread) that last wrote: rows are buffered here, so a writer moved to
-    /// another task tells the COPY itself.
-    caller: Caller,
 }
 
 impl<'a> BinaryCopyInWriter<'a> {
@@ -44,7 +40,6 @@ impl<'a> BinaryCopyInWriter<'a> {
             sink,
             types: types.to_vec(),
             buf,
-            caller: Caller::current(),
         }
     }
 
@@ -58,11 +53,8 @@ impl<'a> BinaryCopyInWriter<'a> {
     /// # Cancel safety
     /// As [`CopyIn::send`].
     pub async fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), Error> {
-        let caller = Caller::current();
-        if caller != self.caller {
-            self.caller = caller;
-            self.sink.follow_task();
-        }
+        // Rows are buffered here, not in the COPY: tell it which task writes.
+        self.sink.follow_task();
         self.encode(values)?;
         if self.buf.len() >= CHUNK {
             self.sink.send(self.buf.split()).await?;

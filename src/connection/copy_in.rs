@@ -96,10 +96,10 @@ impl<'a> CopyIn<'a> {
     }
 
     /// Moves the COPY's hold on the wire to the current task (a writer that buffers on
-    /// its own calls this when it is used from a task other than its last).
-    pub(crate) fn follow_task(&self) {
-        if let Some(holder) = &self._holder {
-            holder.refresh();
+    /// its own calls this on every use); costs no lock while the task stays the same.
+    pub(crate) fn follow_task(&mut self) {
+        if let Some(holder) = &mut self._holder {
+            holder.follow();
         }
     }
 

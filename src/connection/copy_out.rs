@@ -181,8 +181,8 @@ impl Stream for CopyOut<'_> {
         let this = &mut *self;
         // The stream may have moved to another task: its mark follows it from the first
         // chunk taken there, buffered or not.
-        if let Some(holder) = &this._holder {
-            holder.refresh();
+        if let Some(holder) = &mut this._holder {
+            holder.follow();
         }
         loop {
             if let Some(chunk) = this.chunks.pop_front() {

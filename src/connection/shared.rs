@@ -357,13 +357,31 @@ pub(crate) struct Limits {
 pub(crate) struct HolderMark {
     shared: Arc<Shared>,
     token: u64,
+    /// The caller this mark last stamped.
+    last: Caller,
 }
 
 impl HolderMark {
     pub(crate) fn new(shared: Arc<Shared>) -> HolderMark {
         let token = shared.next_holder_token.fetch_add(1, Ordering::Relaxed);
-        *shared.holder() = Some((token, Caller::current()));
-        HolderMark { shared, token }
+        let last = Caller::current();
+        *shared.holder() = Some((token, last));
+        HolderMark {
+            shared,
+            token,
+            last,
+        }
+    }
+
+    /// [`HolderMark::refresh`] for a guard polled once per row: takes the lock only when
+    /// the caller differs from the one this mark last stamped (the stamp is then still
+    /// current, or another mark has replaced it, which a refresh would not change).
+    pub(crate) fn follow(&mut self) {
+        let now = Caller::current();
+        if now != self.last {
+            self.last = now;
+            self.refresh();
+        }
     }
 
     /// Moves the mark to the current task (the guard may have moved between tasks).

@@ -181,8 +181,8 @@ impl Stream for RowStream<'_> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         // The stream may have moved to another task: the holder mark follows it.
-        if let Some(holder) = &this._holder {
-            holder.refresh();
+        if let Some(holder) = &mut this._holder {
+            holder.follow();
         }
         loop {
             if let Some(row) = this.rows.pop_front() {

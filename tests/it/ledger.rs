@@ -279,6 +279,57 @@ async fn row_stream_moved_to_another_task_carries_its_holder_mark() {
     assert_eq!(consumer.await.unwrap(), 100);
 }
 
+/// A row stream sent to another task and back holds the wire where it is used each
+/// time: its own task gets Misuse at once, any other task waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_stream_moved_away_and_back_holds_the_wire_where_it_is_used() {
+    use futures::StreamExt;
+    let (_db, conn) = common::db().await;
+    let mut stream = conn
+        .query_raw_batched("SELECT generate_series(1, 100)", &[], 10)
+        .await
+        .unwrap();
+    assert_eq!(stream.next().await.unwrap().unwrap().get::<_, i32>(0), 1);
+    let c2 = conn.clone();
+    let mut stream = tokio::spawn(async move {
+        assert_eq!(stream.next().await.unwrap().unwrap().get::<_, i32>(0), 2);
+        let direct = tokio::time::timeout(Duration::from_secs(5), c2.query("SELECT 1", &[]))
+            .await
+            .expect("the stream's task gets an error, not a deadlock");
+        assert_eq!(direct.unwrap_err().kind(), ErrorKind::Misuse);
+        stream
+    })
+    .await
+    .unwrap();
+    // Back in this task: used here again, so this task holds the wire...
+    assert_eq!(stream.next().await.unwrap().unwrap().get::<_, i32>(0), 3);
+    let direct = tokio::time::timeout(Duration::from_secs(5), conn.query("SELECT 1", &[]))
+        .await
+        .expect("the stream's task gets an error, not a deadlock");
+    assert_eq!(direct.unwrap_err().kind(), ErrorKind::Misuse);
+    // ...and the task that held it before waits its turn.
+    let c3 = conn.clone();
+    let other = tokio::spawn(async move { c3.query_one("SELECT 7", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !other.is_finished(),
+        "another task waits while the stream is open"
+    );
+    let mut n = 3;
+    while let Some(row) = stream.next().await {
+        row.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 100);
+    drop(stream);
+    let row = tokio::time::timeout(Duration::from_secs(10), other)
+        .await
+        .expect("the waiting task runs once the stream is done")
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 7);
+}
+
 /// `status()` under churn: a snapshot never counts a connection twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_under_churn_always_adds_up_and_stays_within_max_size() {
