@@ -50,6 +50,8 @@ pub struct Measured {
     pub cpu: Duration,
     /// The system (kernel) part of `cpu`.
     pub sys: Duration,
+    /// CPU seconds the watched server backends spent over the span (0 when none watched).
+    pub server_cpu_secs: f64,
 }
 
 impl Measured {
@@ -66,6 +68,16 @@ impl Measured {
     pub fn sys_us_per_op(&self) -> f64 {
         self.sys.as_secs_f64() * 1e6 / self.ops.max(1) as f64
     }
+
+    /// The watched server backends' CPU per operation, in µs.
+    pub fn server_us_per_op(&self) -> f64 {
+        self.server_cpu_secs * 1e6 / self.ops.max(1) as f64
+    }
+
+    /// The watched server backends' CPU time as a share of the span, in % of one core.
+    pub fn server_busy_pct(&self) -> f64 {
+        100.0 * self.server_cpu_secs / self.secs
+    }
 }
 
 /// Spawns `tasks`, lets them warm up, counts their operations and the process's CPU time
@@ -74,11 +86,34 @@ pub async fn timed<F>(tasks: Vec<F>, ctl: Arc<Ctl>, warmup: Duration, measure: D
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    timed_watching(tasks, ctl, warmup, measure, &[]).await
+}
+
+/// [`timed`], also reading the CPU time of the server backends `server_pids` over the
+/// measured span.
+pub async fn timed_watching<F>(
+    tasks: Vec<F>,
+    ctl: Arc<Ctl>,
+    warmup: Duration,
+    measure: Duration,
+    server_pids: &[i32],
+) -> Measured
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let server_cpu = || -> f64 {
+        server_pids
+            .iter()
+            .map(|&pid| crate::measure::process_cpu_secs(pid))
+            .sum()
+    };
     let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
     tokio::time::sleep(warmup).await;
     let (ops0, cpu0, t0) = (ctl.ops.load(Ordering::Relaxed), cpu_times(), Instant::now());
+    let server0 = server_cpu();
     tokio::time::sleep(measure).await;
     let (ops1, cpu1, secs) = (ctl.ops.load(Ordering::Relaxed), cpu_times(), t0.elapsed());
+    let server1 = server_cpu();
     ctl.stop.store(true, Ordering::Relaxed);
     for h in handles {
         if let Err(e) = h.await {
@@ -90,6 +125,7 @@ where
         secs: secs.as_secs_f64(),
         cpu: (cpu1.0 + cpu1.1) - (cpu0.0 + cpu0.1),
         sys: cpu1.1 - cpu0.1,
+        server_cpu_secs: server1 - server0,
     }
 }
 

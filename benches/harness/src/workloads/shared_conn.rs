@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use super::{Ctl, Measured, timed};
+use super::{Ctl, Measured, timed_watching};
 use crate::args::Sizes;
 use crate::drivers;
 use crate::measure::{Rng, on_fresh_runtime};
@@ -20,19 +20,24 @@ const NAME: &str = "1b. point select (32 tasks, ONE connection)";
 pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut qps = [vec![], vec![], vec![]];
     let mut cpu = [vec![], vec![], vec![]];
+    let (mut server_cpu, mut server_busy) = ([vec![], vec![], vec![]], [vec![], vec![], vec![]]);
     let mut per_write = vec![];
     for rep in 1..=sizes.reps {
         for driver in sizes.drivers.clone() {
             let (m, calls_per_write) = on_fresh_runtime(one(driver, &bench.url, sizes));
             per_write.extend(calls_per_write);
             eprintln!(
-                "shared-conn   rep {rep} {:<15} {:>9.0} q/s  {:>6.1} µs CPU/q",
+                "shared-conn   rep {rep} {:<15} {:>9.0} q/s  {:>6.1} µs CPU/q  server {:.1} µs/q, busy {:.0}%",
                 driver.name(),
                 m.per_sec(),
                 m.cpu_us_per_op(),
+                m.server_us_per_op(),
+                m.server_busy_pct(),
             );
             qps[driver as usize].push(m.per_sec());
             cpu[driver as usize].push(m.cpu_us_per_op());
+            server_cpu[driver as usize].push(m.server_us_per_op());
+            server_busy[driver as usize].push(m.server_busy_pct());
         }
     }
     report.push(
@@ -41,6 +46,10 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
     );
     report.push(Line::new(NAME, "client CPU µs/query", Some(Better::Lower)).drivers(cpu));
+    report.push(
+        Line::new(NAME, "server backend CPU µs/query", Some(Better::Lower)).drivers(server_cpu),
+    );
+    report.push(Line::new(NAME, "server backend busy, % of the run", None).drivers(server_busy));
     if !per_write.is_empty() {
         report.push(
             Line::new(NAME, "pgkeel calls per write (pipeline counters)", None)
@@ -57,10 +66,11 @@ async fn one(driver: Driver, url: &str, sizes: &Sizes) -> (Measured, Option<f64>
     match driver {
         Driver::Pgkeel => {
             let conn = drivers::pgkeel_conn(url).await;
+            let pid = drivers::pgkeel_pid(&conn).await;
             let tasks = (0..tasks)
                 .map(|t| pgkeel_task(conn.clone(), ctl.clone(), t as u64, n))
                 .collect();
-            let m = timed(tasks, ctl, warm, measure).await;
+            let m = timed_watching(tasks, ctl, warm, measure, &[pid]).await;
             let c = conn.pipeline_counts();
             let per_write = c.calls as f64 / c.writes.max(1) as f64;
             eprintln!(
@@ -71,18 +81,23 @@ async fn one(driver: Driver, url: &str, sizes: &Sizes) -> (Measured, Option<f64>
         }
         Driver::TokioPostgres => {
             let client = Arc::new(drivers::tokio_postgres(url).await);
+            let pid = drivers::tokio_postgres_pid(&client).await;
             let stmt = client.prepare(POINT_SQL).await.expect("prepare");
             let tasks = (0..tasks)
                 .map(|t| tp_task(client.clone(), stmt.clone(), ctl.clone(), t as u64, n))
                 .collect();
-            (timed(tasks, ctl, warm, measure).await, None)
+            (
+                timed_watching(tasks, ctl, warm, measure, &[pid]).await,
+                None,
+            )
         }
         Driver::Sqlx => {
             let pool = drivers::sqlx_pool(url, 1).await;
+            let pid = drivers::sqlx_pid(&mut pool.acquire().await.expect("sqlx acquire")).await;
             let tasks = (0..tasks)
                 .map(|t| super::point_select::sqlx_task(pool.clone(), ctl.clone(), t as u64, n))
                 .collect();
-            let m = timed(tasks, ctl, warm, measure).await;
+            let m = timed_watching(tasks, ctl, warm, measure, &[pid]).await;
             pool.close().await;
             (m, None)
         }
