@@ -210,6 +210,10 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Decode, msg)
 }
 
+/// The longest binary COPY header extension read. PostgreSQL sends none; the field is
+/// reserved for future use, so anything near this is not a COPY stream.
+const MAX_HEADER_EXTENSION: usize = 1 << 20;
+
 /// The length of the binary COPY header at the front of `data`, once it is all there.
 fn header_len(data: &[u8]) -> Result<Option<usize>, Error> {
     if data.len() < HEADER.len() {
@@ -222,6 +226,11 @@ fn header_len(data: &[u8]) -> Result<Option<usize>, Error> {
     }
     let ext = i32::from_be_bytes([data[15], data[16], data[17], data[18]]);
     let ext = usize::try_from(ext).map_err(|_| bad("negative binary COPY header extension"))?;
+    if ext > MAX_HEADER_EXTENSION {
+        return Err(bad(format!(
+            "a binary COPY header extension of {ext} bytes (at most {MAX_HEADER_EXTENSION} are read)"
+        )));
+    }
     let len = HEADER.len() + ext;
     Ok((data.len() >= len).then_some(len))
 }
@@ -366,5 +375,59 @@ impl BinaryCopyOutRow {
             return Err(decode_error(Box::new(e)));
         }
         T::from_sql_nullable(ty, self.row.value(idx)).map_err(decode_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(ext: i32) -> Vec<u8> {
+        let mut h = SIGNATURE.to_vec();
+        h.extend_from_slice(&0i32.to_be_bytes());
+        h.extend_from_slice(&ext.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn header_len_waits_for_the_whole_header_and_its_extension() {
+        let h = header(0);
+        assert_eq!(h.len(), HEADER.len());
+        assert_eq!(header_len(&h[..h.len() - 1]).unwrap(), None);
+        assert_eq!(header_len(&h).unwrap(), Some(HEADER.len()));
+        let mut h = header(3);
+        assert_eq!(header_len(&h).unwrap(), None);
+        h.extend_from_slice(b"abc");
+        assert_eq!(header_len(&h).unwrap(), Some(HEADER.len() + 3));
+    }
+
+    #[test]
+    fn header_len_refuses_a_bad_signature_and_bad_extension_lengths() {
+        let mut h = header(0);
+        h[0] = b'X';
+        assert!(
+            header_len(&h)
+                .unwrap_err()
+                .to_string()
+                .contains("signature")
+        );
+        assert!(
+            header_len(&header(-1))
+                .unwrap_err()
+                .to_string()
+                .contains("negative")
+        );
+        let e = header_len(&header(i32::MAX)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode);
+        assert!(
+            e.to_string()
+                .contains("header extension of 2147483647 bytes"),
+            "{e}"
+        );
+        assert_eq!(
+            header_len(&header(1 << 20)).unwrap(),
+            None,
+            "at the limit: waits"
+        );
     }
 }
