@@ -241,15 +241,15 @@ impl<'a> InFlight<'a> {
         }
     }
 
-    /// Handles what the server has already sent, without waiting for more; `true` when
-    /// that ended the exchange (its last ReadyForQuery was read).
+    /// Handles what the server has already sent, without waiting for more (a Sync a
+    /// handler queues is sent, as by [`InFlight::read`]); `true` when that ended the
+    /// exchange (its last ReadyForQuery was read).
     pub(crate) async fn read_arrived(&mut self, h: &mut impl Handler) -> Result<bool, Error> {
         loop {
             let Some(msg) = self.next_arrived().await else {
                 return Ok(false);
             };
-            let msg = self.accept(msg)?;
-            if let Some(ended) = self.dispatch(msg, h)? {
+            if let Some(ended) = self.handle(msg, h).await? {
                 return Ok(ended == Ended::Ready);
             }
         }
