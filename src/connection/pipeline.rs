@@ -186,14 +186,15 @@ impl Slot {
         self.lock().phase == Phase::Done
     }
 
-    /// Ends the answer (its rows are dropped if the call is gone); wakes the owner.
+    /// Ends the answer (its rows are dropped if the call is gone); wakes the owner, if
+    /// one waits (`true` then).
     fn finish(
         &self,
         rows: Vec<Row>,
         affected: u64,
         error: Option<Error>,
         status: Option<TransactionStatus>,
-    ) {
+    ) -> bool {
         let mut s = self.lock();
         if !s.abandoned {
             s.rows = rows;
@@ -202,8 +203,13 @@ impl Slot {
         s.error = error;
         s.status = status;
         s.phase = Phase::Done;
-        if let Some(w) = s.waker.take() {
-            w.wake();
+        match s.waker.take() {
+            Some(w) => {
+                drop(s);
+                w.wake();
+                true
+            }
+            None => false,
         }
     }
 }
@@ -231,12 +237,12 @@ impl Reading {
         self.slot = Some(slot);
     }
 
-    /// Hands the answer to its slot (dropped if its call is gone) and wakes the owner.
-    fn finish(&mut self, status: TransactionStatus) {
+    /// Hands the answer to its slot (dropped if its call is gone) and wakes the owner;
+    /// whether an owner was woken.
+    fn finish(&mut self, status: TransactionStatus) -> bool {
         let done = std::mem::take(self);
-        if let Some(slot) = done.slot {
-            slot.finish(done.rows, done.affected, done.error, Some(status));
-        }
+        done.slot
+            .is_some_and(|slot| slot.finish(done.rows, done.affected, done.error, Some(status)))
     }
 }
 
@@ -470,6 +476,14 @@ impl Wire {
                     self.dispatch_piped(msg)?;
                     continue;
                 }
+                if self.handed_on != self.yielded_at {
+                    // Owners woken since the last yield (by this leader or the one before)
+                    // are runnable: let them queue their next requests before this write,
+                    // while the server still has owed work.
+                    self.yielded_at = self.handed_on;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
             }
             self.queue_closes();
             self.write_queued();
@@ -644,7 +658,9 @@ impl Wire {
                     self.ledger.state = State::Ready;
                 }
                 drop(p);
-                self.reading.finish(status);
+                if self.reading.finish(status) {
+                    self.handed_on += 1;
+                }
             }
             BackendMessage::DataRow(row) => match &r.columns {
                 Some(columns) if columns.len() == row.len() => {
@@ -694,7 +710,7 @@ impl Wire {
                     "the connection broke before this pipelined statement's answer arrived: {err}"
                 ),
             );
-            slot.finish(Vec::new(), 0, Some(lost), None);
+            let _ = slot.finish(Vec::new(), 0, Some(lost), None);
         }
         err
     }
