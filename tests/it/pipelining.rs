@@ -28,6 +28,17 @@ async fn warm(conn: &Connection, sql: &str, params: &[&(dyn pgkeel::ToSql + Sync
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_of_thirty_two_tasks_share_writes_and_each_gets_its_own_rows() {
+    thirty_two_tasks_share_writes().await;
+}
+
+/// The same on a single-threaded runtime, where the other tasks run only while the leader
+/// waits or pauses.
+#[tokio::test]
+async fn calls_of_thirty_two_tasks_share_writes_on_a_single_threaded_runtime() {
+    thirty_two_tasks_share_writes().await;
+}
+
+async fn thirty_two_tasks_share_writes() {
     let (_db, conn) = common::db().await;
     let sql = "SELECT $1::int8, repeat('x', $2::int4)";
     warm(&conn, sql, &[&0i64, &1i32]).await;
