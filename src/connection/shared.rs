@@ -375,7 +375,9 @@ impl HolderMark {
 
     /// [`HolderMark::refresh`] for a guard polled once per row: takes the lock only when
     /// the caller differs from the one this mark last stamped (the stamp is then still
-    /// current, or another mark has replaced it, which a refresh would not change).
+    /// current, or another mark has replaced it, which a refresh would not change). A
+    /// mark moved this way must be moved only this way: a `refresh` in between would
+    /// leave `last` stale.
     pub(crate) fn follow(&mut self) {
         let now = Caller::current();
         if now != self.last {
