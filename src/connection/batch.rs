@@ -460,34 +460,36 @@ impl Wire {
                     p.plan = Some(Plan::Prepared(stmt.clone()));
                 }
                 StatementRef::Sql(sql) => {
-                    // The cache is looked up without collecting the types (the usual case
-                    // on a warm connection); a key is built only when it misses.
+                    // On a warm connection the cache has the statement: no key of
+                    // parameter types is built. On a miss the key is built once.
                     let cached = self.shared.pipe.lock().cache.get_with(sql, b.oids());
-                    let cached = match cached {
-                        None if !described.is_empty() => {
-                            described.get(&(sql, b.oids().collect())).cloned()
+                    let found = match cached {
+                        Some(stmt) => Ok(stmt),
+                        None => {
+                            let key: (&str, Vec<Oid>) = (sql, b.oids().collect());
+                            described.get(&key).cloned().ok_or(key)
                         }
-                        cached => cached,
                     };
-                    if let Some(stmt) = cached {
-                        if b.needs_check() {
-                            check_types(stmt.params(), b)
-                                .map_err(|e| e.context(format_args!("batch statement {i}")))?;
-                        }
-                        p.columns = Some(stmt.columns_arc().clone());
-                        p.plan = Some(Plan::Prepared(stmt));
-                    } else {
-                        let key: (&str, Vec<Oid>) = (sql, b.oids().collect());
-                        if let Some(&by) = parses.get(&key) {
-                            p.parsed_by = Some(by);
-                        } else {
-                            let plan = self.plan_sql_oids(sql, key.1.clone());
-                            if matches!(&plan, Plan::Parse { name, .. } if !name.is_empty()) {
-                                parses.insert(key, i);
+                    match found {
+                        Ok(stmt) => {
+                            if b.needs_check() {
+                                check_types(stmt.params(), b)
+                                    .map_err(|e| e.context(format_args!("batch statement {i}")))?;
                             }
-                            p.parsed_by = Some(i);
-                            p.plan = Some(plan);
+                            p.columns = Some(stmt.columns_arc().clone());
+                            p.plan = Some(Plan::Prepared(stmt));
                         }
+                        Err(key) => match parses.get(&key) {
+                            Some(&by) => p.parsed_by = Some(by),
+                            None => {
+                                let plan = self.plan_sql_oids(sql, key.1.clone());
+                                if matches!(&plan, Plan::Parse { name, .. } if !name.is_empty()) {
+                                    parses.insert(key, i);
+                                }
+                                p.parsed_by = Some(i);
+                                p.plan = Some(plan);
+                            }
+                        },
                     }
                 }
             }
