@@ -476,11 +476,10 @@ impl Wire {
                     self.dispatch_piped(msg)?;
                     continue;
                 }
-                if self.handed_on != self.yielded_at {
+                if std::mem::take(&mut self.owners_woken) {
                     // Owners woken since the last yield (by this leader or the one before)
                     // are runnable: let them queue their next requests before this write,
                     // while the server still has owed work.
-                    self.yielded_at = self.handed_on;
                     tokio::task::yield_now().await;
                     continue;
                 }
@@ -658,9 +657,7 @@ impl Wire {
                     self.ledger.state = State::Ready;
                 }
                 drop(p);
-                if self.reading.finish(status) {
-                    self.handed_on += 1;
-                }
+                self.owners_woken |= self.reading.finish(status);
             }
             BackendMessage::DataRow(row) => match &r.columns {
                 Some(columns) if columns.len() == row.len() => {

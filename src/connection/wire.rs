@@ -63,10 +63,9 @@ pub(crate) struct Wire {
     pub(crate) ledger: Ledger,
     /// The pipelined answer being read, if one is under way.
     pub(super) reading: super::pipeline::Reading,
-    /// Pipelined answers handed to a waiting owner, ever, and that count when a leader
-    /// last yielded to the owners it woke before writing.
-    pub(super) handed_on: u64,
-    pub(super) yielded_at: u64,
+    /// A pipelined answer was handed to a waiting owner since a leader last yielded to
+    /// the owners it woke before writing.
+    pub(super) owners_woken: bool,
     next_name: u64,
     /// Functions resolved for fast-path calls.
     pub(crate) functions: super::fastpath::FunctionCache,
@@ -80,8 +79,7 @@ impl Wire {
             to_close: Vec::new(),
             ledger: Ledger::default(),
             reading: Default::default(),
-            handed_on: 0,
-            yielded_at: 0,
+            owners_woken: false,
             next_name: 0,
             functions: Default::default(),
         }
