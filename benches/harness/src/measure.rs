@@ -15,6 +15,11 @@ pub fn cpu_times() -> (Duration, Duration) {
     (tv(usage.ru_utime), tv(usage.ru_stime))
 }
 
+/// `cpu_secs` of one process over `secs` of wall time, in % of one core.
+pub fn busy_pct(cpu_secs: f64, secs: f64) -> f64 {
+    100.0 * cpu_secs / secs
+}
+
 /// The CPU time (user + system) process `pid` has used, from /proc/PID/stat: how the
 /// server backend's share of a run is measured (the cluster runs on this machine).
 pub fn process_cpu_secs(pid: i32) -> f64 {

@@ -57,7 +57,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             ins[driver as usize].push(n as f64 / secs);
             outs[driver as usize].push(n as f64 / out);
             outs_main[driver as usize].push(n as f64 / out_main);
-            busy[driver as usize].push(100.0 * server / out);
+            busy[driver as usize].push(crate::measure::busy_pct(server, out));
         }
     }
     let [i0, i1, _] = ins;

@@ -76,7 +76,7 @@ impl Measured {
 
     /// The watched server backends' CPU time as a share of the span, in % of one core.
     pub fn server_busy_pct(&self) -> f64 {
-        100.0 * self.server_cpu_secs / self.secs
+        crate::measure::busy_pct(self.server_cpu_secs, self.secs)
     }
 }
 
@@ -183,7 +183,7 @@ impl Beside {
             .unwrap_or_else(|e| panic!("{what} child: {e}"));
         assert_eq!(c.get("rows"), rows as f64, "{what} read every row");
         let rate = c.get("rows") / c.get("secs");
-        let busy = 100.0 * c.get("server_cpu_secs") / c.get("secs");
+        let busy = crate::measure::busy_pct(c.get("server_cpu_secs"), c.get("secs"));
         eprintln!(
             "{what:<13} rep {rep} {rate:>9.0} rows/s with nothing decoded, server busy {busy:.0}%"
         );
@@ -208,7 +208,8 @@ impl Beside {
 
     /// Records the server backend's share of the in-task run `r` of `driver`.
     pub fn server_share(&mut self, driver: crate::report::Driver, r: &crate::child::ChildResult) {
-        self.busy[driver as usize].push(100.0 * r.get("server_cpu_secs") / r.get("secs"));
+        let busy = crate::measure::busy_pct(r.get("server_cpu_secs"), r.get("secs"));
+        self.busy[driver as usize].push(busy);
     }
 
     /// Adds the three rows to the report under `name`.
