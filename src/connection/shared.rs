@@ -297,10 +297,10 @@ impl Shared {
             true => Err(Error::new(
                 ErrorKind::Misuse,
                 format!(
-                    "this task holds the connection through an open transaction or row \
-                     stream and called {what} on the connection directly, which would wait \
-                     for itself forever; run it through the transaction, or finish the \
-                     stream first"
+                    "this task holds the connection through an open transaction, row \
+                     stream or COPY and called {what} on the connection directly, which would \
+                     wait for itself forever; run it through the transaction, or finish (or \
+                     drop) the stream or COPY first"
                 ),
             )),
         }

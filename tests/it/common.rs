@@ -133,3 +133,31 @@ impl<F: Future> Future for Cancellable<F> {
         }
     }
 }
+
+/// Asserts `err` is the same-task misuse error and names its way out.
+pub fn assert_misuse(err: &pgkeel::Error, way_out: &str) {
+    assert_eq!(err.kind(), pgkeel::ErrorKind::Misuse, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(way_out),
+        "message should say {way_out:?}: {msg}"
+    );
+}
+
+/// Runs `call` and asserts it fails with Misuse in under 50 ms.
+pub async fn misuse_at_once<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = Result<T, pgkeel::Error>>,
+    way_out: &str,
+) {
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(1), call)
+        .await
+        .expect("the call waited for its own task instead of failing")
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_misuse(&err, way_out);
+}

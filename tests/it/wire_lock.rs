@@ -5,11 +5,11 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::backend_state;
+use crate::common::{assert_misuse, backend_state, misuse_at_once};
 use futures::StreamExt;
-use pgkeel::{Connection, Error, ErrorKind};
+use pgkeel::{Connection, Error};
 use tokio::sync::oneshot;
 
 async fn db_with_table() -> (pgkeel_testkit::TestDb, Connection) {
@@ -23,34 +23,6 @@ async fn db_with_table() -> (pgkeel_testkit::TestDb, Connection) {
 async fn count(conn: &Connection) -> Result<i64, Error> {
     let row = conn.query_one("SELECT count(*) FROM t", &[]).await?;
     Ok(row.get(0))
-}
-
-/// Asserts `err` is the same-task misuse error and names its way out.
-fn assert_misuse(err: &Error, way_out: &str) {
-    assert_eq!(err.kind(), ErrorKind::Misuse, "{err}");
-    let msg = err.to_string();
-    assert!(
-        msg.contains(way_out),
-        "message should say {way_out:?}: {msg}"
-    );
-}
-
-/// Runs `call` and asserts it fails with Misuse in under 50 ms.
-async fn misuse_at_once<T: std::fmt::Debug>(
-    call: impl std::future::Future<Output = Result<T, Error>>,
-    way_out: &str,
-) {
-    let started = Instant::now();
-    let err = tokio::time::timeout(Duration::from_secs(1), call)
-        .await
-        .expect("the call waited for its own task instead of failing")
-        .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_millis(50),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert_misuse(&err, way_out);
 }
 
 #[tokio::test]
@@ -167,7 +139,7 @@ async fn row_stream_holder_calling_the_connection_directly_gets_misuse_at_once()
             .unwrap();
         let first: i32 = stream.next().await.unwrap().unwrap().get(0);
         assert_eq!(first, 1);
-        let way_out = "finish the stream first";
+        let way_out = "finish (or drop) the stream or COPY first";
         misuse_at_once(conn.query("SELECT 1", &[]), way_out).await;
         misuse_at_once(conn.execute("SELECT 1", &[]), way_out).await;
         misuse_at_once(conn.simple_query("SELECT 1"), way_out).await;
