@@ -175,15 +175,20 @@ async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
         .expect("the client hung instead of failing")
 }
 
-/// Connects through a normal startup, then answers the first query with `answer`, and
-/// returns the connection and the query's error.
-async fn query_against(answer: Vec<u8>, then: Then) -> (Connection, Error) {
+/// Connects to a mock that answers the query with `answer`, then does `then`.
+async fn connect_answering(answer: Vec<u8>, then: Then) -> Connection {
     let script = Script {
         startup: happy_startup(),
         query: answer,
         then,
     };
-    let conn = connect_to(script).await.expect("startup succeeds");
+    connect_to(script).await.expect("startup succeeds")
+}
+
+/// Connects through a normal startup, then answers the first query with `answer`, and
+/// returns the connection and the query's error.
+async fn query_against(answer: Vec<u8>, then: Then) -> (Connection, Error) {
+    let conn = connect_answering(answer, then).await;
     let err = within(conn.query("SELECT 1", &[]))
         .await
         .expect_err("the query must fail");
@@ -418,18 +423,22 @@ fn copy_end() -> Vec<Vec<u8>> {
     vec![msg(b'c', b""), msg(b'C', b"COPY 3\0"), msg(b'Z', b"I")]
 }
 
+/// Where the first row of [`binary_copy_data`] ends: the 19-byte header, then a column
+/// count and two length-prefixed values (7 and "héllo").
+const FIRST_ROW_END: usize = 19 + 2 + 4 + 4 + 4 + "héllo".len();
+
+/// Opens the binary COPY TO STDOUT of (int4, text) that the mock answers.
+async fn binary_copy_out(conn: &Connection) -> Result<BinaryCopyOutStream<'static>, Error> {
+    let out = conn.copy_out("COPY t TO STDOUT (FORMAT binary)").await?;
+    Ok(BinaryCopyOutStream::new(out, &[Type::INT4, Type::TEXT]))
+}
+
 /// Runs a binary COPY TO STDOUT against a mock playing `answer`; every row as
 /// (id, text) until the first error.
 async fn copy_rows(answer: Vec<u8>) -> (Connection, Vec<(Option<i32>, String)>, Option<Error>) {
-    let script = Script {
-        startup: happy_startup(),
-        query: answer,
-        then: Then::Hold,
-    };
-    let conn = connect_to(script).await.expect("startup succeeds");
+    let conn = connect_answering(answer, Then::Hold).await;
     let (rows, err) = within(async {
-        let out = conn.copy_out("COPY t TO STDOUT (FORMAT binary)").await?;
-        let mut stream = BinaryCopyOutStream::new(out, &[Type::INT4, Type::TEXT]);
+        let mut stream = binary_copy_out(&conn).await?;
         let mut rows = Vec::new();
         while let Some(row) = stream.next().await {
             match row {
@@ -474,7 +483,7 @@ async fn binary_copy_rows_cut_anywhere_across_copy_data_messages_decode_whole() 
 async fn binary_copy_with_a_bad_value_length_or_no_trailer_is_a_decode_error() {
     let mut data = binary_copy_data();
     // The second row's first value: length -2.
-    let second = 19 + 2 + 4 + 4 + 4 + "héllo".len() + 2;
+    let second = FIRST_ROW_END + 2;
     data[second..second + 4].copy_from_slice(&(-2i32).to_be_bytes());
     let (_, rows, err) = copy_rows(copy_out_answer(&data, &[30], &copy_end())).await;
     let err = err.expect("a length of -2 is refused");
@@ -514,18 +523,11 @@ async fn a_malformed_frame_among_buffered_copy_data_breaks_the_connection() {
 async fn copy_out_hands_out_what_arrived_while_the_server_goes_quiet() {
     let data = binary_copy_data();
     // The header and the first row, and nothing after.
-    let first_row_end = 19 + 2 + 4 + 4 + 4 + "héllo".len();
-    let answer = copy_out_answer(&data[..first_row_end], &[], &[]);
-    let script = Script {
-        startup: happy_startup(),
-        query: answer,
-        then: Then::Hold,
-    };
-    let conn = connect_to(script).await.expect("startup succeeds");
-    let out = within(conn.copy_out("COPY t TO STDOUT (FORMAT binary)"))
+    let answer = copy_out_answer(&data[..FIRST_ROW_END], &[], &[]);
+    let conn = connect_answering(answer, Then::Hold).await;
+    let mut stream = within(binary_copy_out(&conn))
         .await
         .expect("the COPY starts");
-    let mut stream = BinaryCopyOutStream::new(out, &[Type::INT4, Type::TEXT]);
     let row = within(stream.next())
         .await
         .expect("a row")
@@ -539,19 +541,12 @@ async fn copy_out_hands_out_what_arrived_while_the_server_goes_quiet() {
 #[tokio::test]
 async fn a_copy_out_error_whose_ready_for_query_comes_later_is_not_lost() {
     let data = binary_copy_data();
-    let first_row_end = 19 + 2 + 4 + 4 + 4 + "héllo".len();
     let error = msg(b'E', b"SERROR\0C22012\0Mdivision by zero\0\0");
-    let answer = copy_out_answer(&data[..first_row_end], &[], &[error]);
-    let script = Script {
-        startup: happy_startup(),
-        query: answer,
-        then: Then::Later(msg(b'Z', b"I")),
-    };
-    let conn = connect_to(script).await.expect("startup succeeds");
-    let out = within(conn.copy_out("COPY t TO STDOUT (FORMAT binary)"))
+    let answer = copy_out_answer(&data[..FIRST_ROW_END], &[], &[error]);
+    let conn = connect_answering(answer, Then::Later(msg(b'Z', b"I"))).await;
+    let mut stream = within(binary_copy_out(&conn))
         .await
         .expect("the COPY starts");
-    let mut stream = BinaryCopyOutStream::new(out, &[Type::INT4, Type::TEXT]);
     let first = within(stream.next())
         .await
         .expect("a row")
