@@ -223,8 +223,8 @@ impl AwaitClose {
 impl Drop for AwaitClose {
     fn drop(&mut self) {
         let linger = match self.stream.take() {
-            Some(Stream::Tcp(s)) => s.into_std().map(Lingering::Tcp),
-            Some(Stream::Unix(s)) => s.into_std().map(Lingering::Unix),
+            Some(Stream::Tcp(s)) => s.into_inner().into_std().map(Lingering::Tcp),
+            Some(Stream::Unix(s)) => s.into_inner().into_std().map(Lingering::Unix),
             // A TLS session cannot leave its runtime; it closes here.
             _ => return,
         };

@@ -137,7 +137,7 @@ pub use connection::{
     Batch, BatchOutput, BatchResults, BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream,
     Connection, CopyIn, CopyOut, DEFAULT_BATCH_ROWS, DEFAULT_NOTIFICATION_CAPACITY, Function,
     IntoConfig, Listener, ListenerEvent, ListenerOptions, NoticeHandler, Notification, ParamSet,
-    Params, PipelineCounts, RowStream, Ticket, ToStatement,
+    Params, PipelineCounts, ReadSpinCounts, RowStream, Ticket, ToStatement,
 };
 pub use cursor::{Cursor, CursorOptions, DEFAULT_CURSOR_BATCH, Portal};
 pub use error::{DbError, Error, ErrorKind, SqlState, TimeoutKind, sqlstate};

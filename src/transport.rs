@@ -17,8 +17,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::{Config, Host, Target};
+use spin::Spin;
 
 pub(crate) mod blocking;
+pub(crate) mod spin;
 pub(crate) mod tls;
 
 /// The address a session is connected to, so a CancelRequest reaches the same server.
@@ -34,11 +36,11 @@ pub enum PeerAddr {
 #[derive(Debug)]
 pub enum Stream {
     /// TCP.
-    Tcp(TcpStream),
+    Tcp(Spin<TcpStream>),
     /// A Unix-domain socket.
-    Unix(UnixStream),
+    Unix(Spin<UnixStream>),
     /// TLS over TCP.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::client::TlsStream<Spin<TcpStream>>>),
 }
 
 /// Shuts a socket down from outside the task that reads it.
@@ -140,7 +142,7 @@ pub(crate) async fn connect(
             let path = dir.join(format!(".s.PGSQL.{}", target.port));
             let s = UnixStream::connect(&path).await?;
             let kill = Killswitch(SockRef::from(&s).try_clone()?);
-            Ok((Stream::Unix(s), PeerAddr::Unix(path), kill))
+            Ok((Stream::Unix(Spin::new(s)), PeerAddr::Unix(path), kill))
         }
         (Host::Tcp(_), Some(addr)) => {
             connect_addrs([SocketAddr::new(addr, target.port)], liveness).await
@@ -164,7 +166,7 @@ async fn connect_addrs(
                 let sock = SockRef::from(&s);
                 liveness.apply(&sock)?;
                 let kill = Killswitch(sock.try_clone()?);
-                return Ok((Stream::Tcp(s), PeerAddr::Tcp(addr), kill));
+                return Ok((Stream::Tcp(Spin::new(s)), PeerAddr::Tcp(addr), kill));
             }
             Err(e) => last = e,
         }
@@ -175,17 +177,36 @@ async fn connect_addrs(
 /// Opens a plain socket to `peer` (for a CancelRequest).
 pub(crate) async fn connect_peer(peer: &PeerAddr) -> io::Result<Stream> {
     match peer {
-        PeerAddr::Tcp(addr) => Ok(Stream::Tcp(TcpStream::connect(addr).await?)),
-        PeerAddr::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+        PeerAddr::Tcp(addr) => Ok(Stream::Tcp(Spin::new(TcpStream::connect(addr).await?))),
+        PeerAddr::Unix(path) => Ok(Stream::Unix(Spin::new(UnixStream::connect(path).await?))),
     }
 }
 
 impl Stream {
+    /// The counter of this socket's read spins.
+    pub(crate) fn read_spin_counter(&self) -> std::sync::Arc<spin::SpinCounter> {
+        match self {
+            Stream::Tcp(s) => s.spin().counter(),
+            Stream::Unix(s) => s.spin().counter(),
+            Stream::Tls(s) => s.get_ref().0.spin().counter(),
+        }
+    }
+
+    /// Sets how long a read may spin while the server streams (zero: never); see
+    /// [`spin`].
+    pub(crate) fn set_read_spin(&mut self, limit: Duration) {
+        match self {
+            Stream::Tcp(s) => s.spin_mut().set_limit(limit),
+            Stream::Unix(s) => s.spin_mut().set_limit(limit),
+            Stream::Tls(s) => s.get_mut().0.spin_mut().set_limit(limit),
+        }
+    }
+
     /// Writes what it can without waiting; used from `Drop`, where nothing may block.
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.try_write(buf),
-            Stream::Unix(s) => s.try_write(buf),
+            Stream::Tcp(s) => s.get_ref().try_write(buf),
+            Stream::Unix(s) => s.get_ref().try_write(buf),
             // Encrypting needs `&mut`; the server sees the socket close instead.
             Stream::Tls(_) => Ok(0),
         }

@@ -102,6 +102,7 @@ fn set_session(c: &mut Config, key: &str, value: &str) -> Result<bool, Error> {
         "query_timeout_ms" => c.query_timeout = optional(millis(key, value)?),
         "lock_timeout_ms" => c.lock_timeout = optional(millis(key, value)?),
         "statement_cache_capacity" => c.statement_cache_capacity = parse_int(key, value)?,
+        "read_spin_us" => c.read_spin = Duration::from_micros(parse_int(key, value)?),
         "pgbouncer" => match value {
             "true" | "1" | "on" | "yes" => drop(c.pooler_mode(true)),
             "false" | "0" | "off" | "no" => drop(c.pooler_mode(false)),

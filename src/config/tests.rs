@@ -321,3 +321,21 @@ fn a_password_with_an_unencoded_slash_or_question_mark_stays_out_of_errors() {
 fn a_zero_cancel_timeout_is_refused() {
     assert!(err("postgres://u@h/db?cancel_timeout=0").contains("cancel_timeout"));
 }
+
+#[test]
+fn read_spin_defaults_to_50_us_and_read_spin_us_sets_or_refuses_it() {
+    assert_eq!(Config::new().get_read_spin(), DEFAULT_READ_SPIN);
+    assert_eq!(DEFAULT_READ_SPIN, Duration::from_micros(50));
+    assert_eq!(
+        parse("postgres://h/db?read_spin_us=0").get_read_spin(),
+        Duration::ZERO
+    );
+    assert_eq!(
+        parse("read_spin_us=120").get_read_spin(),
+        Duration::from_micros(120)
+    );
+    for bad in ["read_spin_us=-1", "read_spin_us=soon", "read_spin_us="] {
+        let msg = err(bad);
+        assert!(msg.contains("read_spin_us"), "{bad}: {msg}");
+    }
+}

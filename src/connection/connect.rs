@@ -157,6 +157,8 @@ async fn open(
                 _ => None,
             },
         };
+        let mut stream = stream;
+        stream.set_read_spin(config.read_spin);
         let codec = PgCodec::new(config.max_message_len);
         let mut io = Framed::with_capacity(stream, codec, READ_BUFFER);
         if error_follows {
@@ -262,6 +264,7 @@ async fn finish(
         config.statement_cache_capacity,
     );
     shared.telemetry = crate::telemetry::Peer::new(config, target);
+    shared.read_spin = io.get_ref().read_spin_counter();
     let shared = Arc::new(shared);
     let wire = Wire::new(io, shared.clone());
     tracing::debug!(conn = id, pid = key.map(|k| k.0), "connected");

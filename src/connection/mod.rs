@@ -92,6 +92,15 @@ pub struct PipelineCounts {
     pub writes: u64,
 }
 
+/// What [`Connection::read_spin_counts`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadSpinCounts {
+    /// Spins that found data: waits that did not need the runtime to wake the reader.
+    pub hits: u64,
+    /// Spins that ran out of time, after which the reader waited as usual.
+    pub misses: u64,
+}
+
 /// A PostgreSQL connection: cheap to clone, `Send + Sync`, shared by many tasks.
 #[derive(Clone)]
 pub struct Connection {
@@ -319,6 +328,13 @@ impl Connection {
     pub fn pipeline_counts(&self) -> PipelineCounts {
         let (calls, writes) = self.inner.shared.pipe.counts();
         PipelineCounts { calls, writes }
+    }
+
+    /// How often this connection's reads spun while the server streamed, and how often
+    /// that found data (see [`crate::Config::read_spin`]).
+    pub fn read_spin_counts(&self) -> ReadSpinCounts {
+        let (hits, misses) = self.inner.shared.read_spin.get();
+        ReadSpinCounts { hits, misses }
     }
 
     /// Runs a statement, pipelined with other tasks' calls when it can be (see

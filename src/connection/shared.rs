@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) pipe: super::pipeline::Pipe,
     /// The server and database its spans name.
     pub(crate) telemetry: crate::telemetry::Peer,
+    /// What the socket's read spins found (see [`crate::Config::read_spin`]).
+    pub(crate) read_spin: Arc<crate::transport::spin::SpinCounter>,
 }
 
 impl Shared {
@@ -104,6 +106,7 @@ impl Shared {
             types: StdMutex::default(),
             notifications: Default::default(),
             telemetry: Default::default(),
+            read_spin: Default::default(),
         }
     }
 

@@ -21,6 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::spin::Spin;
+
 use crate::config::{Config, Host, SslMode, SslRootCert, Target, TlsVersion, env};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{auth, frontend};
@@ -57,11 +59,11 @@ impl std::fmt::Debug for TlsSetup {
 /// How the server answered SSLRequest.
 pub(crate) enum Negotiated {
     /// 'S', and the handshake succeeded.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<Spin<TcpStream>>>),
     /// 'N': the server does not do TLS; the socket goes on in plain text.
-    Plain(TcpStream),
+    Plain(Spin<TcpStream>),
     /// 'E': an ErrorResponse follows (its first byte already read).
-    ErrorFollows(TcpStream),
+    ErrorFollows(Spin<TcpStream>),
 }
 
 /// The ALPN protocol name of PostgreSQL.
@@ -125,7 +127,10 @@ fn versions(config: &Config) -> Vec<&'static rustls::SupportedProtocolVersion> {
 /// # Errors
 /// [`ErrorKind::Tls`] when the handshake fails (the message says why: unknown issuer,
 /// expired, wrong name...); [`ErrorKind::Protocol`] for an answer that is not S, N or E.
-pub(crate) async fn negotiate(mut tcp: TcpStream, setup: &TlsSetup) -> Result<Negotiated, Error> {
+pub(crate) async fn negotiate(
+    mut tcp: Spin<TcpStream>,
+    setup: &TlsSetup,
+) -> Result<Negotiated, Error> {
     if setup.direct {
         return handshake(tcp, setup).await;
     }
@@ -152,7 +157,7 @@ pub(crate) async fn negotiate(mut tcp: TcpStream, setup: &TlsSetup) -> Result<Ne
 
 /// The TLS handshake; with direct negotiation the server must agree to ALPN `postgresql`
 /// (PostgreSQL manual, "Direct SSL/TLS").
-async fn handshake(tcp: TcpStream, setup: &TlsSetup) -> Result<Negotiated, Error> {
+async fn handshake(tcp: Spin<TcpStream>, setup: &TlsSetup) -> Result<Negotiated, Error> {
     let connector = tokio_rustls::TlsConnector::from(setup.config.clone());
     let tls = connector
         .connect(setup.name.clone(), tcp)
@@ -168,7 +173,7 @@ async fn handshake(tcp: TcpStream, setup: &TlsSetup) -> Result<Negotiated, Error
 
 /// The channel binding data of the session (`tls-server-end-point`), if the server
 /// certificate's signature algorithm allows it.
-pub(crate) fn end_point(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
+pub(crate) fn end_point(stream: &TlsStream<Spin<TcpStream>>) -> Option<Vec<u8>> {
     let cert = stream.get_ref().1.peer_certificates()?.first()?;
     auth::tls_server_end_point(cert.as_ref())
 }

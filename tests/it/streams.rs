@@ -487,3 +487,64 @@ async fn a_stream_dropped_between_batches_leaves_nothing_for_the_next_stream_of_
         assert_eq!(row.get::<_, i32>(0), round);
     }
 }
+
+/// Streams `rows` wide rows and checks every one arrived, in order.
+pub(crate) async fn stream_wide_rows(conn: &Connection, rows: i32) {
+    let mut s = conn
+        .query_raw(
+            "SELECT g, repeat('x', 200) FROM generate_series(1, $1) g",
+            [&rows],
+        )
+        .await
+        .unwrap();
+    let mut want = 1;
+    while let Some(row) = s.next().await {
+        let row = row.unwrap();
+        assert_eq!(row.get::<_, i32>(0), want);
+        assert_eq!(row.get::<_, &str>(1).len(), 200);
+        want += 1;
+    }
+    assert_eq!(want, rows + 1);
+}
+
+#[tokio::test]
+async fn a_streamed_result_spins_its_reads_point_queries_never_do_and_zero_turns_it_off() {
+    let db = pgkeel_testkit::TestDb::new();
+    let conn = Connection::connect(db.url()).await.unwrap();
+    for i in 0..300i32 {
+        let row = conn.query_one("SELECT $1::int4", &[&i]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), i);
+    }
+    let spins = conn.read_spin_counts();
+    assert_eq!(
+        spins,
+        pgkeel::ReadSpinCounts::default(),
+        "small answers never spin"
+    );
+    // The server streams 8 KiB at a time; the reader drains each piece and spins for
+    // the next (whether it finds it in time depends on the machine's load).
+    let mut spins = conn.read_spin_counts();
+    for _ in 0..5 {
+        stream_wide_rows(&conn, 200_000).await;
+        spins = conn.read_spin_counts();
+        if spins.hits + spins.misses > 0 {
+            break;
+        }
+    }
+    assert!(
+        spins.hits + spins.misses > 0,
+        "a bulk stream spins: {spins:?}"
+    );
+    assert_usable(&conn, 1).await;
+
+    let off = Connection::connect(common::with_param(&db.url(), "read_spin_us=0"))
+        .await
+        .unwrap();
+    stream_wide_rows(&off, 200_000).await;
+    assert_eq!(off.read_spin_counts(), pgkeel::ReadSpinCounts::default());
+    let mut config: pgkeel::Config = db.url().parse().unwrap();
+    config.read_spin(Duration::ZERO);
+    let off = Connection::connect(config).await.unwrap();
+    stream_wide_rows(&off, 200_000).await;
+    assert_eq!(off.read_spin_counts(), pgkeel::ReadSpinCounts::default());
+}

@@ -437,3 +437,29 @@ async fn binary_copy_both_ways_over_tls() {
     assert_eq!(count, n);
     assert!(!conn.is_broken());
 }
+
+/// A large result streamed over TLS arrives whole while the reads under the TLS session
+/// spin; with `read_spin_us=0` they never do.
+#[tokio::test]
+async fn a_stream_over_tls_spins_under_the_session_and_arrives_whole() {
+    let (server, _) = server();
+    let conn = connect(&conninfo(server, "tls_only", "sslmode=require")).await;
+    assert!(uses_tls(&conn).await);
+    let mut spins = conn.read_spin_counts();
+    for _ in 0..5 {
+        crate::streams::stream_wide_rows(&conn, 200_000).await;
+        spins = conn.read_spin_counts();
+        if spins.hits + spins.misses > 0 {
+            break;
+        }
+    }
+    assert!(spins.hits + spins.misses > 0, "{spins:?}");
+    let off = connect(&conninfo(
+        server,
+        "tls_only",
+        "sslmode=require read_spin_us=0",
+    ))
+    .await;
+    crate::streams::stream_wide_rows(&off, 200_000).await;
+    assert_eq!(off.read_spin_counts(), pgkeel::ReadSpinCounts::default());
+}
