@@ -123,6 +123,31 @@ pub fn summary(values: &[f64]) -> (f64, f64, f64) {
     (median, v[0], v[n - 1])
 }
 
+/// The read spins of the last pgkeel stream in this (child) process: found data, ran out.
+static SPINS: std::sync::Mutex<(u64, u64)> = std::sync::Mutex::new((0, 0));
+
+/// Keeps a pgkeel connection's read-spin counts for [`report_spins`].
+pub fn note_spins(c: pgkeel::ReadSpinCounts) {
+    *SPINS.lock().unwrap() = (c.hits, c.misses);
+}
+
+/// Puts the last noted read-spin counts in a child's result (zero for other drivers).
+pub fn report_spins(r: &mut crate::child::ChildResult) {
+    let (hits, misses) = *SPINS.lock().unwrap();
+    r.set("spin_hits", hits as f64);
+    r.set("spin_misses", misses as f64);
+}
+
+/// "found data / ran out" for a child's result, for the rep line of a stream workload.
+pub fn spins_text(r: &crate::child::ChildResult) -> String {
+    let (hits, misses) = (r.get("spin_hits"), r.get("spin_misses"));
+    if hits + misses == 0.0 {
+        String::new()
+    } else {
+        format!("  read spins {hits:.0} found / {misses:.0} out")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

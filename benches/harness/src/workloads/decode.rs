@@ -61,9 +61,10 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             let cpu_us = r.get("cpu_secs") * 1e6 / rows;
             eprintln!(
                 "decode        rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB  {cpu_us:.2} µs CPU/row \
-                 ({on_main:.0} rows/s on the block_on thread)",
+                 ({on_main:.0} rows/s on the block_on thread){}",
                 driver.name(),
-                rows_per_sec
+                rows_per_sec,
+                crate::measure::spins_text(&r)
             );
             rate[driver as usize].push(rows_per_sec);
             peak[driver as usize].push(peak_mib);
@@ -175,6 +176,7 @@ pub fn child(driver: Driver, url: &str, in_task: bool) -> ChildResult {
         r.set("cpu_secs", cpu.as_secs_f64());
         r.set("rss_before_kib", rss_before as f64);
         r.set("hwm_after_kib", proc_status_kib("VmHWM") as f64);
+        crate::measure::report_spins(&mut r);
         r
     })
 }
@@ -203,6 +205,7 @@ async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64, f64) {
         ));
     }
     let secs = t.elapsed().as_secs_f64();
+    crate::measure::note_spins(conn.read_spin_counts());
     (acc, rss, secs, process_cpu_secs(pid) - server)
 }
 

@@ -43,9 +43,10 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             let peak_mib = (r.get("hwm_after_kib") - r.get("rss_before_kib")) / 1024.0;
             eprintln!(
                 "large-fetch   rep {rep} {:<15} {:>9.0} rows/s  peak +{peak_mib:.1} MiB \
-                 ({on_main:.0} rows/s on the block_on thread)",
+                 ({on_main:.0} rows/s on the block_on thread){}",
                 driver.name(),
-                rows_per_sec
+                rows_per_sec,
+                crate::measure::spins_text(&r)
             );
             rate[driver as usize].push(rows_per_sec);
             peak[driver as usize].push(peak_mib);
@@ -112,6 +113,7 @@ pub fn child(driver: Driver, url: &str, in_task: bool) -> ChildResult {
         r.set("server_cpu_secs", server_cpu);
         r.set("rss_before_kib", rss_before as f64);
         r.set("hwm_after_kib", proc_status_kib("VmHWM") as f64);
+        crate::measure::report_spins(&mut r);
         r
     })
 }
@@ -132,6 +134,7 @@ async fn fetch_pgkeel(url: &str) -> (Acc, u64, f64, f64) {
         acc.add((row.get(0), row.get(1), row.get(2), row.get(3)));
     }
     let secs = t.elapsed().as_secs_f64();
+    crate::measure::note_spins(conn.read_spin_counts());
     (acc, rss, secs, process_cpu_secs(pid) - server)
 }
 
