@@ -87,6 +87,11 @@ pub struct CancelToken {
     pub(crate) timeout: Duration,
     /// The session's TLS setup when it used TLS: the cancel goes the same way.
     pub(crate) tls: Option<TlsSetup>,
+    /// Cancels may use, and leave behind, a spare socket opened ahead of time (see
+    /// [`spare`]): plain sessions on a direct connection.
+    pub(crate) warm: bool,
+    /// When the session was ready: a spare opened before then cannot cancel it.
+    pub(crate) ready_at: std::time::Instant,
 }
 
 impl CancelToken {
@@ -160,8 +165,46 @@ impl CancelToken {
     }
 
     async fn send(&self, key: Bytes) -> Result<(), Error> {
+        let mut request = BytesMut::with_capacity(16);
+        frontend::cancel_request_with_key(self.process_id, &key, &mut request);
+        let mut socket = "new";
+        let mut stream = None;
+        if let Some(mut spare) = self
+            .warm
+            .then(|| spare::take(&self.peer, self.ready_at))
+            .flatten()
+        {
+            // A spare the write fails on never carried the request: a new socket does.
+            if write_request(&mut spare, &request).await.is_ok() {
+                socket = "warm";
+                stream = Some(spare);
+            }
+        }
+        tracing::Span::current().record("pgkeel.cancel.socket", socket);
+        let stream = match stream {
+            Some(sent) => sent,
+            None => {
+                let mut fresh = self.open().await?;
+                write_request(&mut fresh, &request).await?;
+                fresh
+            }
+        };
+        let mut wait = AwaitClose {
+            stream: Some(stream),
+            deadline: blocking::instant_after(self.timeout),
+        };
+        wait.until_closed().await?;
+        tracing::debug!(pid = self.process_id, socket, "cancel request delivered");
+        if self.warm {
+            spare::after_cancel(&self.peer, self.ready_at);
+        }
+        Ok(())
+    }
+
+    /// A new socket for the cancel, TLS negotiated as the session's was.
+    async fn open(&self) -> Result<Stream, Error> {
         let stream = transport::connect_peer(&self.peer).await?;
-        let mut stream = match (&self.tls, stream) {
+        Ok(match (&self.tls, stream) {
             (Some(setup), Stream::Tcp(tcp)) => match tls::negotiate(tcp, setup).await? {
                 Negotiated::Tls(s) => Stream::Tls(s),
                 _ => {
@@ -172,19 +215,14 @@ impl CancelToken {
                 }
             },
             (_, s) => s,
-        };
-        let mut buf = BytesMut::with_capacity(16);
-        frontend::cancel_request_with_key(self.process_id, &key, &mut buf);
-        stream.write_all(&buf).await?;
-        stream.flush().await?;
-        let mut wait = AwaitClose {
-            stream: Some(stream),
-            deadline: blocking::instant_after(self.timeout),
-        };
-        wait.until_closed().await?;
-        tracing::debug!(pid = self.process_id, "cancel request delivered");
-        Ok(())
+        })
     }
+}
+
+/// Writes the CancelRequest and flushes it.
+async fn write_request(stream: &mut Stream, request: &[u8]) -> std::io::Result<()> {
+    stream.write_all(request).await?;
+    stream.flush().await
 }
 
 /// A sent CancelRequest waiting for the server (or a pooler) to close its socket.
@@ -257,5 +295,6 @@ impl Lingering {
     }
 }
 
+mod spare;
 #[cfg(test)]
 mod tests;

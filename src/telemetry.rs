@@ -307,6 +307,7 @@ pub(crate) fn cancel(address: &crate::transport::PeerAddr, pid: i32) -> Option<S
         server.address = Empty,
         server.port = Empty,
         pgkeel.backend_pid = pid,
+        pgkeel.cancel.socket = Empty,
         error.type = Empty,
     ))?;
     match address {

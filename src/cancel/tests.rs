@@ -22,6 +22,8 @@ fn token(port: u16, timeout: Duration, tls: Option<tls::TlsSetup>) -> CancelToke
         secret_key: Some(Bytes::from_static(&[1, 2, 3, 4])),
         timeout,
         tls,
+        warm: false,
+        ready_at: Instant::now(),
     }
 }
 

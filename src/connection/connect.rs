@@ -247,6 +247,8 @@ async fn finish(
         process_id: key.as_ref().map_or(0, |k| k.0),
         secret_key: key.as_ref().map(|k| k.1.clone()),
         timeout: config.cancel_timeout,
+        warm: tls.is_none() && !config.pooler_mode,
+        ready_at: std::time::Instant::now(),
         tls,
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);

