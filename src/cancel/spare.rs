@@ -233,6 +233,24 @@ mod tests {
         false
     }
 
+    /// A listener, a spare opened to it, and the server's end of that spare.
+    async fn spare_to_a_listener() -> (TcpListener, PeerAddr, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = peer_of(&listener);
+        refill(&peer, *SESSION_READY);
+        assert!(ready(&peer).await);
+        let (server, _) = listener.accept().unwrap();
+        (listener, peer, server)
+    }
+
+    /// Asserts the client closed `server`'s peer without sending a byte.
+    fn assert_closed_silently(mut server: std::net::TcpStream, why: &str) {
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(server.read(&mut [0; 1]).unwrap(), 0, "{why}");
+    }
+
     #[tokio::test]
     async fn a_spare_is_taken_once_and_carries_what_is_written_on_it() {
         use tokio::io::AsyncWriteExt;
@@ -260,11 +278,7 @@ mod tests {
     #[tokio::test]
     async fn a_spare_the_server_closed_or_wrote_on_is_not_used() {
         for server_writes in [false, true] {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let peer = peer_of(&listener);
-            refill(&peer, *SESSION_READY);
-            assert!(ready(&peer).await);
-            let (mut server, _) = listener.accept().unwrap();
+            let (_listener, peer, mut server) = spare_to_a_listener().await;
             if server_writes {
                 server.write_all(b"E").unwrap();
             } else {
@@ -281,39 +295,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_spare_older_than_max_age_is_closed_unused() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let peer = peer_of(&listener);
-        refill(&peer, *SESSION_READY);
-        assert!(ready(&peer).await);
-        let (mut server, _) = listener.accept().unwrap();
+        let (_listener, peer, server) = spare_to_a_listener().await;
         tokio::time::sleep(MAX_AGE + Duration::from_millis(100)).await;
-        server
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        let mut buf = [0; 1];
-        let n = server.read(&mut buf).unwrap();
-        assert_eq!(n, 0, "closed in the background, without a byte sent");
+        assert_closed_silently(server, "closed in the background");
         assert!(take(&peer, *SESSION_READY).is_none());
     }
 
     #[tokio::test]
     async fn a_newer_session_s_cancel_replaces_the_spare_with_a_newer_one() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let peer = peer_of(&listener);
-        refill(&peer, *SESSION_READY);
-        assert!(ready(&peer).await);
-        let (mut first, _) = listener.accept().unwrap();
+        let (listener, peer, first) = spare_to_a_listener().await;
         let newer_session = Instant::now();
         refill(&peer, newer_session);
         assert!(ready_after(&peer, newer_session).await);
         let (_second, _) = listener.accept().unwrap();
-        first
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        let n = first.read(&mut [0; 1]).unwrap();
-        assert_eq!(
-            n, 0,
-            "the older spare is closed once the newer one is ready"
+        assert_closed_silently(
+            first,
+            "the older spare is closed once the newer one is ready",
         );
         assert!(
             take(&peer, newer_session).is_some(),
@@ -334,13 +331,10 @@ mod tests {
             assert!(ready(&peer).await);
         });
         drop(runtime); // the task that would close it at MAX_AGE is gone
-        let (mut server, _) = listener.accept().unwrap();
+        let (server, _) = listener.accept().unwrap();
         std::thread::sleep(MAX_AGE);
         assert!(take(&peer, *SESSION_READY).is_none(), "expired");
-        server
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        assert_eq!(server.read(&mut [0; 1]).unwrap(), 0, "closed by the take");
+        assert_closed_silently(server, "closed by the take");
     }
 
     #[tokio::test]
