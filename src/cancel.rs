@@ -45,7 +45,7 @@ fn cancel_in_background(token: CancelToken) {
 /// Work for the background thread: a cancel to send, or a sent one to see closed.
 enum Job {
     Cancel(CancelToken),
-    Linger(Lingering, std::time::Instant),
+    Linger(PlainSocket, std::time::Instant),
 }
 
 /// Runs `job` on the one shared background thread. Jobs run one after another; each
@@ -167,21 +167,18 @@ impl CancelToken {
     async fn send(&self, key: Bytes) -> Result<(), Error> {
         let mut request = BytesMut::with_capacity(16);
         frontend::cancel_request_with_key(self.process_id, &key, &mut request);
-        let mut socket = "new";
-        let mut stream = None;
-        if let Some(mut spare) = self
-            .warm
-            .then(|| spare::take(&self.peer, self.ready_at))
-            .flatten()
-        {
+        let spare = self.warm.then(|| spare::take(&self.peer, self.ready_at));
+        let sent = match spare.flatten() {
             // A spare the write fails on never carried the request: a new socket does.
-            if write_request(&mut spare, &request).await.is_ok() {
-                socket = "warm";
-                stream = Some(spare);
-            }
-        }
+            Some(mut spare) => write_request(&mut spare, &request)
+                .await
+                .ok()
+                .map(|()| spare),
+            None => None,
+        };
+        let socket = if sent.is_some() { "warm" } else { "new" };
         tracing::Span::current().record("pgkeel.cancel.socket", socket);
-        let stream = match stream {
+        let stream = match sent {
             Some(sent) => sent,
             None => {
                 let mut fresh = self.open().await?;
@@ -260,35 +257,50 @@ impl AwaitClose {
 
 impl Drop for AwaitClose {
     fn drop(&mut self) {
-        let linger = match self.stream.take() {
-            Some(Stream::Tcp(s)) => s.into_inner().into_std().map(Lingering::Tcp),
-            Some(Stream::Unix(s)) => s.into_inner().into_std().map(Lingering::Unix),
-            // A TLS session cannot leave its runtime; it closes here.
-            _ => return,
-        };
-        if let Ok(socket) = linger {
+        // A TLS session cannot leave its runtime; it closes here.
+        if let Some(Ok(socket)) = self.stream.take().and_then(PlainSocket::from_stream) {
             background(Job::Linger(socket, self.deadline));
         }
     }
 }
 
-/// A cancel socket waiting, on the background thread, for the peer to close it.
-enum Lingering {
+/// A cancel's plain socket outside the runtime: a spare waiting for the next cancel
+/// ([`spare`]), or a sent request waiting, on the background thread, for the peer to
+/// close it.
+enum PlainSocket {
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
 }
 
-impl Lingering {
+impl PlainSocket {
+    /// `stream` taken out of its runtime; `None` for a TLS session, which cannot leave it.
+    fn from_stream(stream: Stream) -> Option<std::io::Result<PlainSocket>> {
+        match stream {
+            Stream::Tcp(s) => Some(s.into_inner().into_std().map(PlainSocket::Tcp)),
+            Stream::Unix(s) => Some(s.into_inner().into_std().map(PlainSocket::Unix)),
+            Stream::Tls(_) => None,
+        }
+    }
+
+    /// Back into the current runtime, as a session's stream would be.
+    fn into_stream(self) -> std::io::Result<Stream> {
+        use crate::transport::spin::Spin;
+        Ok(match self {
+            PlainSocket::Tcp(s) => Stream::Tcp(Spin::new(tokio::net::TcpStream::from_std(s)?)),
+            PlainSocket::Unix(s) => Stream::Unix(Spin::new(tokio::net::UnixStream::from_std(s)?)),
+        })
+    }
+
     /// Waits (each read bounded by what is left of `deadline`) until the peer closes,
     /// then closes.
     fn wait(self, deadline: std::time::Instant) {
         let deadline = Deadline::at(deadline);
         let bound = |s: &dyn Bounded| s.bound(&deadline);
         let _ = match self {
-            Lingering::Tcp(mut s) => s
+            PlainSocket::Tcp(mut s) => s
                 .set_nonblocking(false)
                 .and_then(|()| send_and_wait_close(&mut s, |s| bound(s), &[])),
-            Lingering::Unix(mut s) => s
+            PlainSocket::Unix(mut s) => s
                 .set_nonblocking(false)
                 .and_then(|()| send_and_wait_close(&mut s, |s| bound(s), &[])),
         };

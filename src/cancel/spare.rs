@@ -26,9 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
-use tokio::net::{TcpStream, UnixStream};
 
-use crate::transport::spin::Spin;
+use super::PlainSocket;
 use crate::transport::{self, PeerAddr, Stream};
 
 /// How long a spare socket is kept for a cancel.
@@ -38,36 +37,23 @@ const MAX_SPARES: usize = 16;
 /// The longest a background open of a spare may take.
 const OPEN_LIMIT: Duration = Duration::from_secs(1);
 
-/// An open socket to a server, nothing sent on it yet.
-enum Sock {
-    Tcp(std::net::TcpStream),
-    Unix(std::os::unix::net::UnixStream),
-}
-
-impl Sock {
+impl PlainSocket {
     /// Still open, and the server has said nothing on it (a server that cannot take
     /// another connection writes an error and closes).
     fn open_and_silent(&self) -> bool {
         let mut byte = [MaybeUninit::uninit()];
         let peeked = match self {
-            Sock::Tcp(s) => SockRef::from(s).peek(&mut byte),
-            Sock::Unix(s) => SockRef::from(s).peek(&mut byte),
+            PlainSocket::Tcp(s) => SockRef::from(s).peek(&mut byte),
+            PlainSocket::Unix(s) => SockRef::from(s).peek(&mut byte),
         };
         matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
-
-    /// Back into the runtime, as a session's stream would be.
-    fn into_stream(self) -> std::io::Result<Stream> {
-        Ok(match self {
-            Sock::Tcp(s) => Stream::Tcp(Spin::new(TcpStream::from_std(s)?)),
-            Sock::Unix(s) => Stream::Unix(Spin::new(UnixStream::from_std(s)?)),
-        })
-    }
 }
 
+/// An open socket to a server, nothing sent on it yet.
 struct Spare {
     peer: PeerAddr,
-    sock: Sock,
+    sock: PlainSocket,
     /// When its open began: its server process was forked after this.
     started: Instant,
     id: u64,
@@ -105,7 +91,8 @@ pub(crate) fn take(peer: &PeerAddr, session_ready: Instant) -> Option<Stream> {
         }
         (spares.ready.swap_remove(at), young)
     };
-    if !young || spare.started <= session_ready || !spare.sock.open_and_silent() {
+    // Taken out only when expired (to close it) or when it can serve this session.
+    if !young || !spare.sock.open_and_silent() {
         return None; // closed outside the lock
     }
     spare.sock.into_stream().ok()
@@ -160,9 +147,8 @@ fn refill(peer: &PeerAddr, session_ready: Instant) {
         let started = Instant::now();
         let opened = tokio::time::timeout(OPEN_LIMIT, transport::connect_peer(&peer)).await;
         let sock = match opened {
-            Ok(Ok(Stream::Tcp(s))) => s.into_inner().into_std().map(Sock::Tcp),
-            Ok(Ok(Stream::Unix(s))) => s.into_inner().into_std().map(Sock::Unix),
-            Ok(Ok(Stream::Tls(_))) => Err(std::io::ErrorKind::Unsupported.into()),
+            Ok(Ok(stream)) => PlainSocket::from_stream(stream)
+                .unwrap_or_else(|| Err(std::io::ErrorKind::Unsupported.into())),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
         };

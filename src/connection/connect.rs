@@ -147,7 +147,7 @@ async fn open(
     let mut tried_tls = false;
     let result = async {
         let (stream, peer, killswitch) = transport::connect(target, Liveness::of(config)).await?;
-        let (stream, error_follows) = secure(config, stream, tls, &mut tried_tls).await?;
+        let (mut stream, error_follows) = secure(config, stream, tls, &mut tried_tls).await?;
         tried_tls = matches!(stream, Stream::Tls(_));
         let session_tls = tls.filter(|_| tried_tls).map(|(setup, _)| setup.clone());
         let channel = authenticate::Channel {
@@ -157,7 +157,6 @@ async fn open(
                 _ => None,
             },
         };
-        let mut stream = stream;
         stream.set_read_spin(config.read_spin);
         let codec = PgCodec::new(config.max_message_len);
         let mut io = Framed::with_capacity(stream, codec, READ_BUFFER);
