@@ -262,6 +262,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_spare_to_a_unix_socket_carries_the_request_and_is_refused_once_closed() {
+        use tokio::io::AsyncWriteExt;
+        let dir = std::env::temp_dir().join(format!("pgkeel-spare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".s.PGSQL.5432");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let peer = PeerAddr::Unix(path.clone());
+        std::sync::LazyLock::force(&SESSION_READY);
+        refill(&peer, *SESSION_READY);
+        assert!(ready(&peer).await);
+        let (mut server, _) = listener.accept().unwrap();
+        let mut stream = take(&peer, *SESSION_READY).expect("the spare");
+        stream.write_all(b"cancel").await.unwrap();
+        let mut got = [0; 6];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"cancel");
+
+        refill(&peer, *SESSION_READY);
+        assert!(ready(&peer).await);
+        drop(listener.accept().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            take(&peer, *SESSION_READY).is_none(),
+            "closed by the server"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn a_spare_the_server_closed_or_wrote_on_is_not_used() {
         for server_writes in [false, true] {
             let (_listener, peer, mut server) = spare_to_a_listener().await;
