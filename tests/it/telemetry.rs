@@ -398,4 +398,16 @@ async fn a_cancel_after_a_cancel_goes_through_the_spare_socket_except_in_pooler_
         .unwrap();
     let sockets = cancel_sleeps(&pooled, 3).await;
     assert!(sockets.iter().all(|s| s == "new"), "{sockets:?}");
+
+    // A session-mode PgBouncer without pooler mode: the spares go to PgBouncer, which
+    // forwards the request it reads on one to the server.
+    let builder = pgkeel_testkit::Pgbouncer::builder().pool_mode(pgkeel_testkit::PoolMode::Session);
+    let Some(bouncer) = builder.start_or_skip(&cluster) else {
+        return;
+    };
+    let bounced = Connection::connect(bouncer.url(cluster.superuser(), "postgres").as_str())
+        .await
+        .unwrap();
+    let sockets = cancel_sleeps(&bounced, 6).await;
+    assert!(sockets.iter().any(|s| s == "warm"), "{sockets:?}");
 }
