@@ -29,7 +29,9 @@ const TIMEOUT: Duration = Duration::from_millis(10);
 const MAX_SLEEP_SECS: f64 = 0.020;
 const SLEEP_SQL: &str = "SELECT pg_sleep($1)";
 const CHECK_SQL: &str = "SELECT $1::int8";
-const SAMPLE_SQL: &str = "SELECT count(*) FROM pg_stat_activity \
+const SAMPLE_SQL: &str = "SELECT count(*), \
+     count(*) FILTER (WHERE clock_timestamp() - query_start > interval '10 ms') \
+     FROM pg_stat_activity \
      WHERE state = 'active' AND query = 'SELECT pg_sleep($1)' AND pid <> pg_backend_pid()";
 const SAMPLE_EVERY: Duration = Duration::from_millis(2);
 /// The longest the sampler waits for sleeps to end after the storm.
@@ -102,6 +104,8 @@ struct Storm {
     wall: f64,
     tally: Tally,
     server_sleep: f64,
+    /// Server seconds in sleeps past the first 10 ms of each one's own run.
+    past_limit: f64,
     drain: f64,
     pool_status: Option<String>,
 }
@@ -109,6 +113,11 @@ struct Storm {
 impl Storm {
     fn abandoned(&self) -> f64 {
         self.server_sleep - self.tally.waited_for
+    }
+
+    /// `seconds` as a percentage of the sleep time asked for.
+    fn of_asked(&self, seconds: f64) -> f64 {
+        seconds / self.tally.requested * 100.0
     }
 }
 
@@ -187,6 +196,30 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         default,
         &|s| s.abandoned(),
     ));
+    report.push(
+        line(
+            "server time on abandoned sleeps, measured, % of the sleep time asked",
+            Some(Better::Lower),
+            default,
+            &|s| s.of_asked(s.abandoned()),
+        )
+        .check(Check::Below(15.0, "%")),
+    );
+    report.push(line(
+        "server s in sleeps past the first 10 ms of each one's own run",
+        Some(Better::Lower),
+        default,
+        &|s| s.past_limit,
+    ));
+    report.push(
+        line(
+            "server time in sleeps past the first 10 ms of each one's own run, % of the sleep time asked",
+            Some(Better::Lower),
+            default,
+            &|s| s.of_asked(s.past_limit),
+        )
+        .check(Check::Below(15.0, "%")),
+    );
     report.push(line(
         &format!("server s on abandoned sleeps, measured, {evict_name}"),
         Some(Better::Lower),
@@ -226,14 +259,15 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
 fn progress(rep: usize, who: &str, s: &Storm) {
     eprintln!(
         "storm         rep {rep} {who:<15} {:>6.2} s wall, {} timed out, {} wrong, {} errors, \
-         abandoned server sleep {:.2} s (uncancelled would be {:.2} s), drain {:.0} ms; \
-         sampler: {:.2} s of pg_sleep on the server for {:.2} s asked{}",
+         abandoned server sleep {:.2} s (uncancelled would be {:.2} s), {:.2} s past 10 ms of a sleep's own run, \
+         drain {:.0} ms; sampler: {:.2} s of pg_sleep on the server for {:.2} s asked{}",
         s.wall,
         s.tally.timed_out,
         s.tally.wrong,
         s.tally.errors,
         s.abandoned(),
         s.tally.abandoned_if_uncancelled,
+        s.past_limit,
         s.drain * 1e3,
         s.server_sleep,
         s.tally.requested,
@@ -294,12 +328,13 @@ where
         tally.add(h.await.expect("a storm task panicked"));
     }
     let wall = t.elapsed().as_secs_f64();
-    let (server_sleep, drain) = sampler.finish().await;
+    let sampled = sampler.finish().await;
     Storm {
         wall,
         tally,
-        server_sleep,
-        drain,
+        server_sleep: sampled.busy,
+        past_limit: sampled.past_limit,
+        drain: sampled.drain,
         pool_status: None,
     }
 }
@@ -452,7 +487,17 @@ async fn wait_inactive(
 /// Samples pg_stat_activity on a tokio-postgres connection of its own.
 struct Sampler {
     finished: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<(f64, f64)>,
+    handle: tokio::task::JoinHandle<Sampled>,
+}
+
+/// What the sampler integrated.
+struct Sampled {
+    /// Backend seconds in the storm's sleeps.
+    busy: f64,
+    /// Backend seconds in the storm's sleeps past the first 10 ms of each one's run.
+    past_limit: f64,
+    /// Seconds sleeps went on after the storm.
+    drain: f64,
 }
 
 impl Sampler {
@@ -463,13 +508,11 @@ impl Sampler {
         let flag = finished.clone();
         let handle = tokio::spawn(async move {
             let count = || async {
-                client
-                    .query_one(&stmt, &[])
-                    .await
-                    .expect("sample")
-                    .get::<_, i64>(0)
+                let row = client.query_one(&stmt, &[]).await.expect("sample");
+                [row.get::<_, i64>(0), row.get::<_, i64>(1)]
             };
-            let (mut integral, mut last_n, mut last_t) = (0.0, count().await, Instant::now());
+            let (mut last_n, mut last_t) = (count().await, Instant::now());
+            let mut integral = [0.0; 2];
             let mut tick = tokio::time::interval(SAMPLE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut finished_at = None;
@@ -477,13 +520,20 @@ impl Sampler {
                 tick.tick().await;
                 let n = count().await;
                 let now = Instant::now();
-                // Trapezoids: the count moves between samples.
-                integral += (last_n + n) as f64 / 2.0 * (now - last_t).as_secs_f64();
+                // Trapezoids: the counts move between samples.
+                let dt = (now - last_t).as_secs_f64();
+                for i in 0..2 {
+                    integral[i] += (last_n[i] + n[i]) as f64 / 2.0 * dt;
+                }
                 (last_n, last_t) = (n, now);
                 if flag.load(Ordering::Acquire) {
                     let since = *finished_at.get_or_insert(now);
-                    if n == 0 || now - since > DRAIN_LIMIT {
-                        return (integral, (now - since).as_secs_f64());
+                    if n[0] == 0 || now - since > DRAIN_LIMIT {
+                        return Sampled {
+                            busy: integral[0],
+                            past_limit: integral[1],
+                            drain: (now - since).as_secs_f64(),
+                        };
                     }
                 }
             }
@@ -491,9 +541,8 @@ impl Sampler {
         Sampler { finished, handle }
     }
 
-    /// Tells the sampler the storm is over; returns the integrated busy seconds and how
-    /// long sleeps went on after the storm.
-    async fn finish(self) -> (f64, f64) {
+    /// Tells the sampler the storm is over; returns what it integrated.
+    async fn finish(self) -> Sampled {
         self.finished.store(true, Ordering::Release);
         self.handle.await.expect("sampler")
     }
