@@ -167,14 +167,9 @@ impl CancelToken {
     async fn send(&self, key: Bytes) -> Result<(), Error> {
         let mut request = BytesMut::with_capacity(16);
         frontend::cancel_request_with_key(self.process_id, &key, &mut request);
-        let spare = self.warm.then(|| spare::take(&self.peer, self.ready_at));
-        let sent = match spare.flatten() {
-            // A spare the write fails on never carried the request: a new socket does.
-            Some(mut spare) => write_request(&mut spare, &request)
-                .await
-                .ok()
-                .map(|()| spare),
-            None => None,
+        let sent = match self.warm {
+            true => spare::send(&self.peer, self.ready_at, &request),
+            false => None,
         };
         let socket = if sent.is_some() { "warm" } else { "new" };
         tracing::Span::current().record("pgkeel.cancel.socket", socket);
@@ -193,7 +188,7 @@ impl CancelToken {
         wait.until_closed().await?;
         tracing::debug!(pid = self.process_id, socket, "cancel request delivered");
         if self.warm {
-            spare::after_cancel(&self.peer, self.ready_at);
+            spare::on_cancel(&self.peer, self.ready_at);
         }
         Ok(())
     }

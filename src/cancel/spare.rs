@@ -4,9 +4,11 @@
 //! costs a TCP handshake and, on PostgreSQL, a fork of the postmaster before the request
 //! is even read: about 1.5 ms on a server close by, during which the abandoned statement
 //! goes on running. Cancels come in bursts (a timeout storm abandons many statements at
-//! once), so when a cancel follows another within [`MAX_AGE`], pgkeel opens the socket
-//! for the next one in the background and keeps it for [`MAX_AGE`]; a cancel that finds
-//! it only writes its 16 bytes.
+//! once), so when a cancel follows others within [`MAX_AGE`], pgkeel keeps as many
+//! sockets open for the next ones as there were such others (at most [`PER_SERVER`]),
+//! opening them in the background once the cancel is delivered, off the path of the
+//! cancels under way, and keeping each for [`MAX_AGE`]. A cancel that finds one only
+//! writes its 16 bytes, on the plain socket, before the runtime knows it.
 //!
 //! The server's child waits for the first packet for `authentication_timeout` (at least
 //! 1 s) before it gives up and closes. A spare is used only while it is younger than
@@ -20,6 +22,7 @@
 //! cannot cancel it (the server ignores the request, and closes the socket all the
 //! same). A spare serves only sessions that were ready before it began to open.
 
+use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -32,7 +35,10 @@ use crate::transport::{self, PeerAddr, Stream};
 
 /// How long a spare socket is kept for a cancel.
 pub(crate) const MAX_AGE: Duration = Duration::from_millis(500);
-/// The most servers with a spare at once (each spare is one waiting process there).
+/// The most spares kept for one server.
+const PER_SERVER: usize = 4;
+/// The most spares, ready or opening, over every server at once (each one is a waiting
+/// process on its server), and the most servers whose recent cancels are remembered.
 const MAX_SPARES: usize = 16;
 /// The longest a background open of a spare may take.
 const OPEN_LIMIT: Duration = Duration::from_secs(1);
@@ -48,6 +54,15 @@ impl PlainSocket {
         };
         matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
+
+    /// Writes what the socket takes now, without waiting.
+    fn write_now(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        use std::io::Write;
+        match self {
+            PlainSocket::Tcp(s) => s.write(bytes),
+            PlainSocket::Unix(s) => s.write(bytes),
+        }
+    }
 }
 
 /// An open socket to a server, nothing sent on it yet.
@@ -59,18 +74,31 @@ struct Spare {
     id: u64,
 }
 
-/// The spares, the servers whose spare is being opened, and each server's last cancel.
+impl Spare {
+    fn young(&self) -> bool {
+        self.started.elapsed() < MAX_AGE
+    }
+
+    /// Whether it can carry a cancel for the session ready at `session_ready`.
+    fn serves(&self, peer: &PeerAddr, session_ready: Instant) -> bool {
+        &self.peer == peer && self.started > session_ready && self.young()
+    }
+}
+
+/// The spares, the spares being opened (one entry each) and each server's recent
+/// cancels.
 #[derive(Default)]
 struct Spares {
     ready: Vec<Spare>,
     opening: Vec<PeerAddr>,
-    last_cancel: Vec<(PeerAddr, Instant)>,
+    /// When each server's last cancels began, oldest first: at most `PER_SERVER + 1`.
+    recent: Vec<(PeerAddr, VecDeque<Instant>)>,
 }
 
 static SPARES: Mutex<Spares> = Mutex::new(Spares {
     ready: Vec::new(),
     opening: Vec::new(),
-    last_cancel: Vec::new(),
+    recent: Vec::new(),
 });
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -78,140 +106,185 @@ fn spares() -> std::sync::MutexGuard<'static, Spares> {
     SPARES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The spare socket to `peer` for a session that was ready at `session_ready`, if one
-/// began to open after that and is young, open and silent. A young spare too old for
-/// this session stays for older ones; an unusable one is closed.
-pub(crate) fn take(peer: &PeerAddr, session_ready: Instant) -> Option<Stream> {
-    let (spare, young) = {
-        let mut spares = spares();
-        let at = spares.ready.iter().position(|s| &s.peer == peer)?;
-        let young = spares.ready[at].started.elapsed() < MAX_AGE;
-        if young && spares.ready[at].started <= session_ready {
-            return None;
-        }
-        (spares.ready.swap_remove(at), young)
-    };
-    // Taken out only when expired (to close it) or when it can serve this session.
-    if !young || !spare.sock.open_and_silent() {
-        return None; // closed outside the lock
-    }
-    spare.sock.into_stream().ok()
-}
-
-/// Notes a cancel delivered to `peer` for the session ready at `session_ready`; when
-/// it follows another within [`MAX_AGE`] (cancels are coming in a burst), a spare is
-/// made ready for the next one. A lone cancel leaves nothing behind: a spare costs the
-/// server a process.
-pub(crate) fn after_cancel(peer: &PeerAddr, session_ready: Instant) {
-    let now = Instant::now();
-    let burst = {
-        let mut spares = spares();
-        let last = &mut spares.last_cancel;
-        match last.iter_mut().find(|(p, _)| p == peer) {
-            Some((_, at)) => now.duration_since(std::mem::replace(at, now)) < MAX_AGE,
-            None => {
-                if last.len() >= MAX_SPARES {
-                    let oldest = (0..last.len()).min_by_key(|&i| last[i].1);
-                    oldest.map(|i| last.swap_remove(i));
+/// Sends `request` on a spare socket to `peer` and returns that socket, if a spare
+/// began to open after the session was ready (at `session_ready`) and is young, open
+/// and silent; the oldest such first, so that none expires unused while a younger one
+/// is taken. Young spares too old for this session stay for older ones; expired and
+/// unusable ones are closed.
+///
+/// The request is written on the plain socket before it joins the runtime: a socket
+/// new to the runtime is not known to be writable until the runtime next polls its
+/// events, which a busy worker may not do for a millisecond.
+pub(crate) fn send(peer: &PeerAddr, session_ready: Instant, request: &[u8]) -> Option<Stream> {
+    loop {
+        let mut spare = {
+            let mut spares = spares();
+            let ready = &mut spares.ready;
+            let expired = ready.iter().position(|s| &s.peer == peer && !s.young());
+            let usable = || {
+                (0..ready.len())
+                    .filter(|&i| ready[i].serves(peer, session_ready))
+                    .min_by_key(|&i| ready[i].started)
+            };
+            ready.swap_remove(expired.or_else(usable)?)
+        };
+        // Checked, and closed when unusable, outside the lock. A write that fails or
+        // falls short leaves no request the server could act on: it sees a short packet.
+        if spare.young() && spare.sock.open_and_silent() {
+            if let Ok(n) = spare.sock.write_now(request) {
+                if n == request.len() {
+                    if let Ok(stream) = spare.sock.into_stream() {
+                        return Some(stream);
+                    }
                 }
-                last.push((peer.clone(), now));
-                false
             }
         }
-    };
-    if burst {
-        refill(peer, session_ready);
     }
 }
 
-/// Opens a spare socket to `peer` in the background for the next cancel, unless one
-/// is on its way or a young one can serve the session ready at `session_ready` (and so
-/// every older one); it replaces an older spare, and is closed unused after
-/// [`MAX_AGE`].
-fn refill(peer: &PeerAddr, session_ready: Instant) {
-    {
+/// Notes a cancel to `peer`, for the session ready at `session_ready`, beginning now.
+/// Cancels that follow one another within [`MAX_AGE`] come in a burst: as many spares
+/// as there were other cancels in that time (at most [`PER_SERVER`]) are kept ready
+/// for the next ones, opening the missing ones now. A lone cancel leaves nothing
+/// behind: a spare costs the server a process.
+pub(crate) fn on_cancel(peer: &PeerAddr, session_ready: Instant) {
+    let now = Instant::now();
+    let want = {
         let mut spares = spares();
-        if spares.opening.contains(peer) {
-            return;
-        }
-        match spares.ready.iter().find(|s| &s.peer == peer) {
-            Some(s) if s.started > session_ready && s.started.elapsed() < MAX_AGE => return,
-            Some(_) => {}
-            None if spares.ready.len() + spares.opening.len() >= MAX_SPARES => return,
-            None => {}
-        }
-        spares.opening.push(peer.clone());
-    }
-    let peer = peer.clone();
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let opened = tokio::time::timeout(OPEN_LIMIT, transport::connect_peer(&peer)).await;
-        let sock = match opened {
-            Ok(Ok(stream)) => PlainSocket::from_stream(stream)
-                .unwrap_or_else(|| Err(std::io::ErrorKind::Unsupported.into())),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-        };
-        let id = NEXT_ID.fetch_add(1, Relaxed);
-        let replaced = {
-            let mut spares = spares();
-            spares.opening.retain(|p| p != &peer);
-            let sock = match sock {
-                Ok(sock) => sock,
-                Err(e) => {
-                    tracing::debug!(error = %e, "no spare cancel socket");
-                    return;
+        let recent = &mut spares.recent;
+        let at = match recent.iter().position(|(p, _)| p == peer) {
+            Some(at) => at,
+            None => {
+                if recent.len() >= MAX_SPARES {
+                    let newest = |r: &(PeerAddr, VecDeque<Instant>)| r.1.back().copied();
+                    let stalest = (0..recent.len()).min_by_key(|&i| newest(&recent[i]));
+                    stalest.map(|i| recent.swap_remove(i));
                 }
-            };
-            let older = spares.ready.iter().position(|s| s.peer == peer);
-            let older = older.map(|at| spares.ready.swap_remove(at));
-            spares.ready.push(Spare {
-                peer,
-                sock,
-                started,
-                id,
-            });
-            older
+                recent.push((peer.clone(), VecDeque::new()));
+                recent.len() - 1
+            }
         };
-        drop(replaced); // closed outside the lock
-        tokio::time::sleep(MAX_AGE).await;
-        let stale = {
-            let mut spares = spares();
-            let at = spares.ready.iter().position(|s| s.id == id);
-            at.map(|at| spares.ready.swap_remove(at))
+        let times = &mut recent[at].1;
+        times.retain(|t| now.duration_since(*t) < MAX_AGE);
+        if times.len() > PER_SERVER {
+            times.pop_front();
+        }
+        times.push_back(now);
+        times.len() - 1
+    };
+    refill(peer, session_ready, want);
+}
+
+/// Opens spare sockets to `peer` in the background until `want` of them (ready or
+/// opening) can serve the session ready at `session_ready`, within [`MAX_SPARES`] over
+/// every server. A server keeps at most [`PER_SERVER`]: a new one replaces its oldest.
+/// Each is closed unused after [`MAX_AGE`].
+fn refill(peer: &PeerAddr, session_ready: Instant, want: usize) {
+    let missing = {
+        let mut spares = spares();
+        let ready = spares
+            .ready
+            .iter()
+            .filter(|s| s.serves(peer, session_ready));
+        let opening = spares.opening.iter().filter(|p| *p == peer);
+        let serving = ready.count() + opening.count();
+        let room = MAX_SPARES.saturating_sub(spares.ready.len() + spares.opening.len());
+        let missing = want.min(PER_SERVER).saturating_sub(serving).min(room);
+        spares
+            .opening
+            .extend(std::iter::repeat_n(peer.clone(), missing));
+        missing
+    };
+    for _ in 0..missing {
+        tokio::spawn(open_spare(peer.clone()));
+    }
+}
+
+/// Opens one spare to `peer`, keeps it ready for [`MAX_AGE`], then closes it unless a
+/// cancel took it.
+async fn open_spare(peer: PeerAddr) {
+    let started = Instant::now();
+    let opened = tokio::time::timeout(OPEN_LIMIT, transport::connect_peer(&peer)).await;
+    let sock = match opened {
+        Ok(Ok(stream)) => PlainSocket::from_stream(stream)
+            .unwrap_or_else(|| Err(std::io::ErrorKind::Unsupported.into())),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    };
+    let id = NEXT_ID.fetch_add(1, Relaxed);
+    let replaced = {
+        let mut spares = spares();
+        if let Some(at) = spares.opening.iter().position(|p| p == &peer) {
+            spares.opening.swap_remove(at);
+        }
+        let sock = match sock {
+            Ok(sock) => sock,
+            Err(e) => {
+                tracing::debug!(error = %e, "no spare cancel socket");
+                return;
+            }
         };
-        drop(stale);
-    });
+        let ready = &mut spares.ready;
+        let oldest = || {
+            (0..ready.len())
+                .filter(|&i| ready[i].peer == peer)
+                .min_by_key(|&i| ready[i].started)
+        };
+        let full = ready.iter().filter(|s| s.peer == peer).count() >= PER_SERVER;
+        let replaced = full.then(oldest).flatten().map(|at| ready.swap_remove(at));
+        ready.push(Spare {
+            peer,
+            sock,
+            started,
+            id,
+        });
+        replaced
+    };
+    drop(replaced); // closed outside the lock
+    tokio::time::sleep(MAX_AGE).await;
+    let stale = {
+        let mut spares = spares();
+        let at = spares.ready.iter().position(|s| s.id == id);
+        at.map(|at| spares.ready.swap_remove(at))
+    };
+    drop(stale);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     /// A session ready before any spare of these tests began to open.
     static SESSION_READY: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    const REQUEST: &[u8] = b"cancel";
+    /// One test at a time: together they would pass the limit of spares over every
+    /// server.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
     fn peer_of(listener: &TcpListener) -> PeerAddr {
         std::sync::LazyLock::force(&SESSION_READY);
         PeerAddr::Tcp(listener.local_addr().unwrap())
     }
 
-    /// Waits until a spare to `peer` is ready (or 2 s pass).
-    async fn ready(peer: &PeerAddr) -> bool {
-        ready_after(peer, *SESSION_READY).await
+    /// Sends [`REQUEST`] on a spare that serves a session ready at [`SESSION_READY`].
+    fn send_old(peer: &PeerAddr) -> Option<Stream> {
+        send(peer, *SESSION_READY, REQUEST)
     }
 
-    /// Waits until a spare to `peer` that began to open after `since` is ready (or 2 s
-    /// pass).
-    async fn ready_after(peer: &PeerAddr, since: Instant) -> bool {
+    /// Waits until `n` spares to `peer` that began to open after `since` are ready (or
+    /// 2 s pass).
+    async fn ready_after(peer: &PeerAddr, since: Instant, n: usize) -> bool {
         for _ in 0..400 {
-            if spares()
-                .ready
-                .iter()
-                .any(|s| &s.peer == peer && s.started > since)
-            {
+            let count = {
+                let spares = spares();
+                let ready = spares.ready.iter();
+                ready
+                    .filter(|s| &s.peer == peer && s.started > since)
+                    .count()
+            };
+            if count >= n {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -219,51 +292,68 @@ mod tests {
         false
     }
 
+    /// Waits until a spare to `peer` is ready (or 2 s pass).
+    async fn ready(peer: &PeerAddr) -> bool {
+        ready_after(peer, *SESSION_READY, 1).await
+    }
+
     /// A listener, a spare opened to it, and the server's end of that spare.
-    async fn spare_to_a_listener() -> (TcpListener, PeerAddr, std::net::TcpStream) {
+    async fn spare_to_a_listener() -> (TcpListener, PeerAddr, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = peer_of(&listener);
-        refill(&peer, *SESSION_READY);
+        refill(&peer, *SESSION_READY, 1);
         assert!(ready(&peer).await);
         let (server, _) = listener.accept().unwrap();
         (listener, peer, server)
     }
 
     /// Asserts the client closed `server`'s peer without sending a byte.
-    fn assert_closed_silently(mut server: std::net::TcpStream, why: &str) {
+    fn assert_closed_silently(mut server: TcpStream, why: &str) {
         server
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
         assert_eq!(server.read(&mut [0; 1]).unwrap(), 0, "{why}");
     }
 
+    /// Asserts `server` received [`REQUEST`].
+    fn assert_carried(server: &mut impl Read, why: &str) {
+        let mut got = [0; REQUEST.len()];
+        server.read_exact(&mut got).expect(why);
+        assert_eq!(&got, REQUEST, "{why}");
+    }
+
+    /// Asserts nobody else connects to `listener` within 50 ms.
+    async fn assert_no_more(listener: &TcpListener, why: &str) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listener.set_nonblocking(true).unwrap();
+        assert!(listener.accept().is_err(), "{why}");
+        listener.set_nonblocking(false).unwrap();
+    }
+
     #[tokio::test]
-    async fn a_spare_is_taken_once_and_carries_what_is_written_on_it() {
-        use tokio::io::AsyncWriteExt;
+    async fn a_spare_is_taken_once_and_carries_the_request() {
+        let _serial = SERIAL.lock().await;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = peer_of(&listener);
-        assert!(take(&peer, *SESSION_READY).is_none(), "nothing opened yet");
-        refill(&peer, *SESSION_READY);
-        refill(&peer, *SESSION_READY); // one spare per server
+        assert!(send_old(&peer).is_none(), "nothing opened yet");
+        refill(&peer, *SESSION_READY, 1);
+        refill(&peer, *SESSION_READY, 1); // one is on its way
         assert!(ready(&peer).await);
         let (mut server, _) = listener.accept().unwrap();
-        listener.set_nonblocking(true).unwrap();
-        assert!(listener.accept().is_err(), "a second spare was opened");
+        assert_no_more(&listener, "a second spare was opened").await;
         assert!(
-            take(&peer, Instant::now()).is_none(),
+            send(&peer, Instant::now(), REQUEST).is_none(),
             "a session newer than the spare cannot be cancelled through it"
         );
-        let mut stream = take(&peer, *SESSION_READY).expect("the spare, left for older sessions");
-        assert!(take(&peer, *SESSION_READY).is_none(), "taken once");
-        stream.write_all(b"cancel").await.unwrap();
-        let mut got = [0; 6];
-        server.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"cancel");
+        let stream = send_old(&peer).expect("the spare, left for older sessions");
+        assert!(send_old(&peer).is_none(), "taken once");
+        assert_carried(&mut server, "written before the stream is returned");
+        drop(stream);
     }
 
     #[tokio::test]
     async fn a_spare_to_a_unix_socket_carries_the_request_and_is_refused_once_closed() {
-        use tokio::io::AsyncWriteExt;
+        let _serial = SERIAL.lock().await;
         let dir = std::env::temp_dir().join(format!("pgkeel-spare-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(".s.PGSQL.5432");
@@ -271,28 +361,24 @@ mod tests {
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let peer = PeerAddr::Unix(path.clone());
         std::sync::LazyLock::force(&SESSION_READY);
-        refill(&peer, *SESSION_READY);
+        refill(&peer, *SESSION_READY, 1);
         assert!(ready(&peer).await);
         let (mut server, _) = listener.accept().unwrap();
-        let mut stream = take(&peer, *SESSION_READY).expect("the spare");
-        stream.write_all(b"cancel").await.unwrap();
-        let mut got = [0; 6];
-        server.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"cancel");
+        let stream = send_old(&peer).expect("the spare");
+        assert_carried(&mut server, "over the Unix socket");
+        drop(stream);
 
-        refill(&peer, *SESSION_READY);
+        refill(&peer, *SESSION_READY, 1);
         assert!(ready(&peer).await);
         drop(listener.accept().unwrap());
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(
-            take(&peer, *SESSION_READY).is_none(),
-            "closed by the server"
-        );
+        assert!(send_old(&peer).is_none(), "closed by the server");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn a_spare_the_server_closed_or_wrote_on_is_not_used() {
+        let _serial = SERIAL.lock().await;
         for server_writes in [false, true] {
             let (_listener, peer, mut server) = spare_to_a_listener().await;
             if server_writes {
@@ -302,40 +388,60 @@ mod tests {
             }
             // Give the byte or the close time to arrive.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            assert!(
-                take(&peer, *SESSION_READY).is_none(),
-                "writes: {server_writes}"
-            );
+            assert!(send_old(&peer).is_none(), "writes: {server_writes}");
         }
     }
 
     #[tokio::test]
     async fn a_spare_older_than_max_age_is_closed_unused() {
+        let _serial = SERIAL.lock().await;
         let (_listener, peer, server) = spare_to_a_listener().await;
         tokio::time::sleep(MAX_AGE + Duration::from_millis(100)).await;
         assert_closed_silently(server, "closed in the background");
-        assert!(take(&peer, *SESSION_READY).is_none());
+        assert!(send_old(&peer).is_none());
+    }
+
+    /// Opens spares to `listener` one after another, up to `n` ready, and returns the
+    /// server ends in the order the spares began to open.
+    async fn spares_in_order(listener: &TcpListener, peer: &PeerAddr, n: usize) -> Vec<TcpStream> {
+        let mut servers = Vec::new();
+        for k in 1..=n {
+            refill(peer, *SESSION_READY, k);
+            assert!(ready_after(peer, *SESSION_READY, k).await, "spare {k}");
+            servers.push(listener.accept().unwrap().0);
+        }
+        servers
     }
 
     #[tokio::test]
-    async fn a_newer_session_s_cancel_replaces_the_spare_with_a_newer_one() {
-        let (listener, peer, first) = spare_to_a_listener().await;
+    async fn a_server_keeps_at_most_per_server_spares_the_oldest_taken_first() {
+        let _serial = SERIAL.lock().await;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = peer_of(&listener);
+        let mut servers = spares_in_order(&listener, &peer, PER_SERVER).await;
+        refill(&peer, *SESSION_READY, PER_SERVER + 3);
+        assert_no_more(&listener, "no more than PER_SERVER for one server").await;
+
+        // A newer session's cancel wants a spare newer than itself: it replaces the
+        // oldest.
         let newer_session = Instant::now();
-        refill(&peer, newer_session);
-        assert!(ready_after(&peer, newer_session).await);
-        let (_second, _) = listener.accept().unwrap();
-        assert_closed_silently(
-            first,
-            "the older spare is closed once the newer one is ready",
-        );
-        assert!(
-            take(&peer, newer_session).is_some(),
-            "the newer one serves it"
-        );
+        refill(&peer, newer_session, 1);
+        assert!(ready_after(&peer, newer_session, 1).await);
+        let (mut newest, _) = listener.accept().unwrap();
+        let oldest = servers.remove(0);
+        assert_closed_silently(oldest, "the oldest spare is closed for the new one");
+        let stream = send(&peer, newer_session, REQUEST).expect("the newest serves it");
+        assert_carried(&mut newest, "the newest spare");
+        drop(stream);
+        // Older sessions get the oldest spare left.
+        let stream = send_old(&peer).expect("an older spare");
+        assert_carried(&mut servers[0], "the oldest spare left");
+        drop(stream);
     }
 
     #[test]
     fn a_spare_whose_runtime_is_gone_expires_all_the_same() {
+        let _serial = SERIAL.blocking_lock();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = peer_of(&listener);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -343,39 +449,60 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            refill(&peer, *SESSION_READY);
+            refill(&peer, *SESSION_READY, 1);
             assert!(ready(&peer).await);
         });
         drop(runtime); // the task that would close it at MAX_AGE is gone
         let (server, _) = listener.accept().unwrap();
         std::thread::sleep(MAX_AGE);
-        assert!(take(&peer, *SESSION_READY).is_none(), "expired");
-        assert_closed_silently(server, "closed by the take");
+        assert!(send_old(&peer).is_none(), "expired");
+        assert_closed_silently(server, "closed by the send");
     }
 
     #[tokio::test]
     async fn only_a_cancel_that_follows_another_within_max_age_leaves_a_spare() {
+        let _serial = SERIAL.lock().await;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
         let peer = peer_of(&listener);
-        after_cancel(&peer, *SESSION_READY);
+        on_cancel(&peer, *SESSION_READY);
         tokio::time::sleep(MAX_AGE + Duration::from_millis(50)).await;
-        assert!(listener.accept().is_err(), "a lone cancel opens nothing");
-        after_cancel(&peer, *SESSION_READY);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(listener.accept().is_err(), "nor one long after the last");
-        after_cancel(&peer, *SESSION_READY);
+        assert_no_more(&listener, "a lone cancel opens nothing").await;
+        on_cancel(&peer, *SESSION_READY);
+        assert_no_more(&listener, "nor one long after the last").await;
+        on_cancel(&peer, *SESSION_READY);
         assert!(ready(&peer).await, "a burst leaves a spare");
     }
 
     #[tokio::test]
+    async fn the_spares_kept_follow_the_size_of_the_burst() {
+        let _serial = SERIAL.lock().await;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = peer_of(&listener);
+        for _ in 0..3 {
+            on_cancel(&peer, *SESSION_READY);
+        }
+        assert!(ready_after(&peer, *SESSION_READY, 2).await);
+        let _first: Vec<_> = (0..2).map(|_| listener.accept().unwrap()).collect();
+        assert_no_more(&listener, "three cancels keep two spares").await;
+        for _ in 0..PER_SERVER + 2 {
+            on_cancel(&peer, *SESSION_READY);
+        }
+        assert!(ready_after(&peer, *SESSION_READY, PER_SERVER).await);
+        let _rest: Vec<_> = (2..PER_SERVER)
+            .map(|_| listener.accept().unwrap())
+            .collect();
+        assert_no_more(&listener, "a longer burst keeps PER_SERVER").await;
+    }
+
+    #[tokio::test]
     async fn no_spare_when_the_server_cannot_be_reached() {
+        let _serial = SERIAL.lock().await;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = peer_of(&listener);
         drop(listener);
-        refill(&peer, *SESSION_READY);
+        refill(&peer, *SESSION_READY, 1);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(take(&peer, *SESSION_READY).is_none());
+        assert!(send_old(&peer).is_none());
         assert!(!spares().opening.contains(&peer), "the open ended");
     }
 }

@@ -357,6 +357,34 @@ async fn cancel_sleeps(conn: &Connection, rounds: usize) -> Vec<String> {
         .collect()
 }
 
+/// Cancels a sleep on each of `conns` at once, `rounds` times; returns the
+/// `pgkeel.cancel.socket` of each cancel span.
+async fn cancel_together(conns: &[Connection], rounds: usize) -> Vec<String> {
+    let seen = capture(async {
+        for round in 0..rounds {
+            let each = conns.iter().map(|conn| async move {
+                let token = conn.cancel_token();
+                let sleeper = conn.execute("SELECT pg_sleep(30)", &[]);
+                let cancel = async {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    token.cancel_query().await.unwrap();
+                };
+                let both = async { tokio::join!(sleeper, cancel) };
+                let (slept, ()) = tokio::time::timeout(Duration::from_secs(10), both)
+                    .await
+                    .unwrap_or_else(|_| panic!("round {round}: the cancel did not stop the sleep"));
+                assert_eq!(slept.unwrap_err().code(), Some("57014"), "round {round}");
+            });
+            futures::future::join_all(each).await;
+        }
+    })
+    .await;
+    seen.named("cancel")
+        .iter()
+        .map(|s| s.fields["pgkeel.cancel.socket"].clone())
+        .collect()
+}
+
 /// After a cancel, the next one to the same server goes through a socket opened ahead
 /// of time and still stops its statement. A session that began after the spare (which,
 /// up to PostgreSQL 17, the spare's server process does not know) gets a new socket;
@@ -370,6 +398,10 @@ async fn a_cancel_after_a_cancel_goes_through_the_spare_socket_except_in_pooler_
         .unwrap_or_else(|e| panic!("{e}"));
     let url = cluster.url(cluster.superuser(), "postgres");
     let conn = Connection::connect(url.as_str()).await.unwrap();
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(Connection::connect(url.as_str()).await.unwrap());
+    }
     let sockets = cancel_sleeps(&conn, 8).await;
     if !cluster.is_external() {
         assert_eq!(sockets.len(), 8, "{sockets:?}");
@@ -392,6 +424,16 @@ async fn a_cancel_after_a_cancel_goes_through_the_spare_socket_except_in_pooler_
     }
     let sockets = cancel_sleeps(&conn, 2).await;
     assert_eq!(sockets.len(), 2, "{sockets:?}");
+
+    // Cancels four at a time: as many spares are kept as the burst needs, not one.
+    others.insert(0, conn);
+    cancel_together(&others, 1).await;
+    let sockets = cancel_together(&others, 3).await;
+    if !cluster.is_external() {
+        assert_eq!(sockets.len(), 12, "{sockets:?}");
+        let warm = sockets.iter().filter(|s| *s == "warm").count();
+        assert!(warm >= 9, "{sockets:?}");
+    }
 
     let pooled = Connection::connect(common::with_param(&url, "pgbouncer=true"))
         .await
