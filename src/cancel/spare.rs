@@ -180,8 +180,13 @@ pub(crate) fn on_cancel(peer: &PeerAddr, session_ready: Instant) {
 /// every server. A server keeps at most [`PER_SERVER`]: a new one replaces its oldest.
 /// Each is closed unused after [`MAX_AGE`].
 fn refill(peer: &PeerAddr, session_ready: Instant, want: usize) {
-    let missing = {
+    let (missing, expired) = {
         let mut spares = spares();
+        // Spares whose closing task went with its runtime would hold their room forever.
+        let mut expired = Vec::new();
+        while let Some(at) = spares.ready.iter().position(|s| !s.young()) {
+            expired.push(spares.ready.swap_remove(at));
+        }
         let ready = spares
             .ready
             .iter()
@@ -193,16 +198,44 @@ fn refill(peer: &PeerAddr, session_ready: Instant, want: usize) {
         spares
             .opening
             .extend(std::iter::repeat_n(peer.clone(), missing));
-        missing
+        (missing, expired)
     };
+    drop(expired); // closed outside the lock
     for _ in 0..missing {
-        tokio::spawn(open_spare(peer.clone()));
+        // The entry goes with the task, even one dropped unrun with its runtime.
+        tokio::spawn(open_spare(Opening(Some(peer.clone()))));
     }
 }
 
-/// Opens one spare to `peer`, keeps it ready for [`MAX_AGE`], then closes it unless a
-/// cancel took it.
-async fn open_spare(peer: PeerAddr) {
+/// A spare being opened, counted in [`Spares::opening`] until it is ready, fails, or
+/// its task is dropped.
+struct Opening(Option<PeerAddr>);
+
+impl Opening {
+    /// Removes the entry; `spares` is the locked state.
+    fn end(&mut self, spares: &mut Spares) {
+        if let Some(peer) = self.0.take()
+            && let Some(at) = spares.opening.iter().position(|p| p == &peer)
+        {
+            spares.opening.swap_remove(at);
+        }
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            self.end(&mut spares());
+        }
+    }
+}
+
+/// Opens one spare, keeps it ready for [`MAX_AGE`], then closes it unless a cancel took
+/// it.
+async fn open_spare(mut opening: Opening) {
+    let Some(peer) = opening.0.clone() else {
+        return;
+    };
     let started = Instant::now();
     let opened = tokio::time::timeout(OPEN_LIMIT, transport::connect_peer(&peer)).await;
     let sock = match opened {
@@ -214,9 +247,7 @@ async fn open_spare(peer: PeerAddr) {
     let id = NEXT_ID.fetch_add(1, Relaxed);
     let replaced = {
         let mut spares = spares();
-        if let Some(at) = spares.opening.iter().position(|p| p == &peer) {
-            spares.opening.swap_remove(at);
-        }
+        opening.end(&mut spares);
         let sock = match sock {
             Ok(sock) => sock,
             Err(e) => {
@@ -457,6 +488,56 @@ mod tests {
         std::thread::sleep(MAX_AGE);
         assert!(send_old(&peer).is_none(), "expired");
         assert_closed_silently(server, "closed by the send");
+    }
+
+    /// A current-thread runtime.
+    fn new_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_open_dropped_with_its_runtime_leaves_no_entry_behind() {
+        let _serial = SERIAL.blocking_lock();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = peer_of(&listener);
+        let runtime = new_runtime();
+        runtime.block_on(async { refill(&peer, *SESSION_READY, 2) });
+        drop(runtime); // the opening tasks go with it, unrun
+        assert!(!spares().opening.contains(&peer), "no longer being opened");
+    }
+
+    #[test]
+    fn spares_left_by_dead_runtimes_do_not_hold_the_room_once_expired() {
+        let _serial = SERIAL.blocking_lock();
+        // Whatever earlier tests left has expired (and the first refill drops it).
+        std::thread::sleep(MAX_AGE);
+        let listeners: Vec<_> = (0..MAX_SPARES / PER_SERVER)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let runtime = new_runtime();
+        runtime.block_on(async {
+            for listener in &listeners {
+                let peer = peer_of(listener);
+                refill(&peer, *SESSION_READY, PER_SERVER);
+                assert!(ready_after(&peer, *SESSION_READY, PER_SERVER).await);
+            }
+        });
+        drop(runtime); // nothing closes them at MAX_AGE now
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = peer_of(&other);
+        new_runtime().block_on(async { refill(&peer, *SESSION_READY, 1) });
+        assert!(
+            !spares().opening.contains(&peer),
+            "no room while they are young"
+        );
+        std::thread::sleep(MAX_AGE);
+        new_runtime().block_on(async {
+            refill(&peer, *SESSION_READY, 1);
+            assert!(ready(&peer).await, "the expired spares made room");
+        });
     }
 
     #[tokio::test]
