@@ -329,60 +329,54 @@ async fn a_failed_connect_records_its_sqlstate() {
     assert_eq!(connect["otel.status_code"], "ERROR");
 }
 
-/// Cancels `rounds` sleeps on `conn`, one after another, each a moment after it
-/// started; returns the `pgkeel.cancel.socket` of each cancel span.
-async fn cancel_sleeps(conn: &Connection, rounds: usize) -> Vec<String> {
-    let seen = capture(async {
-        for round in 0..rounds {
-            let token = conn.cancel_token();
-            let sleeper = conn.execute("SELECT pg_sleep(30)", &[]);
-            let cancel = async {
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                token.cancel_query().await.unwrap();
-            };
-            // One CancelRequest each: one the server ignored would leave the sleep running.
-            let both = async { tokio::join!(sleeper, cancel) };
-            let (slept, ()) = tokio::time::timeout(Duration::from_secs(10), both)
-                .await
-                .unwrap_or_else(|_| panic!("round {round}: the cancel did not stop the sleep"));
-            assert_eq!(slept.unwrap_err().code(), Some("57014"), "round {round}");
-            let row = conn.query_one("SELECT $1::int4", &[&7i32]).await.unwrap();
-            assert_eq!(row.get::<_, i32>(0), 7);
-        }
-    })
-    .await;
+/// Starts a sleep on `conn` and cancels it a moment later; fails unless that one
+/// CancelRequest stops it (one the server ignored would leave the sleep running).
+async fn cancel_one_sleep(conn: &Connection, round: usize) {
+    let token = conn.cancel_token();
+    let sleeper = conn.execute("SELECT pg_sleep(30)", &[]);
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        token.cancel_query().await.unwrap();
+    };
+    let both = async { tokio::join!(sleeper, cancel) };
+    let (slept, ()) = tokio::time::timeout(Duration::from_secs(10), both)
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the cancel did not stop the sleep"));
+    assert_eq!(slept.unwrap_err().code(), Some("57014"), "round {round}");
+}
+
+/// Runs `work`; returns the `pgkeel.cancel.socket` of each cancel span it made.
+async fn cancel_sockets(work: impl std::future::Future<Output = ()>) -> Vec<String> {
+    let seen = capture(work).await;
     seen.named("cancel")
         .iter()
         .map(|s| s.fields["pgkeel.cancel.socket"].clone())
         .collect()
 }
 
+/// Cancels `rounds` sleeps on `conn`, one after another, each a moment after it
+/// started; returns the `pgkeel.cancel.socket` of each cancel span.
+async fn cancel_sleeps(conn: &Connection, rounds: usize) -> Vec<String> {
+    cancel_sockets(async {
+        for round in 0..rounds {
+            cancel_one_sleep(conn, round).await;
+            let row = conn.query_one("SELECT $1::int4", &[&7i32]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), 7);
+        }
+    })
+    .await
+}
+
 /// Cancels a sleep on each of `conns` at once, `rounds` times; returns the
 /// `pgkeel.cancel.socket` of each cancel span.
 async fn cancel_together(conns: &[Connection], rounds: usize) -> Vec<String> {
-    let seen = capture(async {
+    cancel_sockets(async {
         for round in 0..rounds {
-            let each = conns.iter().map(|conn| async move {
-                let token = conn.cancel_token();
-                let sleeper = conn.execute("SELECT pg_sleep(30)", &[]);
-                let cancel = async {
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                    token.cancel_query().await.unwrap();
-                };
-                let both = async { tokio::join!(sleeper, cancel) };
-                let (slept, ()) = tokio::time::timeout(Duration::from_secs(10), both)
-                    .await
-                    .unwrap_or_else(|_| panic!("round {round}: the cancel did not stop the sleep"));
-                assert_eq!(slept.unwrap_err().code(), Some("57014"), "round {round}");
-            });
+            let each = conns.iter().map(|conn| cancel_one_sleep(conn, round));
             futures::future::join_all(each).await;
         }
     })
-    .await;
-    seen.named("cancel")
-        .iter()
-        .map(|s| s.fields["pgkeel.cancel.socket"].clone())
-        .collect()
+    .await
 }
 
 /// After a cancel, the next one to the same server goes through a socket opened ahead
