@@ -95,6 +95,18 @@ struct Spares {
     recent: Vec<(PeerAddr, VecDeque<Instant>)>,
 }
 
+impl Spares {
+    /// Takes out every expired spare, to be closed outside the lock: one whose closing
+    /// task went with its runtime would otherwise keep its place for good.
+    fn take_expired(&mut self) -> Vec<Spare> {
+        let mut expired = Vec::new();
+        while let Some(at) = self.ready.iter().position(|s| !s.young()) {
+            expired.push(self.ready.swap_remove(at));
+        }
+        expired
+    }
+}
+
 static SPARES: Mutex<Spares> = Mutex::new(Spares {
     ready: Vec::new(),
     opening: Vec::new(),
@@ -117,27 +129,27 @@ fn spares() -> std::sync::MutexGuard<'static, Spares> {
 /// events, which a busy worker may not do for a millisecond.
 pub(crate) fn send(peer: &PeerAddr, session_ready: Instant, request: &[u8]) -> Option<Stream> {
     loop {
-        let mut spare = {
+        let (spare, expired) = {
             let mut spares = spares();
+            let expired = spares.take_expired();
             let ready = &mut spares.ready;
-            let expired = ready.iter().position(|s| &s.peer == peer && !s.young());
-            let usable = || {
-                (0..ready.len())
-                    .filter(|&i| ready[i].serves(peer, session_ready))
-                    .min_by_key(|&i| ready[i].started)
-            };
-            ready.swap_remove(expired.or_else(usable)?)
+            let usable = (0..ready.len())
+                .filter(|&i| ready[i].serves(peer, session_ready))
+                .min_by_key(|&i| ready[i].started);
+            (usable.map(|at| ready.swap_remove(at)), expired)
         };
+        drop(expired); // closed outside the lock
+        let mut spare = spare?;
         // Checked, and closed when unusable, outside the lock. A write that fails or
         // falls short leaves no request the server could act on: it sees a short packet.
-        if spare.young() && spare.sock.open_and_silent() {
-            if let Ok(n) = spare.sock.write_now(request) {
-                if n == request.len() {
-                    if let Ok(stream) = spare.sock.into_stream() {
-                        return Some(stream);
-                    }
-                }
-            }
+        if spare.sock.open_and_silent()
+            && spare
+                .sock
+                .write_now(request)
+                .is_ok_and(|n| n == request.len())
+            && let Ok(stream) = spare.sock.into_stream()
+        {
+            return Some(stream);
         }
     }
 }
@@ -182,11 +194,7 @@ pub(crate) fn on_cancel(peer: &PeerAddr, session_ready: Instant) {
 fn refill(peer: &PeerAddr, session_ready: Instant, want: usize) {
     let (missing, expired) = {
         let mut spares = spares();
-        // Spares whose closing task went with its runtime would hold their room forever.
-        let mut expired = Vec::new();
-        while let Some(at) = spares.ready.iter().position(|s| !s.young()) {
-            expired.push(spares.ready.swap_remove(at));
-        }
+        let expired = spares.take_expired();
         let ready = spares
             .ready
             .iter()
@@ -203,20 +211,27 @@ fn refill(peer: &PeerAddr, session_ready: Instant, want: usize) {
     drop(expired); // closed outside the lock
     for _ in 0..missing {
         // The entry goes with the task, even one dropped unrun with its runtime.
-        tokio::spawn(open_spare(Opening(Some(peer.clone()))));
+        tokio::spawn(open_spare(Opening {
+            peer: peer.clone(),
+            ended: false,
+        }));
     }
 }
 
 /// A spare being opened, counted in [`Spares::opening`] until it is ready, fails, or
 /// its task is dropped.
-struct Opening(Option<PeerAddr>);
+struct Opening {
+    peer: PeerAddr,
+    ended: bool,
+}
 
 impl Opening {
-    /// Removes the entry; `spares` is the locked state.
+    /// Removes the entry, once; `spares` is the locked state.
     fn end(&mut self, spares: &mut Spares) {
-        if let Some(peer) = self.0.take()
-            && let Some(at) = spares.opening.iter().position(|p| p == &peer)
-        {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        if let Some(at) = spares.opening.iter().position(|p| p == &self.peer) {
             spares.opening.swap_remove(at);
         }
     }
@@ -224,7 +239,7 @@ impl Opening {
 
 impl Drop for Opening {
     fn drop(&mut self) {
-        if self.0.is_some() {
+        if !self.ended {
             self.end(&mut spares());
         }
     }
@@ -233,9 +248,7 @@ impl Drop for Opening {
 /// Opens one spare, keeps it ready for [`MAX_AGE`], then closes it unless a cancel took
 /// it.
 async fn open_spare(mut opening: Opening) {
-    let Some(peer) = opening.0.clone() else {
-        return;
-    };
+    let peer = opening.peer.clone();
     let started = Instant::now();
     let opened = tokio::time::timeout(OPEN_LIMIT, transport::connect_peer(&peer)).await;
     let sock = match opened {
