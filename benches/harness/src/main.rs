@@ -15,6 +15,7 @@ mod args;
 mod child;
 mod drivers;
 mod measure;
+mod raw;
 mod report;
 mod setup;
 mod workloads;

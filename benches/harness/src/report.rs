@@ -202,7 +202,7 @@ impl Report {
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(
-            "| workload | metric | pgkeel | tokio-postgres ¹ | sqlx | pgbench | pgkeel ÷ tokio-postgres | pgkeel ÷ sqlx | target (issue 5) |\n",
+            "| workload | metric | pgkeel | tokio-postgres ¹ | sqlx | reference ² | pgkeel ÷ tokio-postgres | pgkeel ÷ sqlx | target (issue 5) |\n",
         );
         out.push_str("|---|---|--:|--:|--:|--:|--:|--:|---|\n");
         for line in &self.lines {
@@ -229,6 +229,7 @@ impl Report {
         }
         out.push_str("\nFigures are median (min–max) over the repetitions; ↑ higher is better, ↓ lower is better.\n");
         out.push_str("¹ with deadpool-postgres as the pool in the pooled workloads (point select, storm, acquire).\n");
+        out.push_str("² pgbench (workload 6), or the server's floor: a raw-protocol client that discards the answers.\n");
         for note in &self.notes {
             let _ = writeln!(out, "- {note}");
         }

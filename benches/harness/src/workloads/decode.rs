@@ -38,6 +38,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut beside = Beside::default();
     for rep in 1..=sizes.reps {
         beside.ceiling("decode-ceiling", &bench.url, sizes.fetch_rows, rep);
+        beside.floor("decode-floor", bench, DECODE_SQL, sizes.fetch_rows, rep);
         for driver in sizes.drivers.clone() {
             let on_main = beside.block_on("decode-block-on", &bench.url, driver, sizes.fetch_rows);
             let r = child::run_child("decode", driver, &bench.url, sizes.fetch_rows as u64)
@@ -71,12 +72,13 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             cpu[driver as usize].push(cpu_us);
         }
     }
+    let tp_rate = rate[Driver::TokioPostgres as usize].clone();
     report.push(
         Line::new(NAME, "rows/s", Some(Better::Higher))
             .drivers(rate)
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
     );
-    beside.report(NAME, report);
+    beside.report(NAME, &tp_rate, report);
     report.push(
         Line::new(
             NAME,

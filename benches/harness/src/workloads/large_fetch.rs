@@ -27,6 +27,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut beside = Beside::default();
     for rep in 1..=sizes.reps {
         beside.ceiling("fetch-ceiling", &bench.url, sizes.fetch_rows, rep);
+        beside.floor("fetch-floor", bench, FETCH_SQL, sizes.fetch_rows, rep);
         for driver in sizes.drivers.clone() {
             let on_main = beside.block_on("fetch-block-on", &bench.url, driver, sizes.fetch_rows);
             let r = child::run_child("fetch", driver, &bench.url, sizes.fetch_rows as u64)
@@ -52,12 +53,13 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             peak[driver as usize].push(peak_mib);
         }
     }
+    let tp_rate = rate[Driver::TokioPostgres as usize].clone();
     report.push(
         Line::new(NAME, "rows/s", Some(Better::Higher))
             .drivers(rate)
             .check(Check::AtLeast(Driver::TokioPostgres, 1.2)),
     );
-    beside.report(NAME, report);
+    beside.report(NAME, &tp_rate, report);
     report.push(
         Line::new(
             NAME,

@@ -174,6 +174,74 @@ pub struct Beside {
     rate_main: [Vec<f64>; 3],
     busy: [Vec<f64>; 3],
     ceiling: Vec<f64>,
+    floor: Floor,
+}
+
+/// The server's floor over the repetitions: a raw client that discards the answers
+/// (see `raw.rs`), its rate and the server backend's CPU per row or statement.
+#[derive(Default)]
+pub struct Floor {
+    rate: Vec<f64>,
+    server_us: Vec<f64>,
+}
+
+impl Floor {
+    /// Records one raw run (`what` names it on stderr).
+    pub fn push(
+        &mut self,
+        what: &str,
+        rep: usize,
+        unit: &str,
+        run: std::io::Result<crate::raw::Floor>,
+    ) {
+        let f = run.unwrap_or_else(|e| panic!("{what} raw client: {e}"));
+        eprintln!(
+            "{what:<13} rep {rep} {:>9.0} {unit}/s with a raw client that discards them, server busy {:.0}%, {:.3} µs/{unit}",
+            f.rate, f.busy, f.server_us
+        );
+        self.rate.push(f.rate);
+        self.server_us.push(f.server_us);
+    }
+
+    /// Adds the floor's rows to the report under `name`, in the reference column, with
+    /// floor ÷ tokio-postgres (`tp`, its rates): the most a driver could gain over it
+    /// while the server does the same work per row or statement.
+    pub fn report(
+        self,
+        name: &'static str,
+        unit: &str,
+        tp: &[f64],
+        report: &mut crate::report::Report,
+    ) {
+        use crate::report::{Better, Cell, Line};
+        if self.rate.is_empty() {
+            return;
+        }
+        let bound = (!tp.is_empty())
+            .then(|| crate::measure::summary(&self.rate).0 / crate::measure::summary(tp).0);
+        report.push(
+            Line::new(
+                name,
+                &format!("server floor: {unit}/s for a raw client that discards the answers"),
+                Some(Better::Higher),
+            )
+            .reference(Cell::Values(self.rate)),
+        );
+        report.push(
+            Line::new(
+                name,
+                &format!("server floor: backend CPU µs per {unit}"),
+                Some(Better::Lower),
+            )
+            .reference(Cell::Values(self.server_us)),
+        );
+        if let Some(bound) = bound {
+            report.push(
+                Line::new(name, "server floor ÷ tokio-postgres (medians)", None)
+                    .reference(Cell::Text(format!("{bound:.2}×"))),
+            );
+        }
+    }
 }
 
 impl Beside {
@@ -188,6 +256,20 @@ impl Beside {
             "{what:<13} rep {rep} {rate:>9.0} rows/s with nothing decoded, server busy {busy:.0}%"
         );
         self.ceiling.push(rate);
+    }
+
+    /// Runs the raw client on `sql` once for repetition `rep` (`what` names it).
+    pub fn floor(
+        &mut self,
+        what: &str,
+        bench: &crate::setup::Bench,
+        sql: &str,
+        rows: i64,
+        rep: usize,
+    ) {
+        let c = &bench.cluster;
+        let run = crate::raw::stream(c.port(), c.superuser(), &bench.db, sql, rows);
+        self.floor.push(what, rep, "row", run);
     }
 
     /// Runs the block_on child `what` (e.g. `fetch-block-on`) for `driver`; its rows/s.
@@ -212,8 +294,8 @@ impl Beside {
         self.busy[driver as usize].push(busy);
     }
 
-    /// Adds the three rows to the report under `name`.
-    pub fn report(self, name: &'static str, report: &mut crate::report::Report) {
+    /// Adds its rows to the report under `name`; `tp` is tokio-postgres's in-task rates.
+    pub fn report(self, name: &'static str, tp: &[f64], report: &mut crate::report::Report) {
         use crate::report::{Better, Cell, Driver, Line};
         report.push(
             Line::new(
@@ -232,5 +314,6 @@ impl Beside {
             )
             .set(Driver::Pgkeel, Cell::Values(self.ceiling)),
         );
+        self.floor.report(name, "row", tp, report);
     }
 }

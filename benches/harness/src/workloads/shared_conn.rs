@@ -22,7 +22,17 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
     let mut cpu = [vec![], vec![], vec![]];
     let (mut server_cpu, mut server_busy) = ([vec![], vec![], vec![]], [vec![], vec![], vec![]]);
     let mut per_write = vec![];
+    let mut floor = super::Floor::default();
+    let c = &bench.cluster;
     for rep in 1..=sizes.reps {
+        let run = crate::raw::point(
+            (c.port(), c.superuser(), &bench.db),
+            POINT_SQL,
+            sizes.point_rows,
+            sizes.point_warmup,
+            sizes.point_measure,
+        );
+        floor.push("shared-floor", rep, "statement", run);
         for driver in sizes.drivers.clone() {
             let (m, calls_per_write) = on_fresh_runtime(one(driver, &bench.url, sizes));
             per_write.extend(calls_per_write);
@@ -40,6 +50,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
             server_busy[driver as usize].push(m.server_busy_pct());
         }
     }
+    let tp_qps = qps[Driver::TokioPostgres as usize].clone();
     report.push(
         Line::new(NAME, "queries/s", Some(Better::Higher))
             .drivers(qps)
@@ -50,6 +61,7 @@ pub fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) {
         Line::new(NAME, "server backend CPU µs/query", Some(Better::Lower)).drivers(server_cpu),
     );
     report.push(Line::new(NAME, "server backend busy, % of the run", None).drivers(server_busy));
+    floor.report(NAME, "statement", &tp_qps, report);
     if !per_write.is_empty() {
         report.push(
             Line::new(NAME, "pgkeel calls per write (pipeline counters)", None)
