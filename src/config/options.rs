@@ -208,12 +208,12 @@ pub(super) fn validate(c: &Config) -> Result<(), Error> {
             "max_protocol_version is below min_protocol_version",
         ));
     }
-    if let Some(max) = c.ssl_max_protocol_version {
-        if max < c.ssl_min_protocol_version {
-            return Err(Error::config(
-                "ssl_max_protocol_version is below ssl_min_protocol_version",
-            ));
-        }
+    if let Some(max) = c.ssl_max_protocol_version
+        && max < c.ssl_min_protocol_version
+    {
+        return Err(Error::config(
+            "ssl_max_protocol_version is below ssl_min_protocol_version",
+        ));
     }
     Ok(())
 }

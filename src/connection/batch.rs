@@ -539,12 +539,12 @@ impl Wire {
                 continue;
             };
             let mut answer = parsed.remove(&i).unwrap_or_default();
-            if outcomes[i].error.is_none() {
-                if let Some(columns) = self.resolve_answer(&mut answer).await? {
-                    for (j, p) in planned.iter().enumerate().skip(i) {
-                        if p.parsed_by == Some(i) {
-                            outcomes[j].rows.retype(&columns);
-                        }
+            if outcomes[i].error.is_none()
+                && let Some(columns) = self.resolve_answer(&mut answer).await?
+            {
+                for (j, p) in planned.iter().enumerate().skip(i) {
+                    if p.parsed_by == Some(i) {
+                        outcomes[j].rows.retype(&columns);
                     }
                 }
             }
@@ -557,10 +557,10 @@ impl Wire {
         }
         for (i, outcome) in outcomes.iter_mut().enumerate() {
             let Some(e) = outcome.error.take() else {
-                if let Some(columns) = outcome.rows.first().map(|r| r.columns_arc().clone()) {
-                    if let Some(records) = self.resolve_records(&columns, &outcome.rows).await? {
-                        outcome.rows.retype(&records);
-                    }
+                if let Some(columns) = outcome.rows.first().map(|r| r.columns_arc().clone())
+                    && let Some(records) = self.resolve_records(&columns, &outcome.rows).await?
+                {
+                    outcome.rows.retype(&records);
                 }
                 continue;
             };

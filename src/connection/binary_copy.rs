@@ -296,10 +296,10 @@ impl Stream for BinaryCopyOutStream<'_> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            if !this.trailer_read {
-                if let Some(row) = this.next_row().transpose() {
-                    return Poll::Ready(Some(row));
-                }
+            if !this.trailer_read
+                && let Some(row) = this.next_row().transpose()
+            {
+                return Poll::Ready(Some(row));
             }
             match ready!(Pin::new(&mut this.stream).poll_next(cx)) {
                 Some(Ok(_)) if this.trailer_read => {}

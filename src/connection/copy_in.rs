@@ -253,10 +253,10 @@ async fn finish(wire: &mut Wire) -> Result<Option<u64>, Error> {
 /// The server ended the COPY (an error) while data was still going out: reads to its
 /// ReadyForQuery and returns the error.
 async fn ended_early(mut f: InFlight<'_>, h: &mut Ending) -> Error {
-    if !f.is_finished() {
-        if let Err(e) = f.read(h).await {
-            return e;
-        }
+    if !f.is_finished()
+        && let Err(e) = f.read(h).await
+    {
+        return e;
     }
     if let Err(e) = send_rest(&mut f).await {
         return e;
@@ -306,10 +306,9 @@ impl Drop for CopyIn<'_> {
         // transaction: its next statement sends CopyFail first.
         self._holder = None;
         if let Phase::Idle(WireSlot::Owned(guard)) = std::mem::replace(&mut self.phase, Phase::Done)
+            && guard.ledger.is_copying()
         {
-            if guard.ledger.is_copying() {
-                spawn_cleanup(guard, false);
-            }
+            spawn_cleanup(guard, false);
         }
     }
 }

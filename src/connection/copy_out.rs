@@ -204,10 +204,9 @@ impl Drop for CopyOut<'_> {
     fn drop(&mut self) {
         self._holder = None;
         if let Phase::Idle(WireSlot::Owned(guard)) = std::mem::replace(&mut self.phase, Phase::Done)
+            && guard.ledger.is_copying()
         {
-            if guard.ledger.is_copying() {
-                spawn_cleanup(guard, false);
-            }
+            spawn_cleanup(guard, false);
         }
     }
 }

@@ -363,10 +363,10 @@ impl Model {
             None => {}
             Some(op) => self.op_steps(s, op, &mut out)?,
         }
-        if s.state == Ls::Broken {
-            if let Some(n) = out.iter().find(|n| n.state != Ls::Broken) {
-                return Err(format!("left Broken for {:?}", n.state));
-            }
+        if s.state == Ls::Broken
+            && let Some(n) = out.iter().find(|n| n.state != Ls::Broken)
+        {
+            return Err(format!("left Broken for {:?}", n.state));
         }
         Ok(out)
     }
@@ -827,13 +827,15 @@ impl Model {
         if s.state == Ls::Ready && !quiet {
             return Err("Ready, but the wire still carries earlier work".into());
         }
-        if let Some(op) = s.op {
-            if op.phase == Phase::Read && s.input.is_empty() && s.output.is_empty() {
-                return Err(format!(
-                    "{:?} waits for an answer that never comes",
-                    op.kind
-                ));
-            }
+        if let Some(op) = s.op
+            && op.phase == Phase::Read
+            && s.input.is_empty()
+            && s.output.is_empty()
+        {
+            return Err(format!(
+                "{:?} waits for an answer that never comes",
+                op.kind
+            ));
         }
         Ok(())
     }

@@ -325,10 +325,10 @@ impl Wire {
             if let Some(columns) = self.resolve_answer(&mut answer).await? {
                 sink.retype(&columns);
             }
-            if let Some(columns) = &answer.columns {
-                if let Some(records) = self.resolve_records(columns, sink).await? {
-                    sink.retype(&records);
-                }
+            if let Some(columns) = &answer.columns
+                && let Some(records) = self.resolve_records(columns, sink).await?
+            {
+                sink.retype(&records);
             }
         }
         let error = error.map(|e| self.name_parameter(e, &plan, b, &answer));

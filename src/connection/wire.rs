@@ -470,10 +470,10 @@ impl CleanupGuard {
 
 impl Drop for CleanupGuard {
     fn drop(&mut self) {
-        if let Some(guard) = self.0.as_mut() {
-            if guard.needs_cleanup() || !guard.ledger.can_begin() {
-                guard.break_off("the cleanup task was dropped unfinished");
-            }
+        if let Some(guard) = self.0.as_mut()
+            && (guard.needs_cleanup() || !guard.ledger.can_begin())
+        {
+            guard.break_off("the cleanup task was dropped unfinished");
         }
     }
 }

@@ -249,13 +249,14 @@ impl Model {
     /// return logic a second time on a handle already given back.
     fn handle_steps(&self, s: &State, t: usize, out: &mut Vec<State>) {
         let script = self.scripts[t];
-        if let Pc::Out(conn) = s.tasks[t] {
-            if script.keeps_clone && !s.cloned[t] {
-                let mut n = s.clone();
-                n.cloned[t] = true;
-                n.clones.push((t, conn));
-                out.push(n);
-            }
+        if let Pc::Out(conn) = s.tasks[t]
+            && script.keeps_clone
+            && !s.cloned[t]
+        {
+            let mut n = s.clone();
+            n.cloned[t] = true;
+            n.clones.push((t, conn));
+            out.push(n);
         }
         for i in 0..s.clones.len() {
             if s.clones[i].0 == t {

@@ -62,10 +62,10 @@ impl ToSql for BigDecimal {
 
 impl<'a> FromSql<'a> for BigDecimal {
     fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
-        if *ty == Type::NUMERIC {
-            if let Some((m, scale)) = mantissa_scale(raw) {
-                return Ok(BigDecimal::new(BigInt::from(m), i64::from(scale)));
-            }
+        if *ty == Type::NUMERIC
+            && let Some((m, scale)) = mantissa_scale(raw)
+        {
+            return Ok(BigDecimal::new(BigInt::from(m), i64::from(scale)));
         }
         let n = Numeric::from_sql(ty, raw)?;
         if n.is_nan() || n.is_infinite() {

@@ -122,9 +122,9 @@ fn write_offset(s: &mut String, east_secs: i32) {
     let sign = if east_secs < 0 { '-' } else { '+' };
     let a = east_secs.unsigned_abs();
     let _ = write!(s, "{sign}{:02}", a / 3600);
-    if a % 3600 != 0 {
+    if !a.is_multiple_of(3600) {
         let _ = write!(s, ":{:02}", a % 3600 / 60);
-        if a % 60 != 0 {
+        if !a.is_multiple_of(60) {
             let _ = write!(s, ":{:02}", a % 60);
         }
     }

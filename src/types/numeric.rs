@@ -318,10 +318,10 @@ mod decimal {
     impl<'a> FromSql<'a> for Decimal {
         fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
             let fast = super::super::numeric_fast::mantissa_scale(raw);
-            if let Some(d) = fast.and_then(|(m, s)| Decimal::try_from_i128_with_scale(m, s).ok()) {
-                if *ty == Type::NUMERIC {
-                    return Ok(d);
-                }
+            if let Some(d) = fast.and_then(|(m, s)| Decimal::try_from_i128_with_scale(m, s).ok())
+                && *ty == Type::NUMERIC
+            {
+                return Ok(d);
             }
             let n = Numeric::from_sql(ty, raw)?;
             if n.is_nan() || n.is_infinite() {

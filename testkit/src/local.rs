@@ -212,11 +212,11 @@ pub(crate) fn make_temp_dir(owner: Option<Owner>) -> Result<String, TestkitError
             Err(err) => return Err(err.into()),
         }
     };
-    if let Some(Owner { uid, gid }) = owner {
-        if let Err(err) = std::os::unix::fs::chown(&dir, Some(uid), Some(gid)) {
-            let _ = fs::remove_dir(&dir);
-            return Err(err.into());
-        }
+    if let Some(Owner { uid, gid }) = owner
+        && let Err(err) = std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+    {
+        let _ = fs::remove_dir(&dir);
+        return Err(err.into());
     }
     dir.into_os_string().into_string().map_err(|dir| {
         let _ = fs::remove_dir(&dir);

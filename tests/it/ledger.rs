@@ -340,7 +340,11 @@ async fn status_under_churn_always_adds_up_and_stays_within_max_size() {
                     conn.query_one("SELECT 1", &[]).await.map(drop)
                 };
                 // Some drop mid-way, so broken connections churn too.
-                let limit = Duration::from_micros(if (w + i) % 5 == 0 { 300 } else { 50_000 });
+                let limit = Duration::from_micros(if (w + i).is_multiple_of(5) {
+                    300
+                } else {
+                    50_000
+                });
                 let _ = tokio::time::timeout(limit, work).await;
             }
         }));

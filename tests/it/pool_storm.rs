@@ -178,8 +178,8 @@ async fn storm_task(pool: Pool, tally: Arc<Tally>, task: i64) -> (HashSet<i64>, 
             value: task * 1_000_000 + k,
             limit: Duration::from_millis(rng.range(1, 20)),
             sleep: rng.range(0, 20) as f64 / 1000.0,
-            in_tx: rng.next() % 2 == 0,
-            whole: rng.next() % 8 == 0,
+            in_tx: rng.next().is_multiple_of(2),
+            whole: rng.next().is_multiple_of(8),
         };
         tally.ops.fetch_add(1, Ordering::Relaxed);
         let sent = AtomicBool::new(false);

@@ -148,10 +148,11 @@ fn binding(
     let plus_offered = mechanisms.iter().any(|m| m == auth::SCRAM_SHA_256_PLUS);
     let plain_offered = mechanisms.iter().any(|m| m == auth::SCRAM_SHA_256);
     let mode = config.channel_binding;
-    if mode != ChannelBindingMode::Disable && plus_offered {
-        if let Some(hash) = &channel.end_point {
-            return Ok(ChannelBinding::TlsServerEndPoint(hash.clone()));
-        }
+    if mode != ChannelBindingMode::Disable
+        && plus_offered
+        && let Some(hash) = &channel.end_point
+    {
+        return Ok(ChannelBinding::TlsServerEndPoint(hash.clone()));
     }
     if mode == ChannelBindingMode::Require {
         return Err(auth_error(match (channel.tls, plus_offered) {
