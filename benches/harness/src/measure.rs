@@ -140,7 +140,15 @@ pub fn report_spins(r: &mut crate::child::ChildResult) {
 
 /// "found data / ran out" for a child's result, for the rep line of a stream workload.
 pub fn spins_text(r: &crate::child::ChildResult) -> String {
-    let (hits, misses) = (r.get("spin_hits"), r.get("spin_misses"));
+    counts_text(r.get("spin_hits"), r.get("spin_misses"))
+}
+
+/// "found data / ran out" for a connection's read-spin counts (empty when it never spun).
+pub fn spin_counts_text(c: pgkeel::ReadSpinCounts) -> String {
+    counts_text(c.hits as f64, c.misses as f64)
+}
+
+fn counts_text(hits: f64, misses: f64) -> String {
     if hits + misses == 0.0 {
         String::new()
     } else {
@@ -151,6 +159,17 @@ pub fn spins_text(r: &crate::child::ChildResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spin_counts_show_only_when_the_connection_spun() {
+        let none = pgkeel::ReadSpinCounts::default();
+        assert_eq!(spin_counts_text(none), "");
+        let some = pgkeel::ReadSpinCounts {
+            hits: 33,
+            misses: 2,
+        };
+        assert_eq!(spin_counts_text(some), "  read spins 33 found / 2 out");
+    }
 
     #[test]
     fn summary_of_odd_and_even_counts() {

@@ -85,11 +85,11 @@ async fn one(driver: Driver, url: &str, sizes: &Sizes) -> (Measured, Option<f64>
             let m = timed_watching(tasks, ctl, warm, measure, &[pid]).await;
             let c = conn.pipeline_counts();
             let per_write = c.calls as f64 / c.writes.max(1) as f64;
-            let pgkeel::ReadSpinCounts { hits, misses } = conn.read_spin_counts();
             eprintln!(
-                "shared-conn   pgkeel: {} calls in {} writes ({per_write:.1} per write); \
-                 read spins: {hits} found data, {misses} ran out",
-                c.calls, c.writes
+                "shared-conn   pgkeel: {} calls in {} writes ({per_write:.1} per write){}",
+                c.calls,
+                c.writes,
+                crate::measure::spin_counts_text(conn.read_spin_counts())
             );
             (m, Some(per_write))
         }
