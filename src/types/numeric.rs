@@ -317,9 +317,9 @@ mod decimal {
 
     impl<'a> FromSql<'a> for Decimal {
         fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
-            let fast = super::super::numeric_fast::mantissa_scale(raw);
-            if let Some(d) = fast.and_then(|(m, s)| Decimal::try_from_i128_with_scale(m, s).ok())
-                && *ty == Type::NUMERIC
+            if *ty == Type::NUMERIC
+                && let Some((m, s)) = super::super::numeric_fast::mantissa_scale(raw)
+                && let Ok(d) = Decimal::try_from_i128_with_scale(m, s)
             {
                 return Ok(d);
             }
