@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: a fresh database per test on the test kit's
-//! throwaway cluster, a watcher connection for `pg_stat_activity`, and `Cancellable`.
+//! throwaway cluster, a watcher connection for `pg_stat_activity`, polling a pool's status, and
+//! `Cancellable`.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -7,8 +8,21 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use pgkeel::Connection;
+use pgkeel::pool::Status;
+use pgkeel::{Connection, Pool};
 use pgkeel_testkit::TestDb;
+
+/// Polls `pool.status()` until `done` holds, for at most `within`.
+pub async fn status_until(pool: &Pool, within: Duration, done: impl Fn(&Status) -> bool) -> Status {
+    let started = Instant::now();
+    loop {
+        let s = pool.status();
+        if done(&s) || started.elapsed() >= within {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// `url` with one more query parameter (`?` or `&` as the URL needs).
 pub fn with_param(url: &str, param: &str) -> String {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use pgkeel::{Error, Pool};
 use pgkeel_testkit::Cluster;
 
+use crate::common;
+
 async fn started(what: &str, f: fn() -> Result<Cluster, pgkeel_testkit::TestkitError>) -> Cluster {
     tokio::task::spawn_blocking(f)
         .await
@@ -113,8 +115,8 @@ async fn a_read_only_error_on_a_pool_that_asks_for_any_server_does_not_evict() {
         .unwrap_err();
     assert_eq!(err.code(), Some("25006"));
     drop(tx);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let s = pool.status();
+    // The dropped transaction is rolled back in the background; wait for its return.
+    let s = common::status_until(&pool, Duration::from_secs(5), |s| s.idle == 1).await;
     assert_eq!((s.evicted_read_only, s.idle), (0, 1), "{s:?}");
 }
 
