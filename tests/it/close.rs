@@ -230,7 +230,7 @@ async fn dropping_the_last_handle_does_not_block_and_ends_the_session() {
     conn.execute("SELECT 1", &[]).await.unwrap();
     let started = Instant::now();
     drop(conn);
-    assert!(started.elapsed() < Duration::from_millis(10));
+    assert!(started.elapsed() < Duration::from_millis(50));
     wait_gone(&watcher, pid, Duration::from_secs(1)).await;
 }
 
@@ -245,7 +245,7 @@ async fn dropping_the_last_handle_while_a_stream_holds_the_wire_does_not_block()
         .unwrap();
     let started = Instant::now();
     drop(conn);
-    assert!(started.elapsed() < Duration::from_millis(10));
+    assert!(started.elapsed() < Duration::from_millis(50));
     // The stream owns the wire and reads on to its end.
     let rows: Vec<i32> = (&mut stream)
         .map(|r| r.unwrap().get::<_, i32>(0))
@@ -268,7 +268,7 @@ async fn dropping_the_last_handle_while_a_transaction_is_open_does_not_block_or_
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     let started = Instant::now();
     drop(conn);
-    assert!(started.elapsed() < Duration::from_millis(10));
+    assert!(started.elapsed() < Duration::from_millis(50));
     drop(tx);
     wait_gone(&watcher, pid, Duration::from_secs(1)).await;
     let n: i64 = watcher
